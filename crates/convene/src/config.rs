@@ -1,0 +1,47 @@
+//! The whole configuration: embedded defaults, then the TOML file, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The one XMPP domain; `conference.D`, `guest.D`, `auth.D` and `focus.D` derive from it.
+    pub domain: String,
+    /// Where accounts, the generated TLS certificate and other state are kept.
+    pub data_dir: PathBuf,
+    /// HTTP listener: web client, XMPP over WebSocket, bridge channel, metrics.
+    pub http_listen: SocketAddr,
+    pub xmpp: convene_xmpp::Config,
+    pub bridge: convene_bridge::Config,
+    pub focus: convene_focus::Config,
+    pub web: convene_web::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            domain: "localhost".into(),
+            data_dir: PathBuf::from("data"),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            xmpp: Default::default(),
+            bridge: Default::default(),
+            focus: Default::default(),
+            web: Default::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults overlaid with the TOML file at `path`.
+    pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+}
