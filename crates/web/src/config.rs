@@ -5,10 +5,24 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    /// Send camera video as three simulcast layers (`config.disableSimulcast` when false).
+    pub simulcast: bool,
+    /// Show the pre-join screen (name, camera and microphone preview) before joining.
+    pub prejoin: bool,
+    /// Camera capture height asked of the browser (`config.resolution`).
+    pub resolution: u32,
+    /// Name shown in the page title and on the home page.
+    pub app_name: String,
+}
 
 impl Default for Config {
     fn default() -> Self {
-        Self {}
+        Self {
+            simulcast: true,
+            prejoin: true,
+            resolution: 720,
+            app_name: "Convene".into(),
+        }
     }
 }

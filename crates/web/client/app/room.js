@@ -1,0 +1,478 @@
+// @ts-check
+/**
+ * The room page: pre-join screen, then the meeting (grid, toolbar, chat, participants),
+ * with automatic rejoin after a lost connection. Protocol work is in `../lib/`.
+ */
+
+import { Conference } from '../lib/conference.js';
+import { byId, h } from './dom.js';
+import { Grid } from './grid.js';
+import { icons } from './icons.js';
+import { listDevices, openLocalMedia } from './media.js';
+import { ROOM_NAME, loadSettings } from './settings.js';
+
+const { config, userInfo } = loadSettings();
+const room = decodeURIComponent(location.pathname.slice(1));
+const LOCAL = 'local';
+const SPEAKING_LEVEL = 0.02;
+
+/** Everything the page shows, kept in one place. */
+const state = {
+  displayName: userInfo.displayName ?? localStorage.getItem('convene.displayName') ?? '',
+  /** @type {MediaStreamTrack | null} */ mic: null,
+  /** @type {MediaStreamTrack | null} */ cam: null,
+  micMuted: !!config.startWithAudioMuted,
+  camMuted: !!config.startWithVideoMuted,
+  /** @type {MediaStreamTrack | null} */ screen: null,
+  /** @type {Conference | undefined} */ conference: undefined,
+  unread: 0,
+  /** @type {string | undefined} */ dominant: undefined,
+  left: false,
+  reconnectDelay: 1000,
+  /** @type {number | undefined} when the room link was opened (for the test's timing) */
+  openedAt: performance.now(),
+};
+
+// Test and debugging hook: the current conference and its PeerConnection.
+Object.assign(window, {
+  convene: {
+    get conference() {
+      return state.conference;
+    },
+    get pc() {
+      return state.conference?.session?.pc;
+    },
+    state,
+  },
+});
+
+document.title = `${room} · ${config.appName ?? 'Convene'}`;
+
+if (!ROOM_NAME.test(room)) {
+  showEnded('This meeting name is not valid.', '');
+} else if (config.prejoinConfig?.enabled === false) {
+  startWithoutPrejoin();
+} else {
+  showPrejoin();
+}
+
+// ---------------------------------------------------------------------------- banner
+
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let bannerTimer;
+/** @param {string} text @param {'error' | 'info'} kind @param {number} [hideAfterMs] */
+function banner(text, kind, hideAfterMs) {
+  const el = byId('banner');
+  el.textContent = text;
+  el.className = `banner ${kind}`;
+  el.hidden = false;
+  clearTimeout(bannerTimer);
+  if (hideAfterMs) bannerTimer = setTimeout(() => (el.hidden = true), hideAfterMs);
+}
+
+// ---------------------------------------------------------------------------- pre-join
+
+async function showPrejoin() {
+  byId('prejoin').hidden = false;
+  byId('prejoin-title').textContent = `Join “${room}”`;
+  const nameInput = /** @type {HTMLInputElement} */ (byId('name'));
+  nameInput.value = state.displayName;
+  const micSelect = /** @type {HTMLSelectElement} */ (byId('mic-select'));
+  const camSelect = /** @type {HTMLSelectElement} */ (byId('cam-select'));
+  const preview = /** @type {HTMLVideoElement} */ (byId('preview'));
+
+  const refreshPreview = () => {
+    const on = !!state.cam && !state.camMuted;
+    preview.srcObject = on && state.cam ? new MediaStream([state.cam]) : null;
+    byId('preview-off').hidden = on;
+    setToggle(byId('pre-mic'), !state.micMuted && !!state.mic, icons.mic, icons.micOff, 'microphone');
+    setToggle(byId('pre-cam'), on, icons.cam, icons.camOff, 'camera');
+  };
+
+  /** @param {{ micId?: string, camId?: string }} ids */
+  const acquire = async (ids) => {
+    state.mic?.stop();
+    state.cam?.stop();
+    const media = await openLocalMedia({ ...ids, height: config.resolution ?? 720, audio: true, video: true });
+    state.mic = media.audio;
+    state.cam = media.video;
+    showMediaErrors(media.errors);
+    const { mics, cams } = await listDevices();
+    fillSelect(micSelect, mics, state.mic?.getSettings().deviceId);
+    fillSelect(camSelect, cams, state.cam?.getSettings().deviceId);
+    refreshPreview();
+  };
+
+  micSelect.onchange = () => acquire({ micId: micSelect.value, camId: camSelect.value });
+  camSelect.onchange = () => acquire({ micId: micSelect.value, camId: camSelect.value });
+  byId('pre-mic').onclick = () => {
+    state.micMuted = !state.micMuted;
+    refreshPreview();
+  };
+  byId('pre-cam').onclick = () => {
+    state.camMuted = !state.camMuted;
+    refreshPreview();
+  };
+  const join = () => {
+    state.displayName = nameInput.value.trim().slice(0, 64);
+    localStorage.setItem('convene.displayName', state.displayName);
+    byId('prejoin').hidden = true;
+    preview.srcObject = null;
+    enterMeeting();
+  };
+  byId('join').onclick = join;
+  nameInput.onkeydown = (ev) => {
+    if (ev.key === 'Enter') join();
+  };
+  await acquire({});
+}
+
+/** @param {string[]} errors */
+function showMediaErrors(errors) {
+  const el = byId('media-error');
+  el.textContent = errors.join(' ');
+  el.hidden = errors.length === 0;
+  if (errors.length > 0 && byId('prejoin').hidden) banner(errors.join(' '), 'error', 10_000);
+}
+
+/**
+ * @param {HTMLSelectElement} select @param {MediaDeviceInfo[]} devices @param {string | undefined} current
+ */
+function fillSelect(select, devices, current) {
+  select.replaceChildren(
+    ...devices.map((d, i) => {
+      const option = h('option', undefined, d.label || `Device ${i + 1}`);
+      option.value = d.deviceId;
+      option.selected = d.deviceId === current;
+      return option;
+    }),
+  );
+  select.disabled = devices.length === 0;
+}
+
+async function startWithoutPrejoin() {
+  const media = await openLocalMedia({ height: config.resolution ?? 720, audio: true, video: true });
+  state.mic = media.audio;
+  state.cam = media.video;
+  showMediaErrors(media.errors);
+  enterMeeting();
+}
+
+// ---------------------------------------------------------------------------- meeting
+
+/** @type {Grid} */
+let grid;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let constraintsTimer;
+/** @type {Set<string> | undefined} */
+let forwarded;
+
+function enterMeeting() {
+  byId('meeting').hidden = false;
+  grid = new Grid(byId('grid'), () => {
+    clearTimeout(constraintsTimer);
+    constraintsTimer = setTimeout(sendConstraints, 200);
+  });
+  const local = grid.ensure(LOCAL, `${state.displayName || 'Me'} (you)`, { local: true });
+  local.setVideo(state.cam && !state.camMuted ? state.cam : null);
+  setupToolbar();
+  setupChat();
+  setInterval(updateSpeaking, 300);
+  connect();
+}
+
+async function connect() {
+  const conference = new Conference(config, room, state.displayName);
+  state.conference = conference;
+  conference.on('participant-joined', (p) => {
+    const tile = grid.ensure(p.id, p.displayName || 'Guest');
+    applyParticipant(tile, p);
+    renderPeople();
+  });
+  conference.on('participant-updated', (p) => {
+    const tile = grid.ensure(p.id, p.displayName || 'Guest');
+    applyParticipant(tile, p);
+    const screen = grid.tiles.get(`${p.id}-v1`);
+    if (screen && p.sources[`${p.id}-v1`]?.muted !== false) grid.remove(`${p.id}-v1`);
+    renderPeople();
+  });
+  conference.on('participant-left', (id) => {
+    for (const key of [...grid.tiles.keys()]) if (key === id || key.startsWith(`${id}-`)) grid.remove(key);
+    renderPeople();
+  });
+  conference.on('track-added', ({ endpointId, sourceName, kind, videoType, track }) => {
+    const name = conference.participants.get(endpointId)?.displayName || 'Guest';
+    if (kind === 'audio') {
+      grid.ensure(endpointId, name).setAudio(track);
+    } else if (videoType === 'desktop') {
+      grid.ensure(sourceName, `${name} (screen)`, { screen: true }).setVideo(track);
+    } else {
+      const tile = grid.ensure(endpointId, name);
+      tile.setVideo(track);
+      applyParticipant(tile, conference.participants.get(endpointId));
+    }
+    sendConstraints();
+  });
+  conference.on('track-removed', (sourceName) => {
+    if (grid.tiles.get(sourceName)?.el.classList.contains('screen')) grid.remove(sourceName);
+    else grid.tiles.get(sourceName.replace(/-v\d+$/, ''))?.setVideo(null);
+  });
+  conference.on('dominant-speaker', (id) => {
+    state.dominant = id;
+    for (const [key, tile] of grid.tiles) tile.setDominant(key === id || (key === LOCAL && id === conference.endpointId));
+  });
+  conference.on('forwarded-sources', (names) => {
+    forwarded = names;
+    for (const [id, p] of conference.participants) applyParticipant(grid.ensure(id, p.displayName || 'Guest'), p);
+  });
+  conference.on('chat', addChatMessage);
+  conference.on('simulcast', (on) => {
+    if (!on && !config.disableSimulcast) console.warn('simulcast unavailable: sending a single video layer');
+  });
+  conference.on('disconnected', ({ reason }) => onDisconnected(reason));
+
+  try {
+    await conference.join({ audio: state.micMuted ? null : state.mic, video: state.camMuted ? null : state.cam });
+    if (state.reconnectDelay > 1000) banner('Reconnected.', 'info', 3000);
+    else byId('banner').hidden = true;
+    state.reconnectDelay = 1000;
+    renderPeople();
+  } catch (err) {
+    conference.leave();
+    onDisconnected(err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** @param {string} reason */
+function onDisconnected(reason) {
+  if (state.left) return;
+  for (const key of [...grid.tiles.keys()]) if (key !== LOCAL) grid.remove(key);
+  stopScreenShare(false);
+  const seconds = Math.round(state.reconnectDelay / 1000);
+  banner(`Connection lost (${reason}). Reconnecting in ${seconds} s…`, 'error');
+  setTimeout(() => {
+    if (!state.left) connect();
+  }, state.reconnectDelay);
+  state.reconnectDelay = Math.min(state.reconnectDelay * 2, 15_000);
+}
+
+/**
+ * @param {import('./grid.js').Tile} tile
+ * @param {import('../lib/conference.js').Participant | undefined} p
+ */
+function applyParticipant(tile, p) {
+  if (!p) return;
+  tile.setName(p.displayName || 'Guest');
+  tile.setAudioMuted(p.sources[`${p.id}-a0`]?.muted === true);
+  const camMuted = p.sources[`${p.id}-v0`]?.muted === true;
+  const notForwarded = forwarded !== undefined && !forwarded.has(`${p.id}-v0`);
+  tile.setVideoOff(camMuted || notForwarded);
+}
+
+/** Tells the bridge which videos we show and at what height, from the tiles' sizes. */
+function sendConstraints() {
+  const bridge = state.conference?.bridge;
+  if (!bridge) return;
+  /** @type {Record<string, number>} */
+  const maxHeights = {};
+  for (const [key, tile] of grid.tiles) {
+    if (key === LOCAL) continue;
+    const source = tile.el.classList.contains('screen') ? key : `${key}-v0`;
+    const height = tile.el.clientHeight * (window.devicePixelRatio || 1);
+    maxHeights[source] = tile.el.classList.contains('screen') ? 1080 : height <= 200 ? 180 : height <= 400 ? 360 : 720;
+  }
+  bridge.setConstraints({ lastN: -1, onStageSources: [], defaultMaxHeight: 180, maxHeights });
+}
+
+async function updateSpeaking() {
+  const conference = state.conference;
+  const session = conference?.session;
+  if (!conference || !session) return;
+  const levels = session.remoteAudioLevels();
+  for (const [key, tile] of grid.tiles) {
+    if (key !== LOCAL) tile.setSpeaking((levels.get(key) ?? 0) > SPEAKING_LEVEL);
+  }
+  let localLevel = 0;
+  if (state.mic && !state.micMuted) {
+    const stats = await session.pc.getStats().catch(() => undefined);
+    stats?.forEach((s) => {
+      if (s.type === 'media-source' && s.kind === 'audio') localLevel = s.audioLevel ?? 0;
+    });
+  }
+  grid.tiles.get(LOCAL)?.setSpeaking(localLevel > SPEAKING_LEVEL);
+}
+
+// ---------------------------------------------------------------------------- toolbar
+
+/**
+ * @param {HTMLElement} button @param {boolean} on @param {string} iconOn @param {string} iconOff @param {string} what
+ */
+function setToggle(button, on, iconOn, iconOff, what) {
+  button.innerHTML = on ? iconOn : iconOff;
+  button.classList.toggle('off', !on);
+  const label = `${on ? 'Turn off' : 'Turn on'} ${what}`;
+  button.title = label;
+  button.setAttribute('aria-label', label);
+  button.setAttribute('aria-pressed', String(!on));
+}
+
+function renderToolbar() {
+  setToggle(byId('btn-mic'), !!state.mic && !state.micMuted, icons.mic, icons.micOff, 'microphone');
+  setToggle(byId('btn-cam'), !!state.cam && !state.camMuted, icons.cam, icons.camOff, 'camera');
+  const screen = byId('btn-screen');
+  screen.innerHTML = icons.screen;
+  screen.classList.toggle('active', !!state.screen);
+  screen.title = state.screen ? 'Stop sharing your screen' : 'Share your screen';
+  screen.setAttribute('aria-label', screen.title);
+  const chat = byId('btn-chat');
+  chat.innerHTML = icons.chat + (state.unread > 0 ? `<span class="badge" id="unread">${state.unread}</span>` : '');
+  chat.title = state.unread > 0 ? `Chat (${state.unread} unread)` : 'Chat';
+  chat.setAttribute('aria-label', chat.title);
+  const people = byId('btn-people');
+  people.innerHTML = icons.people;
+  people.title = 'Participants';
+  people.setAttribute('aria-label', 'Participants');
+  const leave = byId('btn-leave');
+  leave.innerHTML = icons.leave;
+  leave.title = 'Leave the meeting';
+  leave.setAttribute('aria-label', leave.title);
+}
+
+function setupToolbar() {
+  renderToolbar();
+  byId('btn-mic').onclick = async () => {
+    if (!state.mic) return banner('No microphone is available. Check the browser’s permission for this site.', 'error', 6000);
+    state.micMuted = !state.micMuted;
+    renderToolbar();
+    await state.conference?.setTrack('audio', state.micMuted ? null : state.mic);
+  };
+  byId('btn-cam').onclick = async () => {
+    if (!state.cam) return banner('No camera is available. Check the browser’s permission for this site.', 'error', 6000);
+    state.camMuted = !state.camMuted;
+    renderToolbar();
+    grid.tiles.get(LOCAL)?.setVideo(state.camMuted ? null : state.cam);
+    await state.conference?.setTrack('video', state.camMuted ? null : state.cam);
+  };
+  byId('btn-screen').onclick = () => (state.screen ? stopScreenShare(true) : startScreenShare());
+  byId('btn-chat').onclick = () => togglePanel('chat');
+  byId('btn-people').onclick = () => togglePanel('people');
+  byId('btn-leave').onclick = () => {
+    state.left = true;
+    state.conference?.leave();
+    stopScreenShare(false);
+    state.mic?.stop();
+    state.cam?.stop();
+    byId('meeting').hidden = true;
+    showEnded('You left the meeting', '');
+  };
+  for (const button of document.querySelectorAll('[data-close]')) {
+    /** @type {HTMLElement} */ (button).onclick = () => togglePanel(/** @type {'chat' | 'people'} */ (/** @type {HTMLElement} */ (button).dataset.close));
+  }
+}
+
+async function startScreenShare() {
+  const conference = state.conference;
+  if (!conference?.session) return banner('Screen sharing starts once the media connection is up.', 'info', 4000);
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
+  } catch (err) {
+    if (err instanceof Error && err.name !== 'NotAllowedError') banner(`Screen sharing failed: ${err.message}`, 'error', 6000);
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  if (!track) return;
+  state.screen = track;
+  track.onended = () => stopScreenShare(true);
+  grid.ensure(`${LOCAL}-v1`, 'Your screen', { local: true, screen: true }).setVideo(track);
+  renderToolbar();
+  await conference.startScreenShare(track);
+}
+
+/** @param {boolean} notify tell the others (false when the conference is gone anyway) */
+function stopScreenShare(notify) {
+  const track = state.screen;
+  if (!track) return;
+  state.screen = null;
+  track.onended = null;
+  track.stop();
+  grid?.remove(`${LOCAL}-v1`);
+  renderToolbar();
+  if (notify) state.conference?.stopScreenShare();
+}
+
+/** @param {'chat' | 'people'} which */
+function togglePanel(which) {
+  const panel = byId(`${which}-panel`);
+  const open = panel.hidden === true;
+  byId('chat-panel').hidden = true;
+  byId('people-panel').hidden = true;
+  panel.hidden = !open;
+  byId('btn-chat').classList.toggle('active', which === 'chat' && open);
+  byId('btn-people').classList.toggle('active', which === 'people' && open);
+  if (which === 'chat' && open) {
+    state.unread = 0;
+    /** @type {HTMLInputElement} */ (byId('chat-input')).focus();
+  }
+  renderToolbar();
+  grid.layout();
+}
+
+// ---------------------------------------------------------------------------- chat & people
+
+function setupChat() {
+  const form = /** @type {HTMLFormElement} */ (byId('chat-form'));
+  const input = /** @type {HTMLInputElement} */ (byId('chat-input'));
+  form.onsubmit = (ev) => {
+    ev.preventDefault();
+    if (!input.value.trim()) return;
+    state.conference?.sendChat(input.value);
+    input.value = '';
+  };
+}
+
+/** @param {import('../lib/conference.js').ChatMessage} m */
+function addChatMessage(m) {
+  const list = byId('chat-messages');
+  const item = h('li', `chat-message${m.self ? ' self' : ''}`);
+  const meta = h('div', 'meta');
+  meta.append(h('strong', undefined, m.self ? 'You' : m.displayName || 'Guest'), h('time', undefined, new Date(m.timestamp).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })));
+  item.append(meta, h('p', 'text', m.text));
+  list.append(item);
+  list.scrollTop = list.scrollHeight;
+  if (!m.self && !m.history && byId('chat-panel').hidden) {
+    state.unread++;
+    renderToolbar();
+  }
+}
+
+function renderPeople() {
+  const conference = state.conference;
+  const list = byId('people-list');
+  const people = [
+    { name: `${state.displayName || 'Me'} (you)`, mic: !!state.mic && !state.micMuted, cam: !!state.cam && !state.camMuted },
+    ...[...(conference?.participants.values() ?? [])].map((p) => ({
+      name: p.displayName || 'Guest',
+      mic: p.sources[`${p.id}-a0`]?.muted !== true,
+      cam: p.sources[`${p.id}-v0`]?.muted !== true,
+    })),
+  ];
+  byId('people-count').textContent = `(${people.length})`;
+  list.replaceChildren(
+    ...people.map((p) => {
+      const li = h('li', 'person');
+      const status = h('span', 'status');
+      status.innerHTML = (p.mic ? icons.mic : icons.micOff) + (p.cam ? icons.cam : icons.camOff);
+      li.append(h('span', 'person-name', p.name), status);
+      return li;
+    }),
+  );
+}
+
+/** @param {string} title @param {string} reason */
+function showEnded(title, reason) {
+  byId('ended').hidden = false;
+  byId('ended-title').textContent = title;
+  byId('ended-reason').textContent = reason;
+  byId('rejoin').onclick = () => location.reload();
+}

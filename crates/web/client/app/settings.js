@@ -1,0 +1,35 @@
+// @ts-check
+/** The client configuration: the server's `config.js` with the URL hash overrides applied. */
+
+import { mergeConfig, parseHashConfig } from '../lib/hash-config.js';
+
+/**
+ * @typedef {object} ClientConfig
+ * @property {{ domain: string, muc: string, focus?: string }} hosts
+ * @property {string} websocket
+ * @property {string} [focusUserJid]
+ * @property {{ enabled?: boolean }} [p2p]
+ * @property {boolean} [disableSimulcast]
+ * @property {number} [resolution]
+ * @property {{ enabled?: boolean }} [prejoinConfig]
+ * @property {string} [appName]
+ * @property {boolean} [startWithAudioMuted]
+ * @property {boolean} [startWithVideoMuted]
+ */
+
+/** @returns {{ config: ClientConfig, userInfo: { displayName?: string } }} */
+export function loadSettings() {
+  const overrides = parseHashConfig(location.hash);
+  const config = mergeConfig(/** @type {ClientConfig & Record<string, unknown>} */ (globalThis.config), overrides.config);
+  const name = overrides.userInfo.displayName;
+  return { config, userInfo: { displayName: typeof name === 'string' ? name : undefined } };
+}
+
+/** Room names as the server accepts them in a URL (the MUC node part). */
+export const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** @param {string} input free text typed by a person @returns {string} a valid room name or '' */
+export function roomNameFromInput(input) {
+  const name = input.trim().replace(/\s+/g, '-').replace(/[^A-Za-z0-9_-]/g, '');
+  return ROOM_NAME.test(name) ? name : '';
+}

@@ -1,0 +1,428 @@
+// @ts-check
+/**
+ * A conference as a Jitsi client joins it: XMPP login, the conference request to the
+ * focus, the MUC join with our presence (display name, mute state), chat, the Jingle
+ * session the focus opens with us, and the bridge channel. One `Conference` is one join;
+ * after a lost connection the UI creates a new one.
+ */
+
+import { BridgeChannel } from './bridge-channel.js';
+import { Emitter } from './emitter.js';
+import { parseJingle } from './jingle-sdp.js';
+import { JingleSession } from './jingle-session.js';
+import { NS, XmlElement, xml } from './xml.js';
+import { IqError, XmppConnection, errorCondition } from './xmpp.js';
+
+/**
+ * @typedef {object} ServerConfig the fields of `config.js` the protocol needs
+ * @property {{ domain: string, muc: string, focus?: string }} hosts
+ * @property {string} websocket
+ * @property {string} [focusUserJid]
+ * @property {boolean} [disableSimulcast]
+ */
+
+/**
+ * @typedef {object} Participant
+ * @property {string} id endpoint id (MUC nick)
+ * @property {string} displayName
+ * @property {string} role
+ * @property {Record<string, { muted?: boolean, videoType?: string }>} sources SourceInfo
+ */
+
+/**
+ * @typedef {object} ChatMessage
+ * @property {string} from endpoint id
+ * @property {string} displayName
+ * @property {string} text
+ * @property {boolean} self
+ * @property {boolean} history delivered from the room's history
+ * @property {number} timestamp
+ */
+
+/**
+ * @typedef {object} ConferenceEvents
+ * @property {{ endpointId: string, role: string }} joined
+ * @property {Participant} participant-joined
+ * @property {Participant} participant-updated
+ * @property {string} participant-left endpoint id
+ * @property {{ endpointId: string, sourceName: string, kind: 'audio' | 'video', videoType: string, track: MediaStreamTrack }} track-added
+ * @property {string} track-removed source name
+ * @property {ChatMessage} chat
+ * @property {string} dominant-speaker endpoint id
+ * @property {Set<string>} forwarded-sources
+ * @property {{ reason: string }} disconnected the connection or the conference is lost
+ * @property {JingleSession} media-session a new media session (PeerConnection) started
+ * @property {boolean} simulcast whether our camera sends simulcast layers
+ */
+
+const MAX_CHAT_LENGTH = 10_000;
+const CONFERENCE_RETRIES = 6;
+
+/** @extends {Emitter<ConferenceEvents>} */
+export class Conference extends Emitter {
+  /** @type {Map<string, Participant>} */
+  participants = new Map();
+  /** @type {JingleSession | undefined} */
+  session;
+  /** @type {BridgeChannel | undefined} */
+  bridge;
+  endpointId = '';
+  #focusJid = '';
+  #joined = false;
+  #left = false;
+  /** @type {{ audio: MediaStreamTrack | null, video: MediaStreamTrack | null }} */
+  #tracks = { audio: null, video: null };
+  #screenSharing = false;
+
+  /**
+   * @param {ServerConfig} config
+   * @param {string} room room name (the MUC node part, lower case)
+   * @param {string} displayName
+   */
+  constructor(config, room, displayName) {
+    super();
+    this.config = config;
+    this.room = room.toLowerCase();
+    this.roomJid = `${this.room}@${config.hosts.muc}`;
+    this.displayName = displayName;
+    this.xmpp = new XmppConnection(`${config.websocket}?room=${encodeURIComponent(this.room)}`, config.hosts.domain);
+    this.xmpp.on('presence', (p) => this.#onPresence(p));
+    this.xmpp.on('message', (m) => this.#onMessage(m));
+    this.xmpp.on('disconnected', ({ reason }) => this.#fail(reason));
+    this.xmpp.onIq(NS.jingle, (iq) => this.#onJingle(iq));
+  }
+
+  /**
+   * Connects, asks the focus for the room and joins it.
+   * @param {{ audio: MediaStreamTrack | null, video: MediaStreamTrack | null }} tracks
+   */
+  async join(tracks) {
+    this.#tracks = { ...tracks };
+    const jid = await this.xmpp.connect();
+    this.endpointId = endpointIdFromJid(jid);
+    await this.#requestConference();
+    await this.#joinRoom();
+  }
+
+  get ownJid() {
+    return `${this.roomJid}/${this.endpointId}`;
+  }
+
+  /** The focus must have the room ready before we join (Jitsi's conference request). */
+  async #requestConference() {
+    const focus = this.config.hosts.focus ?? `focus.${this.config.hosts.domain}`;
+    let delay = 1000;
+    for (let attempt = 0; ; attempt++) {
+      const iq = xml('iq', { type: 'set', to: focus }, [
+        xml('conference', { xmlns: NS.focus, room: this.roomJid, 'machine-uid': machineUid() }, [
+          xml('property', { name: 'rtcstatsEnabled', value: 'false' }),
+        ]),
+      ]);
+      let reply;
+      try {
+        reply = await this.xmpp.request(iq);
+      } catch (err) {
+        const condition = err instanceof IqError ? err.condition : String(err);
+        throw new Error(`the conference service refused the room (${condition})`);
+      }
+      const conference = reply.child('conference', NS.focus);
+      const focusJid = conference?.attr('focusjid') ?? this.config.focusUserJid;
+      if (focusJid) this.#focusJid = focusJid;
+      if (conference?.attr('ready') === 'true') return;
+      if (attempt >= CONFERENCE_RETRIES) throw new Error('the conference did not become ready');
+      await new Promise((r) => setTimeout(r, delay));
+      delay *= 2;
+    }
+  }
+
+  /** Sends the join presence and waits for our own presence back (status 110). */
+  async #joinRoom() {
+    const joined = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the room did not answer the join')), 15_000);
+      const off = this.xmpp.on('presence', (p) => {
+        const from = p.attr('from') ?? '';
+        if (from !== this.ownJid) return;
+        if (p.attr('type') === 'error') {
+          clearTimeout(timer);
+          off();
+          reject(new Error(`cannot join the room (${errorCondition(p)})`));
+        } else if (p.attr('type') !== 'unavailable') {
+          clearTimeout(timer);
+          off();
+          resolve(p);
+        }
+      });
+    });
+    this.xmpp.send(this.#presence(true));
+    const self = /** @type {XmlElement} */ (await joined);
+    this.#joined = true;
+    const role = self.child('x', NS.mucUser)?.child('item')?.attr('role') ?? 'participant';
+    this.emit('joined', { endpointId: this.endpointId, role });
+  }
+
+  /** @param {boolean} [initial] the first presence carries the MUC join element */
+  #presence(initial = false) {
+    const ep = this.endpointId;
+    /** @type {Record<string, { muted: boolean, videoType?: string }>} */
+    const sources = {
+      [`${ep}-a0`]: { muted: !this.#tracks.audio },
+      [`${ep}-v0`]: { muted: !this.#tracks.video },
+    };
+    if (this.#screenSharing) sources[`${ep}-v1`] = { muted: false, videoType: 'desktop' };
+    return xml('presence', { to: this.ownJid }, [
+      initial ? xml('x', { xmlns: NS.muc }) : undefined,
+      xml('nick', { xmlns: NS.nick }, this.displayName),
+      xml('SourceInfo', {}, JSON.stringify(sources)),
+      xml('jitsi_participant_codecList', {}, 'vp8'),
+      xml('audiomuted', {}, String(!this.#tracks.audio)),
+      xml('videomuted', {}, String(!this.#tracks.video)),
+    ]);
+  }
+
+  #sendPresence() {
+    if (this.#joined && this.xmpp.connected) this.xmpp.send(this.#presence());
+  }
+
+  /** @param {XmlElement} p */
+  #onPresence(p) {
+    const from = p.attr('from') ?? '';
+    if (!from.startsWith(`${this.roomJid}/`) || p.attr('type') === 'error') return;
+    const nick = from.slice(this.roomJid.length + 1);
+    const item = p.child('x', NS.mucUser)?.child('item');
+    const realJid = item?.attr('jid') ?? '';
+    const isFocus = nick === 'focus' || (this.#focusJid !== '' && realJid.startsWith(`${this.#focusJid}/`));
+    if (isFocus) {
+      if (p.attr('type') === 'unavailable' && this.#joined) this.#fail('the conference focus left');
+      return;
+    }
+    if (nick === this.endpointId) return;
+    if (p.attr('type') === 'unavailable') {
+      if (this.participants.delete(nick)) this.emit('participant-left', nick);
+      return;
+    }
+    /** @type {Participant['sources']} */
+    let sources = {};
+    try {
+      const parsed = JSON.parse(p.child('SourceInfo')?.text || '{}');
+      if (parsed && typeof parsed === 'object') {
+        // A participant may only describe its own sources.
+        sources = Object.fromEntries(Object.entries(parsed).filter(([name]) => name.startsWith(`${nick}-`)));
+      }
+    } catch {
+      // keep the previous state
+    }
+    const known = this.participants.get(nick);
+    /** @type {Participant} */
+    const participant = {
+      id: nick,
+      displayName: p.child('nick', NS.nick)?.text ?? known?.displayName ?? '',
+      role: item?.attr('role') ?? known?.role ?? 'participant',
+      sources,
+    };
+    this.participants.set(nick, participant);
+    this.emit(known ? 'participant-updated' : 'participant-joined', participant);
+  }
+
+  /** @param {XmlElement} m */
+  #onMessage(m) {
+    const from = m.attr('from') ?? '';
+    if (m.attr('type') !== 'groupchat' || !from.startsWith(`${this.roomJid}/`)) return;
+    const text = m.child('body')?.text;
+    if (!text) return;
+    const nick = from.slice(this.roomJid.length + 1);
+    const stamp = m.child('delay', NS.delay)?.attr('stamp');
+    this.emit('chat', {
+      from: nick,
+      displayName: this.participants.get(nick)?.displayName || m.child('nick', NS.nick)?.text || nick,
+      text: text.slice(0, MAX_CHAT_LENGTH),
+      self: nick === this.endpointId,
+      history: !!stamp,
+      timestamp: stamp ? Date.parse(stamp) || Date.now() : Date.now(),
+    });
+  }
+
+  /**
+   * Jingle from the focus: ack at once, then act on it in order.
+   * @param {XmlElement} iq
+   */
+  #onJingle(iq) {
+    if (iq.attr('from') !== `${this.roomJid}/focus`) throw new IqError('not-authorized');
+    const jingle = /** @type {XmlElement} */ (iq.child('jingle', NS.jingle));
+    const action = jingle.attr('action');
+    const sid = jingle.attr('sid') ?? '';
+    if (action === 'session-initiate') {
+      if (this.session?.sid === sid) throw new IqError('service-unavailable');
+      this.#startSession(sid, jingle);
+      return undefined;
+    }
+    if (!this.session || this.session.sid !== sid) throw new IqError('item-not-found');
+    const session = this.session;
+    switch (action) {
+      case 'source-add':
+        session.sourceAdd(jingle);
+        break;
+      case 'source-remove':
+        session.sourceRemove(jingle);
+        break;
+      case 'transport-info':
+        session.transportInfo(jingle);
+        break;
+      case 'session-terminate':
+        this.#endSession(false);
+        break;
+      default:
+        throw new IqError('bad-request');
+    }
+    return undefined;
+  }
+
+  /** @param {string} sid @param {XmlElement} jingle */
+  #startSession(sid, jingle) {
+    const offer = parseJingle(jingle); // throws (→ bad-request) on malformed input
+    this.#endSession(false);
+    const session = new JingleSession(
+      {
+        xmpp: this.xmpp,
+        focusJid: `${this.roomJid}/focus`,
+        ownJid: this.ownJid,
+        endpointId: this.endpointId,
+        simulcast: !this.config.disableSimulcast,
+        tracks: { audio: this.#tracks.audio ?? undefined, video: this.#tracks.video ?? undefined },
+      },
+      sid,
+      offer,
+      `${this.roomJid}/focus`,
+    );
+    this.session = session;
+    session.on('track', ({ source, track }) => {
+      this.emit('track-added', {
+        endpointId: source.owner,
+        sourceName: source.name,
+        kind: source.kind,
+        videoType: source.videoType ?? 'camera',
+        track,
+      });
+    });
+    session.on('source-removed', (source) => this.emit('track-removed', source.name));
+    session.on('simulcast', (on) => this.emit('simulcast', on));
+    session.on('ice-state', (state) => {
+      if (state === 'failed' && this.session === session) this.#fail('the media connection failed');
+    });
+    this.emit('media-session', session);
+    session.start().catch((err) => this.#fail(`media negotiation failed: ${err}`));
+    const url = session.webSocketUrls[0];
+    if (url) this.#openBridgeChannel(url);
+  }
+
+  /** @param {boolean} notify */
+  #endSession(notify) {
+    this.session?.close({ notify });
+    this.session = undefined;
+    this.bridge?.close();
+    this.bridge = undefined;
+  }
+
+  /** @param {string} url */
+  #openBridgeChannel(url) {
+    const bridge = new BridgeChannel(url);
+    this.bridge = bridge;
+    bridge.on('dominant-speaker', ({ endpoint }) => this.emit('dominant-speaker', endpoint));
+    bridge.on('forwarded-sources', (names) => this.emit('forwarded-sources', new Set(names)));
+    bridge.on('open', (open) => {
+      if (open) bridge.sendVideoType(`${this.endpointId}-v0`, this.#tracks.video ? 'camera' : 'none');
+    });
+  }
+
+  /**
+   * Starts or stops sending our microphone or camera.
+   * @param {'audio' | 'video'} kind @param {MediaStreamTrack | null} track null = muted
+   */
+  async setTrack(kind, track) {
+    this.#tracks[kind] = track;
+    await this.session?.setTrack(kind, track);
+    if (kind === 'video') this.bridge?.sendVideoType(`${this.endpointId}-v0`, track ? 'camera' : 'none');
+    this.#sendPresence();
+  }
+
+  /** @param {MediaStreamTrack} track */
+  async startScreenShare(track) {
+    if (!this.session) throw new Error('no media session yet');
+    this.#screenSharing = true;
+    await this.session.startScreenShare(track);
+    this.bridge?.sendVideoType(`${this.endpointId}-v1`, 'desktop');
+    this.#sendPresence();
+  }
+
+  async stopScreenShare() {
+    if (!this.#screenSharing) return;
+    this.#screenSharing = false;
+    await this.session?.stopScreenShare();
+    this.#sendPresence();
+  }
+
+  /** @param {string} text */
+  sendChat(text) {
+    const body = text.trim().slice(0, MAX_CHAT_LENGTH);
+    if (!body) return;
+    this.xmpp.send(
+      xml('message', { to: this.roomJid, type: 'groupchat', id: crypto.randomUUID() }, [
+        xml('body', {}, body),
+        xml('nick', { xmlns: NS.nick }, this.displayName),
+      ]),
+    );
+  }
+
+  /** @param {string} name */
+  setDisplayName(name) {
+    this.displayName = name;
+    this.#sendPresence();
+  }
+
+  /** Leaves the room and closes everything. */
+  leave() {
+    if (this.#left) return;
+    this.#left = true;
+    this.#endSession(true);
+    if (this.xmpp.connected) {
+      try {
+        this.xmpp.send(xml('presence', { to: this.ownJid, type: 'unavailable' }));
+      } catch {
+        // gone already
+      }
+    }
+    this.xmpp.close();
+  }
+
+  /** @param {string} reason */
+  #fail(reason) {
+    if (this.#left) return;
+    this.leave();
+    this.emit('disconnected', { reason });
+  }
+}
+
+/**
+ * Jitsi's endpoint id: the first 8 characters of the bound JID's node when they are
+ * lower-case hex (an anonymous UUID node), else 8 random hex digits.
+ * @param {string} jid
+ */
+export function endpointIdFromJid(jid) {
+  const node = jid.split('@')[0] ?? '';
+  const head = node.slice(0, 8);
+  if (/^[0-9a-f]{8}$/.test(head)) return head;
+  return Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** A stable per-browser id for the conference request, as Jitsi's `machine-uid`. */
+function machineUid() {
+  try {
+    let uid = localStorage.getItem('convene.machineUid');
+    if (!uid) {
+      uid = crypto.randomUUID();
+      localStorage.setItem('convene.machineUid', uid);
+    }
+    return uid;
+  } catch {
+    return crypto.randomUUID();
+  }
+}

@@ -1,0 +1,351 @@
+// @ts-check
+/**
+ * XMPP client over WebSocket (RFC 7395): framing, SASL ANONYMOUS, resource binding,
+ * IQ request/response tracking, answers to ping and disco#info, and a keep-alive ping
+ * that detects a dead connection. Stream management (XEP-0198) is not used: on a lost
+ * connection the conference layer rejoins from scratch.
+ */
+
+import { Emitter } from './emitter.js';
+import { NS, XmlElement, parseXml, xml } from './xml.js';
+
+/** What this client tells others it supports (disco#info), as a Jitsi client does. */
+export const CLIENT_FEATURES = [
+  NS.discoInfo,
+  NS.ping,
+  NS.jingle,
+  NS.rtp,
+  'urn:xmpp:jingle:transports:ice-udp:1',
+  'urn:xmpp:jingle:apps:dtls:0',
+  'urn:xmpp:jingle:apps:rtp:audio',
+  'urn:xmpp:jingle:apps:rtp:video',
+  'urn:ietf:rfc:4588',
+  'http://jitsi.org/tcc',
+  'http://jitsi.org/source-name',
+  'http://jitsi.org/receive-multiple-video-streams',
+];
+
+const IQ_TIMEOUT_MS = 10_000;
+const PING_INTERVAL_MS = 10_000;
+const PING_TIMEOUT_MS = 5_000;
+
+/** An IQ answered with type="error" (or not answered in time). */
+export class IqError extends Error {
+  /** @param {string} condition stanza error condition, or 'timeout' @param {XmlElement} [stanza] */
+  constructor(condition, stanza) {
+    super(`IQ failed: ${condition}`);
+    this.condition = condition;
+    this.stanza = stanza;
+  }
+}
+
+/**
+ * @typedef {object} XmppEvents
+ * @property {XmlElement} message
+ * @property {XmlElement} presence
+ * @property {{ reason: string }} disconnected the connection is gone (only after `connected`)
+ */
+
+/** @typedef {(iq: XmlElement) => XmlElement | void} IqHandler returns the result payload or nothing */
+
+/** @extends {Emitter<XmppEvents>} */
+export class XmppConnection extends Emitter {
+  /** @type {WebSocket | undefined} */
+  #socket;
+  /** @type {Map<string, { resolve: (iq: XmlElement) => void, reject: (e: Error) => void, timer: ReturnType<typeof setTimeout> }>} */
+  #pending = new Map();
+  /** @type {Map<string, IqHandler>} handlers of incoming get/set IQs, by payload namespace */
+  #iqHandlers = new Map();
+  #nextId = 0;
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  #pingTimer;
+  #lastReceived = 0;
+  #closed = false;
+  /** The bound full JID, once connected. */
+  jid = '';
+
+  /** @param {string} url WebSocket URL @param {string} domain XMPP domain */
+  constructor(url, domain) {
+    super();
+    this.url = url;
+    this.domain = domain;
+    this.onIq(NS.ping, () => undefined);
+    this.onIq(NS.discoInfo, (iq) => {
+      if (iq.attr('type') !== 'get') return undefined;
+      return xml('query', { xmlns: NS.discoInfo, node: iq.child('query')?.attr('node') }, [
+        xml('identity', { category: 'client', type: 'web', name: 'Convene' }),
+        ...CLIENT_FEATURES.map((f) => xml('feature', { var: f })),
+      ]);
+    });
+  }
+
+  /**
+   * Registers the handler for incoming get/set IQs whose payload has namespace `ns`.
+   * @param {string} ns @param {IqHandler} handler
+   */
+  onIq(ns, handler) {
+    this.#iqHandlers.set(ns, handler);
+  }
+
+  /** Opens the stream, authenticates anonymously and binds a resource. Resolves to the JID. */
+  async connect() {
+    const socket = new WebSocket(this.url, 'xmpp');
+    this.#socket = socket;
+    const frames = new FrameQueue();
+    socket.onmessage = (ev) => frames.push(typeof ev.data === 'string' ? ev.data : '');
+    socket.onclose = (ev) => {
+      frames.fail(new Error(`WebSocket closed (${ev.code})`));
+      this.#onClosed(`socket closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`);
+    };
+    await new Promise((resolve, reject) => {
+      socket.onopen = resolve;
+      socket.onerror = () => reject(new Error(`cannot reach ${this.url}`));
+    });
+
+    const features = await this.#openStream(frames);
+    const mechanisms = features.child('mechanisms', NS.sasl)?.all('mechanism').map((m) => m.text) ?? [];
+    if (!mechanisms.includes('ANONYMOUS')) throw new Error('server does not offer anonymous login');
+    this.#write(xml('auth', { xmlns: NS.sasl, mechanism: 'ANONYMOUS' }));
+    const auth = await frames.next();
+    if (auth.name !== 'success') {
+      const text = auth.child('text')?.text;
+      throw new Error(`login refused${text ? `: ${text}` : ''}`);
+    }
+    const bound = await this.#openStream(frames);
+    if (!bound.child('bind', NS.bind)) throw new Error('server offers no resource binding');
+    const id = this.#id();
+    this.#write(xml('iq', { xmlns: NS.client, type: 'set', id }, [xml('bind', { xmlns: NS.bind })]));
+    const result = await frames.next();
+    const jid = result.child('bind', NS.bind)?.child('jid')?.text;
+    if (result.attr('type') !== 'result' || result.attr('id') !== id || !jid) {
+      throw new Error('resource binding failed');
+    }
+    this.jid = jid;
+
+    socket.onmessage = (ev) => this.#onFrame(typeof ev.data === 'string' ? ev.data : '');
+    this.#lastReceived = Date.now();
+    this.#pingTimer = setInterval(() => this.#keepAlive(), PING_INTERVAL_MS);
+    return jid;
+  }
+
+  /** @param {FrameQueue} frames @returns {Promise<XmlElement>} the stream features */
+  async #openStream(frames) {
+    this.#write(xml('open', { xmlns: NS.framing, to: this.domain, version: '1.0' }));
+    const open = await frames.next();
+    if (open.name !== 'open' || open.ns !== NS.framing) throw new Error(`expected <open/>, got <${open.name}/>`);
+    const features = await frames.next();
+    if (features.name !== 'features') throw new Error(`expected stream features, got <${features.name}/>`);
+    return features;
+  }
+
+  /** @param {XmlElement} stanza */
+  send(stanza) {
+    if (stanza.ns === undefined) stanza.ns = NS.client;
+    this.#write(stanza);
+  }
+
+  /**
+   * Sends an IQ and resolves with the result stanza; rejects with IqError.
+   * @param {XmlElement} iq an `iq` element without id
+   * @param {number} [timeoutMs]
+   * @returns {Promise<XmlElement>}
+   */
+  request(iq, timeoutMs = IQ_TIMEOUT_MS) {
+    const id = this.#id();
+    iq.attrs.id = id;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new IqError('timeout'));
+      }, timeoutMs);
+      this.#pending.set(id, { resolve, reject, timer });
+      try {
+        this.send(iq);
+      } catch (err) {
+        clearTimeout(timer);
+        this.#pending.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  /** Ends the stream politely. */
+  close() {
+    if (this.#closed) return;
+    try {
+      this.#write(xml('close', { xmlns: NS.framing }));
+    } catch {
+      // already gone
+    }
+    this.#socket?.close(1000);
+    this.#onClosed('closed by us');
+  }
+
+  get connected() {
+    return !this.#closed && this.#socket?.readyState === WebSocket.OPEN;
+  }
+
+  #id() {
+    return `c${++this.#nextId}-${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  /** @param {XmlElement} el */
+  #write(el) {
+    const socket = this.#socket;
+    if (!socket || socket.readyState !== WebSocket.OPEN) throw new Error('not connected');
+    socket.send(el.toString());
+  }
+
+  /** @param {string} frame */
+  #onFrame(frame) {
+    this.#lastReceived = Date.now();
+    let stanza;
+    try {
+      stanza = parseXml(frame);
+    } catch (err) {
+      console.warn('dropping unparsable frame', err);
+      return;
+    }
+    switch (stanza.name) {
+      case 'iq':
+        this.#onIq(stanza);
+        break;
+      case 'message':
+        this.emit('message', stanza);
+        break;
+      case 'presence':
+        this.emit('presence', stanza);
+        break;
+      case 'close':
+        this.#socket?.close(1000);
+        break;
+      case 'error':
+        console.warn('stream error', stanza.toString());
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** @param {XmlElement} iq */
+  #onIq(iq) {
+    const type = iq.attr('type');
+    const id = iq.attr('id') ?? '';
+    if (type === 'result' || type === 'error') {
+      const pending = this.#pending.get(id);
+      if (!pending) return;
+      this.#pending.delete(id);
+      clearTimeout(pending.timer);
+      if (type === 'result') pending.resolve(iq);
+      else pending.reject(new IqError(errorCondition(iq), iq));
+      return;
+    }
+    const payload = iq.children[0];
+    const handler = payload?.ns ? this.#iqHandlers.get(payload.ns) : undefined;
+    /** @type {Record<string, string | undefined>} */
+    const reply = { type: 'result', id, to: iq.attr('from') };
+    if (!handler) {
+      this.send(xml('iq', { ...reply, type: 'error' }, [stanzaError('cancel', 'service-unavailable')]));
+      return;
+    }
+    try {
+      const result = handler(iq);
+      this.send(xml('iq', reply, result ? [result] : []));
+    } catch (err) {
+      const condition = err instanceof IqError ? err.condition : 'bad-request';
+      this.send(xml('iq', { ...reply, type: 'error' }, [stanzaError('modify', condition)]));
+    }
+  }
+
+  /** XEP-0199 keep-alive: ping the server when it has been quiet; close if it stays silent. */
+  async #keepAlive() {
+    if (Date.now() - this.#lastReceived < PING_INTERVAL_MS) return;
+    const ping = xml('iq', { type: 'get', to: this.domain }, [xml('ping', { xmlns: NS.ping })]);
+    try {
+      await this.request(ping, PING_TIMEOUT_MS);
+    } catch (err) {
+      if (err instanceof IqError && err.condition === 'timeout') {
+        console.warn('server did not answer a ping: dropping the connection');
+        this.#socket?.close(4000, 'ping timeout');
+        this.#onClosed('ping timeout');
+      }
+    }
+  }
+
+  /** @param {string} reason */
+  #onClosed(reason) {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#pingTimer);
+    for (const [, pending] of this.#pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new IqError('disconnected'));
+    }
+    this.#pending.clear();
+    if (this.jid) this.emit('disconnected', { reason });
+  }
+}
+
+/** @param {string} type @param {string} condition */
+export function stanzaError(type, condition) {
+  return xml('error', { type }, [xml(condition, { xmlns: NS.stanzas })]);
+}
+
+/** @param {XmlElement} stanza @returns {string} the defined condition of an error stanza */
+export function errorCondition(stanza) {
+  const error = stanza.child('error');
+  return error?.children.find((c) => c.ns === NS.stanzas && c.name !== 'text')?.name ?? 'undefined-condition';
+}
+
+/** Frames received during the login handshake, consumed one by one. */
+class FrameQueue {
+  /** @type {string[]} */
+  #frames = [];
+  /** @type {((frame: string) => void) | undefined} */
+  #waiting;
+  /** @type {((err: Error) => void) | undefined} */
+  #failWaiting;
+  /** @type {Error | undefined} */
+  #error;
+
+  /** @param {string} frame */
+  push(frame) {
+    if (this.#waiting) {
+      const w = this.#waiting;
+      this.#waiting = undefined;
+      w(frame);
+    } else this.#frames.push(frame);
+  }
+
+  /** @param {Error} err */
+  fail(err) {
+    this.#error = err;
+    this.#failWaiting?.(err);
+  }
+
+  /** @returns {Promise<XmlElement>} */
+  async next() {
+    const frame = this.#frames.shift() ?? (await this.#wait());
+    const el = parseXml(frame);
+    if (el.name === 'error' && el.ns === NS.stream) {
+      throw new Error(`stream error: ${el.children[0]?.name ?? 'unknown'}`);
+    }
+    return el;
+  }
+
+  /** @returns {Promise<string>} */
+  #wait() {
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('server did not answer')), IQ_TIMEOUT_MS);
+      this.#waiting = (f) => {
+        clearTimeout(timer);
+        resolve(f);
+      };
+      this.#failWaiting = (e) => {
+        clearTimeout(timer);
+        reject(e);
+      };
+    });
+  }
+}

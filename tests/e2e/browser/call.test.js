@@ -1,0 +1,163 @@
+// Three real headless Chromium participants in one room through a real Convene server
+// (XMPP over WebSocket, focus, bridge), all inside an isolated network namespace.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+
+import { endpointId, launchChromium, receivedMedia, requireIsolatedNetwork, startConvene, waitFor } from '../support/harness.js';
+
+const ROOM = 'e2e-call';
+const NAMES = ['Alice', 'Bob', 'Carol'];
+const MEDIA_TIMEOUT = 60_000;
+
+describe('a three-party call in the browser', { timeout: 240_000 }, () => {
+  /** @type {Awaited<ReturnType<typeof startConvene>>} */
+  let server;
+  /** @type {import('playwright-core').Browser} */
+  let browser;
+  /** @type {import('playwright-core').Page[]} */
+  const pages = [];
+  /** @type {string[]} */
+  const ids = [];
+  let failed = false;
+
+  before(async () => {
+    requireIsolatedNetwork();
+    server = await startConvene();
+    browser = await launchChromium();
+  });
+
+  after(async () => {
+    if (failed) console.log(`--- convene log ---\n${server?.log().slice(-20_000)}`);
+    await browser?.close();
+    await server?.stop();
+  });
+
+  /** @template T @param {() => Promise<T>} fn */
+  const track = async (fn) => {
+    try {
+      return await fn();
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  };
+
+  it('joins three participants from a link that skips the pre-join screen', () =>
+    track(async () => {
+      /** @type {Promise<number>[]} */
+      const firstFrame = [];
+      for (const name of NAMES) {
+        const context = await browser.newContext();
+        const page = await context.newPage();
+        page.on('console', (m) => {
+          if (m.type() === 'error' || m.type() === 'warning') console.log(`[${name}] ${m.type()}: ${m.text()}`);
+        });
+        page.on('pageerror', (e) => console.log(`[${name}] page error: ${e.message}`));
+        const opened = Date.now();
+        await page.goto(`${server.url}/${ROOM}#config.prejoinConfig.enabled=false&userInfo.displayName="${name}"`);
+        pages.push(page);
+        firstFrame.push(
+          waitFor(async () => Object.values(await receivedMedia(page)).some((m) => m.frames > 0), `${name}'s first remote frame`, MEDIA_TIMEOUT).then(
+            () => Date.now() - opened,
+          ),
+        );
+      }
+      for (const page of pages) ids.push(await waitFor(() => endpointId(page), 'the MUC join'));
+      assert.equal(new Set(ids).size, 3);
+      for (const id of ids) assert.match(id, /^[0-9a-f]{8}$/);
+
+      const times = await Promise.all(firstFrame);
+      NAMES.forEach((name, i) => {
+        console.log(`time from opening the room link to the first decoded remote video frame (${name}): ${times[i]} ms`);
+      });
+
+      // Each one decodes video and receives audio from both others (getStats, not the DOM).
+      for (const [i, page] of pages.entries()) {
+        const others = ids.filter((_, j) => j !== i);
+        await waitFor(
+          async () => {
+            const media = await receivedMedia(page);
+            return others.every((id) => (media[id]?.frames ?? 0) > 0 && (media[id]?.audioPackets ?? 0) > 0) && media;
+          },
+          `${NAMES[i]} receiving audio and video from both others`,
+          MEDIA_TIMEOUT,
+        );
+      }
+    }));
+
+  it('delivers a chat message to the others, with an unread count', () =>
+    track(async () => {
+      const [alice, bob, carol] = pages;
+      await alice.click('#btn-chat');
+      await alice.fill('#chat-input', 'hello from Alice');
+      await alice.press('#chat-input', 'Enter');
+      for (const page of [bob, carol]) {
+        await page.locator('.chat-message', { hasText: 'hello from Alice' }).waitFor({ state: 'attached', timeout: 10_000 });
+        await waitFor(async () => (await page.locator('#unread').textContent()) === '1', 'the unread badge');
+      }
+      await alice.click('#btn-chat');
+    }));
+
+  it('stops the flow when a participant mutes microphone and camera', () =>
+    track(async () => {
+      const [alice, bob] = pages;
+      const bobId = ids[1];
+      await bob.click('#btn-mic');
+      await bob.click('#btn-cam');
+      // Presence carries the mute state: Alice's tile for Bob shows the muted microphone.
+      await alice.locator(`.tile[data-key="${bobId}"] .mic-off`).waitFor({ state: 'visible', timeout: 10_000 });
+      await new Promise((r) => setTimeout(r, 1500)); // packets already in flight
+      const before = (await receivedMedia(alice))[bobId];
+      await new Promise((r) => setTimeout(r, 3000));
+      const later = (await receivedMedia(alice))[bobId];
+      assert.ok(later.frames - before.frames <= 2, `video frames kept coming: ${before.frames} → ${later.frames}`);
+      assert.ok(later.audioPackets - before.audioPackets <= 5, `audio kept coming: ${before.audioPackets} → ${later.audioPackets}`);
+      // Unmuting brings the flow back.
+      await bob.click('#btn-mic');
+      await bob.click('#btn-cam');
+      await waitFor(
+        async () => {
+          const now = (await receivedMedia(alice))[bobId];
+          return now.frames > later.frames + 5 && now.audioPackets > later.audioPackets + 10;
+        },
+        'media from Bob after unmuting',
+        MEDIA_TIMEOUT,
+      );
+    }));
+
+  it('shows a screen share to the others', () =>
+    track(async () => {
+      const [alice, bob, carol] = pages;
+      const carolId = ids[2];
+      await carol.click('#btn-screen');
+      for (const page of [alice, bob]) {
+        await waitFor(
+          async () => ((await receivedMedia(page))[carolId]?.screenFrames ?? 0) > 0,
+          'decoded screen-share frames',
+          MEDIA_TIMEOUT,
+        );
+        await page.locator(`.tile.screen[data-key="${carolId}-v1"]`).waitFor({ state: 'visible', timeout: 10_000 });
+      }
+      await carol.click('#btn-screen');
+      for (const page of [alice, bob]) {
+        await page.locator(`.tile.screen[data-key="${carolId}-v1"]`).waitFor({ state: 'detached', timeout: 15_000 });
+      }
+    }));
+
+  it('removes a participant who leaves from the others’ grids', () =>
+    track(async () => {
+      const [alice, bob, carol] = pages;
+      const carolId = ids[2];
+      for (const page of [alice, bob]) {
+        assert.equal(await page.locator(`.tile[data-key="${carolId}"]`).count(), 1);
+      }
+      await carol.click('#btn-leave');
+      await carol.locator('#ended').waitFor({ state: 'visible' });
+      for (const page of [alice, bob]) {
+        await page.locator(`.tile[data-key="${carolId}"]`).waitFor({ state: 'detached', timeout: 15_000 });
+      }
+      // The two who stay still receive each other.
+      const before = (await receivedMedia(alice))[ids[1]];
+      await waitFor(async () => ((await receivedMedia(alice))[ids[1]]?.frames ?? 0) > before.frames + 5, 'media after a leave');
+    }));
+});

@@ -1,0 +1,72 @@
+// The pages a person sees before a meeting, in a real headless Chromium against a real
+// Convene server: the home page, and the pre-join screen when the camera is refused.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+
+import { launchChromium, requireIsolatedNetwork, startConvene } from '../support/harness.js';
+
+describe('home and pre-join pages', { timeout: 120_000 }, () => {
+  /** @type {Awaited<ReturnType<typeof startConvene>>} */
+  let server;
+
+  before(async () => {
+    requireIsolatedNetwork();
+    server = await startConvene();
+  });
+
+  after(async () => {
+    await server?.stop();
+  });
+
+  it('goes from the home page to the room page of the name typed', async () => {
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      await page.goto(server.url);
+      await page.fill('#room-name', 'Team Sync');
+      await page.click('button[type=submit]');
+      await page.waitForURL(`${server.url}/Team-Sync`);
+      await page.locator('#prejoin').waitFor({ state: 'visible' });
+      assert.equal(await page.locator('#prejoin-title').textContent(), 'Join “Team-Sync”');
+      // With the fake devices allowed, the preview plays and no error is shown.
+      await page.waitForFunction(() => /** @type {HTMLVideoElement} */ (document.getElementById('preview')).videoWidth > 0);
+      assert.equal(await page.locator('#media-error').isHidden(), true);
+      assert.ok((await page.locator('#cam-select option').count()) >= 1);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('says clearly that the camera and microphone were denied, and still lets one join', async () => {
+    // No fake-UI auto-accept: the permission prompt is refused.
+    const browser = await launchChromium(['--deny-permission-prompts']);
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${server.url}/denied-room#userInfo.displayName="Dana"`);
+      const error = page.locator('#media-error');
+      await error.waitFor({ state: 'visible', timeout: 15_000 });
+      assert.match(/** @type {string} */ (await error.textContent()), /camera and microphone was denied/i);
+      assert.equal(await page.inputValue('#name'), 'Dana');
+      await page.click('#join');
+      await page.locator('#meeting').waitFor({ state: 'visible' });
+      assert.equal(await page.locator('#btn-cam').getAttribute('aria-pressed'), 'true');
+      await page.click('#btn-cam');
+      await page.locator('#banner', { hasText: 'No camera is available' }).waitFor({ state: 'visible' });
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('rejects a hostile hash without breaking the page', async () => {
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${server.url}/hash-room#config.__proto__.x=1&userInfo.displayName=%3Cimg%20src%3Dx%3E&config.prejoinConfig.enabled=true`);
+      await page.locator('#prejoin').waitFor({ state: 'visible' });
+      assert.equal(await page.inputValue('#name'), '<img src=x>');
+      assert.equal(await page.evaluate(() => /** @type {any} */ ({}).x), undefined);
+    } finally {
+      await browser.close();
+    }
+  });
+});

@@ -1,0 +1,159 @@
+// Shared pieces of the browser tests: a real Convene server and a real headless Chromium.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, '../../..');
+
+/** Flags every browser gets: fake devices, loopback ICE, nothing phoning home. */
+export const CHROMIUM_ARGS = [
+  '--use-fake-device-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+  '--auto-select-desktop-capture-source=Entire screen',
+];
+
+/** Refuses to run outside the namespace that `netns.js` creates (only loopback up). */
+export function requireIsolatedNetwork() {
+  if (process.env.CONVENE_NETNS !== '1') {
+    throw new Error('browser tests must run inside `node netns.js` (an isolated network namespace)');
+  }
+}
+
+async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = /** @type {net.AddressInfo} */ (server.address());
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/**
+ * Starts `target/debug/convene` on a free loopback port with a data dir of its own.
+ * @returns {Promise<{ url: string, stop: () => Promise<void>, log: () => string }>}
+ */
+export async function startConvene() {
+  const binary = path.join(repoRoot, 'target/debug/convene');
+  if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`cargo build -p convene\` first`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'convene-e2e-'));
+  const port = await freePort();
+  const logPath = path.join(dir, 'convene.log');
+  const logFile = createWriteStream(logPath);
+  const child = spawn(binary, ['--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'], {
+    cwd: dir,
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pipe(logFile, { end: false });
+  child.stderr.pipe(logFile, { end: false });
+  const url = `http://127.0.0.1:${port}`;
+  const log = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`convene exited with ${child.exitCode}:\n${log()}`);
+    try {
+      const res = await fetch(`${url}/config.js`);
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`convene did not start:\n${log()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    log,
+    stop: async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 5000))]);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+      logFile.end();
+      if (!process.env.CONVENE_KEEP_LOGS) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Launches headless Chromium (Debian's, never a downloaded one) with a fresh profile.
+ * @param {string[]} [extraArgs]
+ */
+export function launchChromium(extraArgs = ['--use-fake-ui-for-media-stream']) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
+}
+
+/**
+ * Polls `fn` until it returns a truthy value.
+ * @template T
+ * @param {() => Promise<T>} fn @param {string} what @param {number} [timeoutMs]
+ * @returns {Promise<T>}
+ */
+export async function waitFor(fn, what, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * Per remote endpoint, what this page's PeerConnection received (from getStats, not the
+ * DOM): decoded camera and screen frames and audio packets.
+ * @param {import('playwright-core').Page} page
+ * @returns {Promise<Record<string, { frames: number, screenFrames: number, audioPackets: number, framesPerMid: Record<string, number> }>>}
+ */
+export function receivedMedia(page) {
+  return page.evaluate(async () => {
+    /** @type {any} */
+    const convene = /** @type {any} */ (window).convene;
+    const pc = convene?.pc;
+    const model = convene?.conference?.session?.model;
+    /** @type {Record<string, { frames: number, screenFrames: number, audioPackets: number, framesPerMid: Record<string, number> }>} */
+    const out = {};
+    if (!pc || !model) return out;
+    const stats = await pc.getStats();
+    stats.forEach((/** @type {any} */ s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const source = model.slot(String(s.mid))?.source;
+      if (!source) return;
+      const entry = (out[source.owner] ??= { frames: 0, screenFrames: 0, audioPackets: 0, framesPerMid: {} });
+      if (s.kind === 'audio') entry.audioPackets += s.packetsReceived ?? 0;
+      else if (source.videoType === 'desktop') entry.screenFrames += s.framesDecoded ?? 0;
+      else entry.frames += s.framesDecoded ?? 0;
+    });
+    return out;
+  });
+}
+
+/** @param {import('playwright-core').Page} page @returns {Promise<string>} */
+export function endpointId(page) {
+  return page.evaluate(() => /** @type {any} */ (window).convene?.conference?.endpointId ?? '');
+}
