@@ -10,7 +10,7 @@ use axum::Router;
 use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let app = Router::new();
+    let app = Router::new().merge(convene_web::router(&config.domain, config.web.clone()));
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
