@@ -63,7 +63,7 @@ describe('remote offer from session-initiate', () => {
     assert.ok(section(sdp, '0').attrs.includes('extmap-allow-mixed'));
     assert.ok(section(sdp, '1').attrs.includes('fmtp:96 apt=100'));
     assert.ok(section(sdp, '1').attrs.includes('extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time'));
-    assert.deepEqual(model.webSocketUrls ?? parseJingle(parse(sessionInitiate)).transport.webSocketUrls, [
+    assert.deepEqual(parseJingle(parse(sessionInitiate)).transport.webSocketUrls, [
       'ws://127.0.0.1:8080/colibri-ws/jvb1/conf1/3f2a9c1e?pwd=secret',
     ]);
   });

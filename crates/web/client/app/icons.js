@@ -13,5 +13,5 @@ export const icons = {
   screen: svg('<rect x="2" y="4" width="20" height="13" rx="2"/><path d="M8 21h8M12 17v4M9 10l3-3 3 3M12 7v7"/>'),
   chat: svg('<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1.2-4.4A8 8 0 1 1 21 12z"/>'),
   people: svg('<circle cx="9" cy="8" r="3.5"/><path d="M2.5 20a6.5 6.5 0 0 1 13 0M16 4.5a3.5 3.5 0 0 1 0 7M18 14a6.5 6.5 0 0 1 3.5 6"/>'),
-  leave: svg('<path d="M4 15c4.5-4 11.5-4 16 0l-2 3-3.5-1.5v-2.5a9 9 0 0 0-5 0v2.5L6 18z"/>'),
+  leave: svg('<path d="M3 14.5c5-5 13-5 18 0l-1.8 2.6a1 1 0 0 1-1.3.3L15 16v-3a10 10 0 0 0-6 0v3l-2.9 1.4a1 1 0 0 1-1.3-.3z"/>'),
 };

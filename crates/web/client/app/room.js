@@ -249,7 +249,8 @@ function onDisconnected(reason) {
   for (const key of [...grid.tiles.keys()]) if (key !== LOCAL) grid.remove(key);
   stopScreenShare(false);
   const seconds = Math.round(state.reconnectDelay / 1000);
-  banner(`Connection lost (${reason}). Reconnecting in ${seconds} s…`, 'error');
+  const what = state.conference?.endpointId ? 'Connection lost' : 'Cannot connect to the meeting server';
+  banner(`${what} (${reason}). Reconnecting in ${seconds} s…`, 'error');
   setTimeout(() => {
     if (!state.left) connect();
   }, state.reconnectDelay);
@@ -344,12 +345,14 @@ function setupToolbar() {
     if (!state.mic) return banner('No microphone is available. Check the browser’s permission for this site.', 'error', 6000);
     state.micMuted = !state.micMuted;
     renderToolbar();
+    renderPeople();
     await state.conference?.setTrack('audio', state.micMuted ? null : state.mic);
   };
   byId('btn-cam').onclick = async () => {
     if (!state.cam) return banner('No camera is available. Check the browser’s permission for this site.', 'error', 6000);
     state.camMuted = !state.camMuted;
     renderToolbar();
+    renderPeople();
     grid.tiles.get(LOCAL)?.setVideo(state.camMuted ? null : state.cam);
     await state.conference?.setTrack('video', state.camMuted ? null : state.cam);
   };

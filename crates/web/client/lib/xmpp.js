@@ -123,6 +123,7 @@ export class XmppConnection extends Emitter {
     this.jid = jid;
 
     socket.onmessage = (ev) => this.#onFrame(typeof ev.data === 'string' ? ev.data : '');
+    for (const frame of frames.drain()) this.#onFrame(frame);
     this.#lastReceived = Date.now();
     this.#pingTimer = setInterval(() => this.#keepAlive(), PING_INTERVAL_MS);
     return jid;
@@ -321,6 +322,11 @@ class FrameQueue {
   fail(err) {
     this.#error = err;
     this.#failWaiting?.(err);
+  }
+
+  /** Frames received but not consumed by the handshake. */
+  drain() {
+    return this.#frames.splice(0);
   }
 
   /** @returns {Promise<XmlElement>} */
