@@ -10,7 +10,11 @@ use axum::Router;
 use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let xmpp = convene_xmpp::XmppServer::start(&config.domain, &config.data_dir, config.xmpp.clone())
+        .await
+        .context("cannot start the XMPP server")?;
     let app = Router::new().merge(convene_web::router(&config.domain, config.web.clone()));
+    let app = app.merge(xmpp.router());
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
@@ -19,6 +23,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "Convene is running. Open http://{}:{port}/<room> in a browser to join a room.",
         config.domain
     );
+    // Peer addresses feed the per-IP limits of the XMPP WebSocket endpoint.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -1,14 +1,53 @@
 //! Settings of this role. The binary fills them from its TOML file and flags; every field
 //! has an embedded default so that `convene` runs with no configuration at all.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    /// TCP client-to-server listener (RFC 6120, STARTTLS).
+    pub c2s_listen: SocketAddr,
+    /// PEM certificate chain for STARTTLS; without it a self-signed one is generated once
+    /// and kept in the data directory.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key matching `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
+    /// Largest stanza accepted, in bytes.
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting inside a stanza.
+    pub max_depth: usize,
+    /// Sustained stanzas per second per connection...
+    pub stanzas_per_second: f64,
+    /// ...and the burst allowed above it.
+    pub stanza_burst: f64,
+    /// Connections per IP address that have not authenticated yet.
+    pub max_unauthenticated_per_ip: usize,
+    /// Seconds a connection may take to authenticate.
+    pub auth_timeout_secs: u64,
+    /// Seconds a dropped session with stream management stays resumable (and present).
+    pub resume_timeout_secs: u64,
+    /// Stanzas kept for a client that does not acknowledge them.
+    pub max_unacked: usize,
+}
 
 impl Default for Config {
     fn default() -> Self {
-        Self {}
+        Self {
+            c2s_listen: SocketAddr::from(([0, 0, 0, 0], 5222)),
+            tls_certificate: None,
+            tls_key: None,
+            max_stanza_bytes: 64 * 1024,
+            max_depth: 16,
+            stanzas_per_second: 50.0,
+            stanza_burst: 200.0,
+            max_unauthenticated_per_ip: 20,
+            auth_timeout_secs: 30,
+            resume_timeout_secs: 60,
+            max_unacked: 5000,
+        }
     }
 }

@@ -1,9 +1,39 @@
-//! The XMPP server: client connections over TCP and WebSocket, SASL, MUC.
+//! The XMPP server (Prosody's role): client connections over TCP (STARTTLS) and WebSocket
+//! (RFC 7395), SASL, resource binding, stream management, MUC, and an in-process link for
+//! the focus.
+//!
+//! The protocol logic is sans-IO ([`xml`], [`session`], [`router`], [`muc`], [`sasl`]); the
+//! tokio shells ([`tcp`], [`ws`]) own the sockets and share one [`conn::Conn`] driver.
 
+pub mod accounts;
 pub mod config;
+mod conn;
+pub mod muc;
+pub mod router;
+pub mod sasl;
+pub mod session;
+pub mod stanza;
+mod tcp;
+mod throttle;
+pub mod tls;
+mod ws;
+pub mod xml;
+
 pub use config::Config;
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use jid::Jid;
+use minidom::Element;
 use tokio::sync::mpsc;
+
+use crate::accounts::Accounts;
+use crate::router::{Delivery, Domains, Router};
+use crate::session::Detached;
 
 /// An in-process XMPP entity (the focus) attached to the server's router.
 ///
@@ -13,4 +43,184 @@ use tokio::sync::mpsc;
 pub struct InternalLink {
     pub to_server: mpsc::Sender<minidom::Element>,
     pub from_server: mpsc::Receiver<minidom::Element>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("invalid domain {0:?}")]
+    Domain(String),
+}
+
+/// The running server. Cheap to clone; all clones share the same state.
+#[derive(Clone)]
+pub struct XmppServer {
+    inner: Arc<Inner>,
+}
+
+/// A session parked after its connection dropped, with the stanzas queued for it since.
+struct Parked {
+    detached: Detached,
+    receiver: mpsc::UnboundedReceiver<Element>,
+}
+
+struct Shared {
+    router: Router,
+    /// Where stanzas for each bound JID or internal address go.
+    sinks: HashMap<Jid, mpsc::UnboundedSender<Element>>,
+    parked: HashMap<String, Parked>,
+    unauthenticated: HashMap<IpAddr, usize>,
+}
+
+struct Inner {
+    config: Config,
+    domains: Arc<Domains>,
+    accounts: Accounts,
+    tls: Arc<rustls::ServerConfig>,
+    shared: Mutex<Shared>,
+    throttle: Mutex<throttle::Throttle>,
+    c2s_addr: SocketAddr,
+}
+
+impl XmppServer {
+    /// Opens the account database, loads or generates the certificate and starts the TCP
+    /// listener (`config.c2s_listen`). WebSocket clients come through [`Self::router`].
+    pub async fn start(domain: &str, data_dir: &Path, config: Config) -> Result<Self, StartError> {
+        if jid::BareJid::new(domain).is_err() {
+            return Err(StartError::Domain(domain.to_owned()));
+        }
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+        let accounts = Accounts::open(data_dir)?;
+        let tls = tls::server_config(domain, data_dir, config.tls_certificate.as_deref(), config.tls_key.as_deref())?;
+        let listener = tokio::net::TcpListener::bind(config.c2s_listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.c2s_listen, source })?;
+        let c2s_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.c2s_listen, source })?;
+        let domains = Arc::new(Domains::new(&domain.to_lowercase()));
+        let shared = Shared {
+            router: Router::new((*domains).clone()),
+            sinks: HashMap::new(),
+            parked: HashMap::new(),
+            unauthenticated: HashMap::new(),
+        };
+        let server = Self {
+            inner: Arc::new(Inner {
+                config,
+                domains,
+                accounts,
+                tls,
+                shared: Mutex::new(shared),
+                throttle: Mutex::new(throttle::Throttle::default()),
+                c2s_addr,
+            }),
+        };
+        tracing::info!("XMPP c2s listening on {c2s_addr}");
+        tokio::spawn(tcp::accept_loop(server.clone(), listener));
+        Ok(server)
+    }
+
+    /// The TCP c2s address actually bound (useful with port 0).
+    pub fn c2s_addr(&self) -> SocketAddr {
+        self.inner.c2s_addr
+    }
+
+    /// The HTTP routes of this role: XMPP over WebSocket at `/xmpp-websocket`.
+    pub fn router(&self) -> axum::Router {
+        ws::routes(self.clone())
+    }
+
+    /// Attaches an in-process entity answering at `addresses`.
+    pub fn attach_internal(&self, addresses: Vec<Jid>) -> InternalLink {
+        let (to_server, mut from_entity) = mpsc::channel::<Element>(1024);
+        let (to_entity, from_server) = mpsc::channel::<Element>(1024);
+        let (sink, mut inbox) = mpsc::unbounded_channel::<Element>();
+        {
+            let mut shared = self.shared();
+            shared.router.attach_internal(&addresses);
+            for address in &addresses {
+                shared.sinks.insert(address.clone(), sink.clone());
+            }
+        }
+        // Stanzas for the entity: a bounded hand-off, so a stuck entity is noticed in logs.
+        tokio::spawn(async move {
+            while let Some(stanza) = inbox.recv().await {
+                if to_entity.send(stanza).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let server = self.clone();
+        tokio::spawn(async move {
+            while let Some(stanza) = from_entity.recv().await {
+                let from = stanza.attr("from").and_then(|f| Jid::new(f).ok());
+                match from {
+                    Some(from) if addresses.contains(&from) => server.route(&from, stanza),
+                    _ => tracing::warn!("internal entity sent a stanza from an address it does not own"),
+                }
+            }
+        });
+        InternalLink { to_server, from_server }
+    }
+
+    /// Number of MUC rooms that exist now.
+    pub fn room_count(&self) -> usize {
+        self.shared().router.room_count()
+    }
+
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.inner.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn route(&self, from: &Jid, stanza: Element) {
+        let mut out = Vec::new();
+        let mut shared = self.shared();
+        shared.router.route(from, stanza, &mut out);
+        shared.deliver(out);
+    }
+
+    /// Ends a session for good: it leaves its rooms and stops receiving.
+    fn end_session(&self, jid: &Jid) {
+        let mut out = Vec::new();
+        let mut shared = self.shared();
+        shared.sinks.remove(jid);
+        shared.router.unbind(jid, &mut out);
+        shared.deliver(out);
+    }
+
+    /// Keeps a dropped session resumable for the configured time, then ends it.
+    fn park(&self, id: String, detached: Detached, receiver: mpsc::UnboundedReceiver<Element>) {
+        let jid = detached.jid.clone();
+        self.shared().parked.insert(id.clone(), Parked { detached, receiver });
+        let server = self.clone();
+        let timeout = Duration::from_secs(self.inner.config.resume_timeout_secs);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let expired = server.shared().parked.remove(&id).is_some();
+            if expired {
+                tracing::debug!("resumption window of {jid} expired");
+                server.end_session(&jid);
+            }
+        });
+    }
+}
+
+impl Shared {
+    fn deliver(&mut self, deliveries: Vec<Delivery>) {
+        for Delivery { to, stanza } in deliveries {
+            match self.sinks.get(&to) {
+                Some(sink) => {
+                    let _ = sink.send(stanza);
+                }
+                None => tracing::trace!("dropping stanza for vanished {to}"),
+            }
+        }
+    }
 }

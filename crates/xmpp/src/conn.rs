@@ -1,0 +1,286 @@
+//! The part of a client connection shared by the TCP and WebSocket shells: it drives a
+//! [`Session`], talks to the router and parks or ends the session when the socket goes.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use jid::Jid;
+use minidom::Element;
+use tokio::sync::mpsc;
+
+use crate::XmppServer;
+use crate::router::BindError;
+use crate::sasl::{CredentialLookup, ScramCredentials, ScramHash};
+use crate::session::{Action, Env, Session, SessionConfig, StreamError, Transport};
+use crate::stanza::ns;
+use crate::xml::{Limits, XmlError};
+
+/// What the shell writes, framed its own way.
+#[derive(Debug)]
+pub enum Write {
+    Header { id: String, from: String },
+    Element(Element),
+    StartTls,
+    Restart,
+    Close(Option<StreamError>),
+}
+
+pub struct Conn {
+    server: XmppServer,
+    session: Session,
+    peer: IpAddr,
+    receiver: Option<mpsc::UnboundedReceiver<Element>>,
+    /// Resumption id, when the client enabled stream management with resume.
+    resumable: Option<String>,
+    counted_unauthenticated: bool,
+    /// A stream error decided before the stream opened (connection limit).
+    rejected: Option<StreamError>,
+    clean_close: bool,
+}
+
+impl Conn {
+    pub fn new(server: XmppServer, transport: Transport, peer: IpAddr) -> Self {
+        let config = &server.inner.config;
+        let session_config = SessionConfig {
+            transport,
+            loopback: peer.is_loopback(),
+            tls_available: true,
+            stanzas_per_second: config.stanzas_per_second,
+            stanza_burst: config.stanza_burst,
+            max_unacked: config.max_unacked,
+            resume_timeout: Duration::from_secs(config.resume_timeout_secs),
+        };
+        let session = Session::new(session_config, server.inner.domains.clone(), Instant::now());
+        let limit = config.max_unauthenticated_per_ip;
+        let rejected = {
+            let mut shared = server.shared();
+            let count = shared.unauthenticated.entry(peer).or_default();
+            *count += 1;
+            (*count > limit).then_some(StreamError::PolicyViolation)
+        };
+        if rejected.is_some() {
+            tracing::info!("too many unauthenticated connections from {peer}");
+        }
+        Self {
+            server,
+            session,
+            peer,
+            receiver: None,
+            resumable: None,
+            counted_unauthenticated: true,
+            rejected,
+            clean_close: false,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        let config = &self.server.inner.config;
+        Limits { max_stanza_bytes: config.max_stanza_bytes, max_depth: config.max_depth }
+    }
+
+    pub fn tls_config(&self) -> std::sync::Arc<rustls::ServerConfig> {
+        self.server.inner.tls.clone()
+    }
+
+    pub fn auth_deadline(&self) -> Duration {
+        Duration::from_secs(self.server.inner.config.auth_timeout_secs)
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.session.is_authenticated()
+    }
+
+    pub fn tls_established(&mut self) {
+        self.session.tls_established();
+    }
+
+    pub fn open(&mut self, to: Option<&str>, version: Option<&str>) -> Vec<Write> {
+        let mut actions = Vec::new();
+        self.session.open(to, version, &mut actions);
+        if let Some(error) = self.rejected {
+            actions.retain(|a| matches!(a, Action::Header { .. }));
+            actions.push(Action::Close(Some(error)));
+        }
+        self.perform(actions)
+    }
+
+    pub fn close(&mut self) -> Vec<Write> {
+        self.clean_close = true;
+        let mut actions = Vec::new();
+        self.session.close(&mut actions);
+        self.perform(actions)
+    }
+
+    /// A parse failure: the matching stream error.
+    pub fn xml_error(&self, error: &XmlError) -> StreamError {
+        tracing::debug!("closing stream from {}: {error}", self.peer);
+        match error {
+            XmlError::Malformed(_) => StreamError::NotWellFormed,
+            XmlError::TooLarge(_) | XmlError::TooDeep(_) => StreamError::PolicyViolation,
+        }
+    }
+
+    pub async fn element(&mut self, element: Element) -> Vec<Write> {
+        if element.ns() == ns::SASL && matches!(element.name(), "auth" | "response") {
+            let keys = self.throttle_keys(None);
+            let delay = match self.server.inner.throttle.lock() {
+                Ok(throttle) => throttle.delay(&keys, Instant::now()),
+                Err(_) => Duration::ZERO,
+            };
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        let mut actions = Vec::new();
+        let mut env = ServerEnv { server: &self.server };
+        self.session.element(element, Instant::now(), &mut env, &mut actions);
+        self.perform(actions)
+    }
+
+    /// The next stanza routed to this session (pending forever before binding).
+    pub async fn next_delivery(&mut self) -> Option<Element> {
+        match self.receiver.as_mut() {
+            Some(receiver) => receiver.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stanzas routed to this session: `first` and whatever else is already queued.
+    pub fn deliver(&mut self, first: Element) -> Vec<Write> {
+        let mut actions = Vec::new();
+        self.session.deliver(first, &mut actions);
+        while let Some(next) = self.receiver.as_mut().and_then(|r| r.try_recv().ok()) {
+            self.session.deliver(next, &mut actions);
+            if actions.len() > 256 {
+                break;
+            }
+        }
+        self.session.request_ack(&mut actions);
+        self.perform(actions)
+    }
+
+    fn throttle_keys(&self, username: Option<&str>) -> Vec<String> {
+        let mut keys = vec![format!("ip:{}", self.peer)];
+        keys.extend(username.map(|u| format!("user:{u}")));
+        keys
+    }
+
+    fn perform(&mut self, actions: Vec<Action>) -> Vec<Write> {
+        let mut writes = Vec::new();
+        let was_authenticated = self.session.is_authenticated();
+        for action in actions {
+            match action {
+                Action::Header { id, from } => writes.push(Write::Header { id, from }),
+                Action::Send(element) => writes.push(Write::Element(element)),
+                Action::StartTls => writes.push(Write::StartTls),
+                Action::Restart => writes.push(Write::Restart),
+                Action::Close(error) => {
+                    writes.push(Write::Close(error));
+                    break;
+                }
+                Action::Bound(jid) => self.bound(jid),
+                Action::Route(stanza) => {
+                    if let Some(from) = self.session.jid().cloned() {
+                        self.server.route(&from, stanza);
+                    }
+                }
+                Action::SmEnabled(id) => self.resumable = Some(id),
+                Action::Resume { previd, h } => {
+                    let more = self.resume(previd, h);
+                    writes.extend(self.perform(more));
+                }
+                Action::AuthFailed { username } => {
+                    let keys = self.throttle_keys(username.as_deref());
+                    if let Ok(mut throttle) = self.server.inner.throttle.lock() {
+                        throttle.failed(&keys, Instant::now());
+                    }
+                }
+            }
+        }
+        if !was_authenticated && self.session.is_authenticated() {
+            self.uncount_unauthenticated();
+            let username = self.session.username().cloned().flatten();
+            let keys = self.throttle_keys(username.as_deref());
+            if let Ok(mut throttle) = self.server.inner.throttle.lock() {
+                throttle.succeeded(&keys);
+            }
+        }
+        writes
+    }
+
+    fn bound(&mut self, jid: Jid) {
+        if self.receiver.is_some() {
+            return; // resumed: the parked sink and receiver carry on
+        }
+        let (sink, receiver) = mpsc::unbounded_channel();
+        self.server.shared().sinks.insert(jid, sink);
+        self.receiver = Some(receiver);
+    }
+
+    fn resume(&mut self, previd: String, h: u32) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let username = self.session.username().cloned().flatten();
+        let parked = {
+            let mut shared = self.server.shared();
+            match shared.parked.get(&previd) {
+                Some(p) if p.detached.may_resume(&username) => shared.parked.remove(&previd),
+                _ => None,
+            }
+        };
+        match parked {
+            Some(parked) => {
+                self.receiver = Some(parked.receiver);
+                self.resumable = Some(previd);
+                self.session.resume(parked.detached, h, &mut actions);
+            }
+            None => self.session.resume_failed(&mut actions),
+        }
+        actions
+    }
+
+    fn uncount_unauthenticated(&mut self) {
+        if !std::mem::take(&mut self.counted_unauthenticated) {
+            return;
+        }
+        let mut shared = self.server.shared();
+        if let Some(count) = shared.unauthenticated.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                shared.unauthenticated.remove(&self.peer);
+            }
+        }
+    }
+}
+
+impl Drop for Conn {
+    /// The socket is gone: park the session for resumption, or end it.
+    fn drop(&mut self) {
+        self.uncount_unauthenticated();
+        let Some(jid) = self.session.jid().cloned() else { return };
+        let resumable = self.resumable.take().filter(|_| !self.clean_close);
+        match (resumable, self.session.detach(), self.receiver.take()) {
+            (Some(id), Some(detached), Some(receiver)) => {
+                tracing::debug!("{jid} detached, resumable");
+                self.server.park(id, detached, receiver);
+            }
+            _ => self.server.end_session(&jid),
+        }
+    }
+}
+
+/// Accounts and bindings, as the session sees them.
+struct ServerEnv<'a> {
+    server: &'a XmppServer,
+}
+
+impl CredentialLookup for ServerEnv<'_> {
+    fn credentials(&self, username: &str, hash: ScramHash) -> Option<ScramCredentials> {
+        self.server.inner.accounts.credentials(username, hash)
+    }
+}
+
+impl Env for ServerEnv<'_> {
+    fn bind(&mut self, jid: &Jid) -> Result<(), BindError> {
+        self.server.shared().router.bind(jid)
+    }
+}

@@ -1,0 +1,141 @@
+//! TCP client connections (RFC 6120): stream headers, STARTTLS upgrade, stanzas.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::XmppServer;
+use crate::conn::{Conn, Write};
+use crate::session::{StreamError, Transport};
+use crate::stanza::ns;
+use crate::xml::{self, StreamEvent, StreamParser};
+
+pub async fn accept_loop(server: XmppServer, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve(server.clone(), stream, peer));
+            }
+            Err(e) => {
+                tracing::warn!("c2s accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve(server: XmppServer, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = Conn::new(server, Transport::Tcp, peer.ip());
+    let stream = match run(&mut conn, stream).await {
+        Ok(Some(stream)) => stream,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!("c2s connection from {peer}: {e}");
+            return;
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(conn.tls_config());
+    match acceptor.accept(stream).await {
+        Ok(tls) => {
+            conn.tls_established();
+            if let Err(e) = run(&mut conn, tls).await {
+                tracing::debug!("c2s connection from {peer}: {e}");
+            }
+        }
+        Err(e) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+    }
+}
+
+/// Runs the stream until it ends (`None`) or STARTTLS asks for the socket back.
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn, mut stream: S) -> std::io::Result<Option<S>> {
+    let mut parser = StreamParser::new(conn.limits());
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut events = Vec::new();
+    let mut header_sent = false;
+    let deadline = tokio::time::Instant::now() + conn.auth_deadline();
+    loop {
+        let writes = tokio::select! {
+            read = stream.read(&mut buffer) => {
+                let read = read?;
+                if read == 0 {
+                    return Ok(None);
+                }
+                events.clear();
+                match parser.feed(&buffer[..read], &mut events) {
+                    Ok(()) => {
+                        let mut writes = Vec::new();
+                        for event in events.drain(..) {
+                            writes.extend(match event {
+                                StreamEvent::Open(header) => {
+                                    if !header.is("stream", ns::STREAM) {
+                                        vec![Write::Close(Some(StreamError::InvalidNamespace))]
+                                    } else {
+                                        conn.open(header.attr("to"), header.attr("version"))
+                                    }
+                                }
+                                StreamEvent::Element(element) => conn.element(element).await,
+                                StreamEvent::Close => conn.close(),
+                            });
+                            if writes.iter().any(|w| matches!(w, Write::Close(_) | Write::StartTls | Write::Restart)) {
+                                break;
+                            }
+                        }
+                        writes
+                    }
+                    Err(e) => vec![Write::Close(Some(conn.xml_error(&e)))],
+                }
+            }
+            Some(stanza) = conn.next_delivery() => conn.deliver(stanza),
+            _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
+                vec![Write::Close(Some(StreamError::ConnectionTimeout))]
+            }
+        };
+        let mut out = String::new();
+        for write in writes {
+            match write {
+                Write::Header { id, from } => {
+                    header_sent = true;
+                    out.push_str(&header(&id, &from));
+                }
+                Write::Element(element) => out.push_str(&xml::to_string(&element)),
+                Write::Restart => parser = StreamParser::new(conn.limits()),
+                Write::StartTls => {
+                    stream.write_all(out.as_bytes()).await?;
+                    stream.flush().await?;
+                    return Ok(Some(stream));
+                }
+                Write::Close(error) => {
+                    if let Some(error) = error {
+                        if !header_sent {
+                            out.push_str(&header(&crate::session::random_hex(8), ""));
+                        }
+                        out.push_str(&xml::to_string(&error.element()));
+                    }
+                    out.push_str("</stream:stream>");
+                    stream.write_all(out.as_bytes()).await?;
+                    stream.shutdown().await?;
+                    return Ok(None);
+                }
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(out.as_bytes()).await?;
+        }
+    }
+}
+
+fn header(id: &str, from: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' id='{id}' from='{}' version='1.0' xml:lang='en'>",
+        ns::CLIENT,
+        ns::STREAM,
+        escape_attr(from),
+    )
+}
+
+/// The stream header is written by hand (minidom cannot write an unclosed start tag).
+fn escape_attr(text: &str) -> String {
+    text.replace('&', "&amp;").replace('\'', "&apos;").replace('<', "&lt;")
+}

@@ -1,0 +1,90 @@
+//! XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`: subprotocol `xmpp`, one element per
+//! text frame, `<open/>`/`<close/>` framing. Query parameters (`room`, `token`, `previd`)
+//! that the Jitsi clients append are accepted and ignored: resumption uses `<resume/>`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use minidom::Element;
+
+use crate::XmppServer;
+use crate::conn::{Conn, Write};
+use crate::session::{StreamError, Transport};
+use crate::stanza::{n, ns};
+use crate::xml;
+
+pub fn routes(server: XmppServer) -> Router {
+    Router::new().route("/xmpp-websocket", get(upgrade)).with_state(server)
+}
+
+async fn upgrade(
+    State(server): State<XmppServer>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // Plain GETs are the Jitsi clients' keep-alive probes: any 200 will do.
+    let Ok(upgrade) = upgrade else { return "".into_response() };
+    let peer = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(ConnectInfo(addr))| addr.ip());
+    let max = server.inner.config.max_stanza_bytes;
+    upgrade
+        .protocols(["xmpp"])
+        .max_message_size(max + 1024)
+        .on_upgrade(move |socket| serve(server, socket, peer))
+}
+
+async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
+    let mut conn = Conn::new(server, Transport::WebSocket, peer);
+    let deadline = tokio::time::Instant::now() + conn.auth_deadline();
+    loop {
+        let writes = tokio::select! {
+            message = socket.recv() => match message {
+                Some(Ok(Message::Text(text))) => match xml::parse_frame(text.as_str(), conn.limits()) {
+                    Ok(element) if element.is("open", ns::FRAMING) => {
+                        conn.open(element.attr("to"), element.attr("version"))
+                    }
+                    Ok(element) if element.is("close", ns::FRAMING) => conn.close(),
+                    Ok(element) => conn.element(element).await,
+                    Err(e) => vec![Write::Close(Some(conn.xml_error(&e)))],
+                },
+                Some(Ok(Message::Binary(_))) => vec![Write::Close(Some(StreamError::UnsupportedStanzaType))],
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+            },
+            Some(stanza) = conn.next_delivery() => conn.deliver(stanza),
+            _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
+                vec![Write::Close(Some(StreamError::ConnectionTimeout))]
+            }
+        };
+        for write in writes {
+            let frame = match write {
+                Write::Header { id, from } => open_element(&id, &from),
+                Write::Element(element) => element,
+                Write::StartTls | Write::Restart => continue,
+                Write::Close(error) => {
+                    if let Some(error) = error {
+                        let _ = socket.send(Message::Text(xml::to_string(&error.element()).into())).await;
+                    }
+                    let close = Element::bare("close", ns::FRAMING);
+                    let _ = socket.send(Message::Text(xml::to_string(&close).into())).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            };
+            if socket.send(Message::Text(xml::to_string(&frame).into())).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn open_element(id: &str, from: &str) -> Element {
+    Element::builder("open", ns::FRAMING)
+        .attr(n("id"), id)
+        .attr(n("from"), from)
+        .attr(n("version"), "1.0")
+        .build()
+}
