@@ -1,0 +1,284 @@
+//! One measured run: start a server process, connect N senders and M receivers to it, wait
+//! until every receiver gets every stream, then measure a fixed window.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use convene_bridge::api::{BridgeRequest, BridgeResponse, ConferenceId, EndpointId, SourceSet};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::bind_udp;
+use crate::control::{ServerKind, ServerProcess};
+use crate::plain_client::PlainEndpoint;
+use crate::procstat::{cpu_time, rss_bytes};
+use crate::recorder::{Recorder, Window};
+use crate::source::MediaSource;
+use crate::traffic::{SenderSsrcs, TOP_LAYER};
+use crate::webrtc_client::{WebrtcEndpoint, sender_sources};
+
+/// N senders and M receive-only endpoints in one conference. Senders also receive each
+/// other, as in a real meeting, so each sender's media goes to `N - 1 + M` endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scenario {
+    pub senders: usize,
+    pub receivers: usize,
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (senders, receivers) = s
+            .split_once('x')
+            .ok_or_else(|| format!("{s:?} is not SENDERSxRECEIVERS"))?;
+        let parse = |n: &str| n.trim().parse::<usize>().map_err(|e| format!("{s:?}: {e}"));
+        let scenario = Scenario {
+            senders: parse(senders)?,
+            receivers: parse(receivers)?,
+        };
+        if scenario.senders == 0 || scenario.endpoints() < 2 {
+            return Err(format!("{s:?}: need a sender and someone to receive it"));
+        }
+        Ok(scenario)
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.senders, self.receivers)
+    }
+}
+
+impl Scenario {
+    pub fn endpoints(&self) -> usize {
+        self.senders + self.receivers
+    }
+
+    /// Forwarded (sender, receiver) pairs.
+    pub fn forwarded_pairs(&self) -> usize {
+        self.senders * (self.endpoints() - 1)
+    }
+
+    fn is_sender(&self, endpoint: usize) -> bool {
+        endpoint < self.senders
+    }
+
+    /// Streams (audio + one video layer per other sender) endpoint `index` should get.
+    fn expected_streams(&self, endpoint: usize) -> usize {
+        2 * (self.senders - usize::from(self.is_sender(endpoint)))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Longest wait for every stream to reach every receiver.
+    pub connect_timeout: Duration,
+    /// Extra time after that, for congestion control and layer selection to settle.
+    pub warmup: Duration,
+    pub window: Duration,
+}
+
+/// Raw results of one scenario on one server.
+#[derive(Debug)]
+pub struct Measurement {
+    pub kind: ServerKind,
+    pub scenario: Scenario,
+    pub wall: Duration,
+    pub server_cpu: Duration,
+    pub load_generator_cpu: Duration,
+    /// Server RSS at the end of the window minus before any endpoint existed.
+    pub rss_growth: u64,
+    pub window: Window,
+    /// Streams that reached their receivers before the window, of those expected.
+    pub streams_ready: (usize, usize),
+}
+
+fn local_socket() -> Result<UdpSocket> {
+    let socket = bind_udp(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    socket.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(socket)?)
+}
+
+fn endpoint_id(index: usize) -> EndpointId {
+    EndpointId(format!("bench{index:04}"))
+}
+
+pub async fn run(
+    exe: &Path,
+    kind: ServerKind,
+    scenario: Scenario,
+    timing: Timing,
+) -> Result<Measurement> {
+    let mut server = ServerProcess::spawn(exe, kind).await?;
+    let pid = server.pid()?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_before = rss_bytes(pid)?;
+    let endpoints = scenario.endpoints();
+    let ssrcs: Vec<Option<SenderSsrcs>> = (0..endpoints)
+        .map(|i| scenario.is_sender(i).then(|| SenderSsrcs::for_endpoint(i)))
+        .collect();
+    let recorders: Vec<Recorder> = (0..endpoints).map(|_| Recorder::default()).collect();
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let connected = Arc::new(AtomicUsize::new(0));
+    match kind {
+        ServerKind::Bridge => {
+            let conference = ConferenceId(format!("bench-{scenario}@conference.localhost"));
+            let sources: Vec<SourceSet> = ssrcs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    s.map_or_else(SourceSet::default, |s| sender_sources(&endpoint_id(i).0, s))
+                })
+                .collect();
+            for index in 0..endpoints {
+                let endpoint = endpoint_id(index);
+                let offer = match server
+                    .bridge(BridgeRequest::AllocateEndpoint {
+                        conference: conference.clone(),
+                        endpoint: endpoint.clone(),
+                    })
+                    .await?
+                {
+                    BridgeResponse::EndpointAllocated(offer) => offer,
+                    other => bail!("AllocateEndpoint answered {other:?}"),
+                };
+                let receives: Vec<SourceSet> = (0..scenario.senders)
+                    .filter(|&s| s != index)
+                    .map(|s| sources[s].receiver_view())
+                    .collect();
+                let client = WebrtcEndpoint::new(
+                    &offer,
+                    local_socket()?,
+                    ssrcs[index],
+                    &receives,
+                    recorders[index].clone(),
+                    connected.clone(),
+                )?;
+                server
+                    .bridge(BridgeRequest::ConfigureEndpoint {
+                        conference: conference.clone(),
+                        endpoint,
+                        transport: client.transport.clone(),
+                        media: client.media.clone(),
+                        sources: sources[index].clone(),
+                    })
+                    .await?;
+                tasks.spawn(client.run(stopped.clone()));
+            }
+        }
+        ServerKind::Relay => {
+            let relay = server.media.context("relay did not say where it listens")?;
+            let sockets = (0..endpoints)
+                .map(|_| local_socket())
+                .collect::<Result<Vec<_>>>()?;
+            let addrs = sockets
+                .iter()
+                .map(|s| s.local_addr())
+                .collect::<std::io::Result<Vec<_>>>()?;
+            for (index, sender) in ssrcs.iter().enumerate() {
+                let Some(sender) = sender else { continue };
+                let others: Vec<SocketAddr> = addrs
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != index)
+                    .map(|(_, a)| *a)
+                    .collect();
+                // What the bridge forwards to unconstrained receivers: audio and the top layer.
+                server.forward(sender.audio, others.clone()).await?;
+                server.forward(sender.video[TOP_LAYER], others).await?;
+            }
+            let now = Instant::now();
+            for (index, socket) in sockets.into_iter().enumerate() {
+                let endpoint = PlainEndpoint {
+                    socket,
+                    relay,
+                    source: ssrcs[index].map(|s| MediaSource::new(s, now)),
+                    recorder: recorders[index].clone(),
+                };
+                connected.fetch_add(1, Ordering::Relaxed);
+                tasks.spawn(endpoint.run(stopped.clone()));
+            }
+        }
+    }
+
+    let expected: usize = (0..endpoints).map(|i| scenario.expected_streams(i)).sum();
+    let ready = |recorders: &[Recorder]| -> usize {
+        recorders
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.streams_seen().min(scenario.expected_streams(i)))
+            .sum()
+    };
+    let waiting_since = Instant::now();
+    while ready(&recorders) < expected && waiting_since.elapsed() < timing.connect_timeout {
+        if let Some(ended) = tasks.try_join_next() {
+            ended??;
+            bail!("an endpoint stopped before the measurement");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let streams_ready = (ready(&recorders), expected);
+    if streams_ready.0 < expected {
+        tracing::warn!(
+            "{kind:?} {scenario}: {} of {expected} streams arrived within {:?} ({} of {endpoints} endpoints connected)",
+            streams_ready.0,
+            timing.connect_timeout,
+            connected.load(Ordering::Relaxed)
+        );
+    }
+    tokio::time::sleep(timing.warmup).await;
+
+    let own_pid = std::process::id();
+    let (server_cpu_start, own_cpu_start) = (cpu_time(pid)?, cpu_time(own_pid)?);
+    let started = Instant::now();
+    recorders.iter().for_each(Recorder::start_window);
+    tokio::time::sleep(timing.window).await;
+    let mut window = Window::default();
+    for recorder in &recorders {
+        window.merge(recorder.take_window());
+    }
+    let wall = started.elapsed();
+    let (server_cpu_end, own_cpu_end) = (cpu_time(pid)?, cpu_time(own_pid)?);
+    let rss_after = rss_bytes(pid)?;
+
+    stop.send(true)?;
+    while let Some(ended) = tasks.join_next().await {
+        ended??;
+    }
+    server.stop().await?;
+    Ok(Measurement {
+        kind,
+        scenario,
+        wall,
+        server_cpu: server_cpu_end.saturating_sub(server_cpu_start),
+        load_generator_cpu: own_cpu_end.saturating_sub(own_cpu_start),
+        rss_growth: rss_after.saturating_sub(rss_before),
+        window,
+        streams_ready,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_scenarios() {
+        let s: Scenario = "5x10".parse().unwrap();
+        assert_eq!((s.senders, s.receivers), (5, 10));
+        assert_eq!(s.forwarded_pairs(), 5 * 14);
+        assert_eq!(s.expected_streams(0), 8);
+        assert_eq!(s.expected_streams(5), 10);
+        assert!("0x3".parse::<Scenario>().is_err());
+        assert!("1x0".parse::<Scenario>().is_err());
+        assert!("5by10".parse::<Scenario>().is_err());
+    }
+}

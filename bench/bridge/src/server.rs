@@ -1,0 +1,48 @@
+//! The server side of a benchmark run: `bench-bridge server bridge|relay`, controlled by
+//! [`ControlRequest`] lines on stdin and answering with [`ControlReply`] lines on stdout.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Stdout};
+
+use crate::control::{ControlReply, ControlRequest, ServerKind};
+use crate::relay;
+
+async fn reply(stdout: &mut Stdout, reply: &ControlReply) -> Result<()> {
+    let mut line = serde_json::to_vec(reply)?;
+    line.push(b'\n');
+    stdout.write_all(&line).await?;
+    stdout.flush().await?;
+    Ok(())
+}
+
+/// Serves control requests until stdin closes.
+pub async fn serve(kind: ServerKind) -> Result<()> {
+    let mut stdout = tokio::io::stdout();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    match kind {
+        ServerKind::Relay => {
+            let socket = crate::bind_udp(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            let media = socket.local_addr()?;
+            let (routes, routes_rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("relay".into())
+                .spawn(move || relay::run(socket, routes_rx))?;
+            reply(&mut stdout, &ControlReply::Ready { media: Some(media) }).await?;
+            while let Some(line) = lines.next_line().await? {
+                let answer = match serde_json::from_str(&line) {
+                    Ok(ControlRequest::Forward { ssrc, to }) => {
+                        routes.send((ssrc, to)).context("relay thread ended")?;
+                        ControlReply::Done
+                    }
+                    Ok(other) => ControlReply::Failed(format!("the relay cannot {other:?}")),
+                    Err(e) => ControlReply::Failed(format!("bad request: {e}")),
+                };
+                reply(&mut stdout, &answer).await?;
+            }
+        }
+        ServerKind::Bridge => anyhow::bail!("the bridge is not integrated yet"),
+    }
+    Ok(())
+}
