@@ -85,7 +85,12 @@ impl SourceSet {
             .collect();
         let kept = |ssrc: &u32| !dropped.contains(ssrc) && !dropped_rtx.contains(ssrc);
         SourceSet {
-            sources: self.sources.iter().filter(|s| kept(&s.ssrc)).cloned().collect(),
+            sources: self
+                .sources
+                .iter()
+                .filter(|s| kept(&s.ssrc))
+                .cloned()
+                .collect(),
             groups: self
                 .groups
                 .iter()

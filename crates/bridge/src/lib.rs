@@ -3,15 +3,42 @@
 //!
 //! The focus drives the bridge only through the messages in [`api`], so that the bridge can
 //! later run in another process without changing the focus.
+//!
+//! Shape: a sans-IO [`engine::Core`] (conferences, endpoints, forwarding, one str0m `Rtc`
+//! per endpoint) owned by one tokio task; this file is the shell around it: the shared UDP
+//! sockets, the colibri-ws WebSockets, `/metrics`, and the timer.
 
 pub mod config;
 pub use config::Config;
 
+pub mod allocator;
 pub mod api;
+pub mod channel;
+pub mod codec;
+pub mod engine;
+pub mod media;
+pub mod metrics;
+pub mod rewrite;
+pub mod speaker;
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
 
-use api::{BridgeError, BridgeRequest, BridgeResponse};
+use api::{BridgeError, BridgeEvent, BridgeRequest, BridgeResponse};
+use engine::{ChannelAuthError, Core, CoreOutput, EndpointKey, Settings};
 
 type Pending = (
     BridgeRequest,
@@ -38,5 +65,340 @@ impl BridgeHandle {
             .await
             .map_err(|_| BridgeError::Unavailable)?;
         response.await.map_err(|_| BridgeError::Unavailable)?
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Messages from the HTTP side (WebSockets, metrics) to the core task.
+enum Control {
+    ChannelOpen {
+        conference: String,
+        endpoint: String,
+        pwd: String,
+        sink: mpsc::Sender<String>,
+        reply: oneshot::Sender<Result<(EndpointKey, u64), ChannelAuthError>>,
+    },
+    ChannelMessage {
+        key: EndpointKey,
+        text: String,
+    },
+    ChannelClosed {
+        key: EndpointKey,
+        sink_id: u64,
+    },
+    Metrics(oneshot::Sender<String>),
+}
+
+struct Datagram {
+    at: Instant,
+    source: SocketAddr,
+    local: SocketAddr,
+    data: Vec<u8>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    control: mpsc::Sender<Control>,
+    server_id: String,
+}
+
+/// A running bridge.
+pub struct Bridge {
+    handle: BridgeHandle,
+    events: Option<mpsc::Receiver<BridgeEvent>>,
+    shared: Shared,
+    udp_addrs: Vec<SocketAddr>,
+}
+
+/// Outgoing bridge-channel messages queued per WebSocket before it drops them.
+const CHANNEL_QUEUE: usize = 256;
+
+impl Bridge {
+    /// Binds the UDP port and starts the bridge task. `colibri_ws_base` (e.g.
+    /// `ws://localhost:8080`) is used unless `config.colibri_ws_base` overrides it.
+    pub async fn start(config: Config, colibri_ws_base: String) -> Result<Bridge, StartError> {
+        let ips = if config.addresses.is_empty() {
+            interface_addresses()
+        } else {
+            config.addresses.clone()
+        };
+        let mut sockets = Vec::new();
+        let mut port = config.udp_port;
+        for ip in ips {
+            let addr = SocketAddr::new(ip, port);
+            match UdpSocket::bind(addr).await {
+                Ok(socket) => {
+                    let local = socket
+                        .local_addr()
+                        .map_err(|source| StartError::Bind { addr, source })?;
+                    port = local.port();
+                    sockets.push((local, Arc::new(socket)));
+                }
+                Err(source) if sockets.is_empty() => return Err(StartError::Bind { addr, source }),
+                Err(e) => warn!(%addr, "cannot bind, not advertising it: {e}"),
+            }
+        }
+        let udp_addrs: Vec<SocketAddr> = sockets.iter().map(|(a, _)| *a).collect();
+        info!(?udp_addrs, "bridge media sockets bound");
+        let colibri_ws_base = if config.colibri_ws_base.is_empty() {
+            colibri_ws_base
+        } else {
+            config.colibri_ws_base.clone()
+        };
+        let settings = Settings {
+            local_addrs: udp_addrs.clone(),
+            colibri_ws_base,
+            server_id: config.server_id.clone(),
+            idle_timeout: Duration::from_secs(config.endpoint_idle_timeout_secs),
+            initial_bandwidth_bps: config.initial_bandwidth_bps,
+            max_datagram_bytes: config.max_datagram_bytes,
+        };
+
+        let (handle, requests) = BridgeHandle::channel(64);
+        let (events_tx, events) = mpsc::channel(256);
+        let (control, control_rx) = mpsc::channel(1024);
+        let (datagrams_tx, datagrams) = mpsc::channel(8192);
+        for (local, socket) in &sockets {
+            tokio::spawn(read_datagrams(*local, socket.clone(), datagrams_tx.clone()));
+        }
+        let core = Core::new(settings, Instant::now());
+        tokio::spawn(run_core(
+            core, sockets, requests, datagrams, control_rx, events_tx,
+        ));
+        Ok(Bridge {
+            handle,
+            events: Some(events),
+            shared: Shared {
+                control,
+                server_id: config.server_id,
+            },
+            udp_addrs,
+        })
+    }
+
+    pub fn handle(&self) -> BridgeHandle {
+        self.handle.clone()
+    }
+
+    /// The events for the focus; `None` after the first call.
+    pub fn take_events(&mut self) -> Option<mpsc::Receiver<BridgeEvent>> {
+        self.events.take()
+    }
+
+    /// The media addresses actually bound (the port is real even when configured as 0).
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    /// `/colibri-ws/{server_id}/{conference}/{endpoint}?pwd=...` and `/metrics`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/colibri-ws/{server_id}/{conference}/{endpoint}",
+                get(colibri_ws),
+            )
+            .route("/metrics", get(metrics_page))
+            .with_state(self.shared.clone())
+    }
+}
+
+/// Non-loopback interface addresses (no IPv6 link-local), else IPv4 loopback.
+fn interface_addresses() -> Vec<IpAddr> {
+    let found: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !i.is_loopback() && !i.is_link_local())
+        .map(|i| i.ip())
+        .collect();
+    if found.is_empty() {
+        vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]
+    } else {
+        found
+    }
+}
+
+async fn read_datagrams(
+    local: SocketAddr,
+    socket: Arc<UdpSocket>,
+    to_core: mpsc::Sender<Datagram>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((len, source)) => {
+                let datagram = Datagram {
+                    at: Instant::now(),
+                    source,
+                    local,
+                    data: buf[..len].to_vec(),
+                };
+                if to_core.send(datagram).await.is_err() {
+                    return;
+                }
+            }
+            // ICMP errors surface here on some systems; they concern one peer only.
+            Err(e) => tracing::debug!(%local, "UDP receive error: {e}"),
+        }
+    }
+}
+
+async fn run_core(
+    mut core: Core,
+    sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    mut requests: mpsc::Receiver<Pending>,
+    mut datagrams: mpsc::Receiver<Datagram>,
+    mut control: mpsc::Receiver<Control>,
+    events: mpsc::Sender<BridgeEvent>,
+) {
+    let sockets: HashMap<SocketAddr, Arc<UdpSocket>> = sockets.into_iter().collect();
+    let mut sinks: HashMap<EndpointKey, (u64, mpsc::Sender<String>)> = HashMap::new();
+    let mut next_sink_id = 0u64;
+    loop {
+        let deadline = tokio::time::Instant::from_std(core.poll_timeout());
+        tokio::select! {
+            Some((request, reply)) = requests.recv() => {
+                let _ = reply.send(core.handle_request(Instant::now(), request));
+            }
+            Some(d) = datagrams.recv() => core.handle_datagram(d.at, d.source, d.local, &d.data),
+            Some(c) = control.recv() => match c {
+                Control::ChannelOpen { conference, endpoint, pwd, sink, reply } => {
+                    let result = core.channel_open(&conference, &endpoint, &pwd).map(|key| {
+                        next_sink_id += 1;
+                        sinks.insert(key, (next_sink_id, sink));
+                        (key, next_sink_id)
+                    });
+                    let _ = reply.send(result);
+                }
+                Control::ChannelMessage { key, text } => core.channel_message(Instant::now(), key, &text),
+                Control::ChannelClosed { key, sink_id } => {
+                    if sinks.get(&key).is_some_and(|(id, _)| *id == sink_id) {
+                        sinks.remove(&key);
+                        core.channel_closed(key);
+                    }
+                }
+                Control::Metrics(reply) => {
+                    let _ = reply.send(core.metrics_text());
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),
+            else => return,
+        }
+        while let Some(output) = core.poll_output() {
+            match output {
+                CoreOutput::Transmit(t) => {
+                    if let Some(socket) = sockets.get(&t.source)
+                        && let Err(e) = socket.send_to(&t.contents, t.destination).await
+                    {
+                        tracing::debug!(destination = %t.destination, "UDP send failed: {e}");
+                    }
+                }
+                CoreOutput::Channel { endpoint, text } => {
+                    if let Some((_, sink)) = sinks.get(&endpoint) {
+                        // A client that does not read its channel loses messages, not the bridge.
+                        let _ = sink.try_send(text);
+                    }
+                }
+                CoreOutput::CloseChannel(endpoint) => {
+                    sinks.remove(&endpoint);
+                }
+                CoreOutput::Event(event) => {
+                    let _ = events.try_send(event);
+                }
+            }
+        }
+    }
+}
+
+async fn colibri_ws(
+    State(shared): State<Shared>,
+    Path((server_id, conference, endpoint)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if server_id != shared.server_id {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let Some(pwd) = query.get("pwd").cloned() else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let (sink, outgoing) = mpsc::channel(CHANNEL_QUEUE);
+    let (reply, result) = oneshot::channel();
+    let open = Control::ChannelOpen {
+        conference,
+        endpoint,
+        pwd,
+        sink,
+        reply,
+    };
+    if shared.control.send(open).await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    match result.await {
+        Ok(Ok((key, sink_id))) => upgrade
+            .max_message_size(channel::MAX_MESSAGE_BYTES)
+            .on_upgrade(move |socket| serve_channel(socket, shared, key, sink_id, outgoing)),
+        Ok(Err(ChannelAuthError::BadPassword)) => StatusCode::FORBIDDEN.into_response(),
+        Ok(Err(ChannelAuthError::Unknown)) => StatusCode::NOT_FOUND.into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+async fn serve_channel(
+    socket: WebSocket,
+    shared: Shared,
+    key: EndpointKey,
+    sink_id: u64,
+    mut outgoing: mpsc::Receiver<String>,
+) {
+    let (mut tx, mut rx) = socket.split();
+    loop {
+        tokio::select! {
+            incoming = rx.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let message = Control::ChannelMessage { key, text: text.as_str().to_owned() };
+                    if shared.control.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            },
+            message = outgoing.recv() => match message {
+                Some(text) => {
+                    if tx.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                // The endpoint expired: "going away" (1001).
+                None => {
+                    let frame = axum::extract::ws::CloseFrame { code: 1001, reason: "endpoint expired".into() };
+                    let _ = tx.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+            },
+        }
+    }
+    let _ = shared
+        .control
+        .send(Control::ChannelClosed { key, sink_id })
+        .await;
+}
+
+async fn metrics_page(State(shared): State<Shared>) -> Response {
+    let (reply, text) = oneshot::channel();
+    if shared.control.send(Control::Metrics(reply)).await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    match text.await {
+        Ok(text) => ([("content-type", "text/plain; version=0.0.4")], text).into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }

@@ -1,0 +1,225 @@
+//! The codecs and RTP header extensions the bridge offers, in one table shared by the
+//! Jingle-facing [`EndpointOffer`](crate::api::EndpointOffer) and str0m's session config.
+//!
+//! Payload type numbers are Jicofo's defaults so that logs and captures look familiar:
+//! Opus 111; VP8 100 (RTX 96); VP9 101 (RTX 97); H.264 107 (RTX 99); AV1 41 (RTX 42).
+//! Header extension ids: ssrc-audio-level 1, abs-send-time 3, transport-wide-cc 5,
+//! video-orientation 13. `sdes:mid` and `rtp-stream-id` are deliberately absent: receivers
+//! demultiplex by SSRC, and a mid of ours would not match the browser's own m-line mids.
+
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, Pt};
+use str0m::rtp::Extension;
+use str0m::{Rtc, RtcConfig};
+
+use crate::api::{HeaderExtension, MediaDescription, MediaKind, PayloadType};
+
+/// What a payload type carries, as far as forwarding cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecKind {
+    Opus,
+    Vp8,
+    Vp9,
+    H264,
+    Av1,
+}
+
+struct CodecEntry {
+    pt: u8,
+    rtx: Option<u8>,
+    kind: CodecKind,
+}
+
+const CODECS: [CodecEntry; 5] = [
+    CodecEntry {
+        pt: 111,
+        rtx: None,
+        kind: CodecKind::Opus,
+    },
+    CodecEntry {
+        pt: 100,
+        rtx: Some(96),
+        kind: CodecKind::Vp8,
+    },
+    CodecEntry {
+        pt: 101,
+        rtx: Some(97),
+        kind: CodecKind::Vp9,
+    },
+    CodecEntry {
+        pt: 107,
+        rtx: Some(99),
+        kind: CodecKind::H264,
+    },
+    CodecEntry {
+        pt: 41,
+        rtx: Some(42),
+        kind: CodecKind::Av1,
+    },
+];
+
+const H264_PROFILE_LEVEL_ID: u32 = 0x42e01f;
+
+const EXTENSIONS: [(u8, &str, Extension); 4] = [
+    (
+        1,
+        "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        Extension::AudioLevel,
+    ),
+    (
+        3,
+        "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+        Extension::AbsoluteSendTime,
+    ),
+    (
+        5,
+        "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+        Extension::TransportSequenceNumber,
+    ),
+    (
+        13,
+        "urn:3gpp:video-orientation",
+        Extension::VideoOrientation,
+    ),
+];
+
+/// The codec of a (primary, not RTX) payload type we offered.
+pub fn codec_of(pt: Pt) -> Option<CodecKind> {
+    let pt = *pt;
+    CODECS.iter().find(|c| c.pt == pt).map(|c| c.kind)
+}
+
+fn fb(kind: &str, subtype: Option<&str>) -> (String, Option<String>) {
+    (kind.to_string(), subtype.map(str::to_string))
+}
+
+fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The audio and video descriptions put in every offer.
+pub fn offered_media() -> Vec<MediaDescription> {
+    let video_fb = vec![
+        fb("ccm", Some("fir")),
+        fb("nack", None),
+        fb("nack", Some("pli")),
+        fb("goog-remb", None),
+        fb("transport-cc", None),
+    ];
+    let extensions = |wanted: &[u8]| {
+        EXTENSIONS
+            .iter()
+            .filter(|(id, _, _)| wanted.contains(id))
+            .map(|(id, uri, _)| HeaderExtension {
+                id: *id,
+                uri: uri.to_string(),
+            })
+            .collect()
+    };
+    let mut video = Vec::new();
+    for codec in CODECS.iter().filter(|c| c.kind != CodecKind::Opus) {
+        let (name, parameters) = match codec.kind {
+            CodecKind::Vp8 => ("VP8", vec![]),
+            CodecKind::Vp9 => ("VP9", params(&[("profile-id", "0")])),
+            CodecKind::H264 => (
+                "H264",
+                params(&[
+                    ("profile-level-id", "42e01f"),
+                    ("level-asymmetry-allowed", "1"),
+                    ("packetization-mode", "1"),
+                ]),
+            ),
+            CodecKind::Av1 | CodecKind::Opus => ("AV1", vec![]),
+        };
+        video.push(PayloadType {
+            id: codec.pt,
+            name: name.into(),
+            clockrate: 90_000,
+            channels: None,
+            parameters,
+            rtcp_fb: video_fb.clone(),
+        });
+    }
+    for codec in CODECS.iter() {
+        if let Some(rtx) = codec.rtx {
+            video.push(PayloadType {
+                id: rtx,
+                name: "rtx".into(),
+                clockrate: 90_000,
+                channels: None,
+                parameters: params(&[("apt", &codec.pt.to_string())]),
+                rtcp_fb: vec![],
+            });
+        }
+    }
+    vec![
+        MediaDescription {
+            kind: MediaKind::Audio,
+            payload_types: vec![PayloadType {
+                id: 111,
+                name: "opus".into(),
+                clockrate: 48_000,
+                channels: Some(2),
+                parameters: params(&[("minptime", "10"), ("useinbandfec", "1")]),
+                rtcp_fb: vec![fb("transport-cc", None)],
+            }],
+            header_extensions: extensions(&[1, 3, 5]),
+        },
+        MediaDescription {
+            kind: MediaKind::Video,
+            payload_types: video,
+            header_extensions: extensions(&[3, 5, 13]),
+        },
+    ]
+}
+
+/// str0m's session config matching [`offered_media`]: RTP mode, TWCC-based estimation.
+pub fn rtc_config(initial_bandwidth_bps: u64) -> RtcConfig {
+    let mut config = Rtc::builder()
+        .set_rtp_mode(true)
+        .set_ice_lite(false)
+        .enable_bwe(Some(str0m::bwe::Bitrate::bps(initial_bandwidth_bps)))
+        .clear_codecs()
+        .clear_extension_map();
+    for (id, _, ext) in EXTENSIONS {
+        config = config.set_extension(id, ext);
+    }
+    let codecs = config.codec_config();
+    for codec in &CODECS {
+        let (pt, rtx) = (Pt::from(codec.pt), codec.rtx.map(Pt::from));
+        match codec.kind {
+            CodecKind::Opus => codecs.add_config(
+                pt,
+                None,
+                Codec::Opus,
+                Frequency::FORTY_EIGHT_KHZ,
+                Some(2),
+                FormatParams {
+                    min_p_time: Some(10),
+                    use_inband_fec: Some(true),
+                    ..Default::default()
+                },
+            ),
+            CodecKind::H264 => codecs.add_h264(pt, rtx, true, H264_PROFILE_LEVEL_ID),
+            CodecKind::Vp8 | CodecKind::Vp9 | CodecKind::Av1 => {
+                let codec = match codec.kind {
+                    CodecKind::Vp8 => Codec::Vp8,
+                    CodecKind::Vp9 => Codec::Vp9,
+                    _ => Codec::Av1,
+                };
+                codecs.add_config(
+                    pt,
+                    rtx,
+                    codec,
+                    Frequency::NINETY_KHZ,
+                    None,
+                    FormatParams::default(),
+                )
+            }
+        }
+    }
+    config
+}

@@ -1,0 +1,199 @@
+//! Per receiver and per forwarded track: maps whichever simulcast layer is forwarded onto
+//! one continuous outgoing stream (sequence numbers, RTP timestamps, VP8 picture ids).
+//!
+//! Sans-IO: fed with the incoming packet's fields and the arrival time, it returns the
+//! outgoing fields or `None` for a packet that must not be forwarded (an old layer's
+//! stragglers after a switch).
+
+use std::time::Instant;
+
+/// Outgoing values for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Extended outgoing sequence number (str0m tracks the rollover counter).
+    pub seq: u64,
+    pub timestamp: u32,
+    /// VP8 picture id / TL0PICIDX to write, when the packet carried them.
+    pub picture_id: Option<u16>,
+    pub tl0_pic_idx: Option<u8>,
+}
+
+/// What the rewriter needs from one incoming packet.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming {
+    pub layer: usize,
+    /// str0m's extended (rollover-free) sequence number.
+    pub seq: u64,
+    pub timestamp: u32,
+    pub picture_id: Option<u16>,
+    pub tl0_pic_idx: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Last {
+    seq: u64,
+    timestamp: u32,
+    picture_id: Option<u16>,
+    tl0_pic_idx: Option<u8>,
+    at: Instant,
+}
+
+#[derive(Debug)]
+pub struct Rewriter {
+    clock_rate: u32,
+    layer: Option<usize>,
+    /// First incoming sequence number of the current layer: older ones belong to the
+    /// previous run and would collide with what was already sent.
+    first_seq: u64,
+    seq_offset: i64,
+    ts_offset: u32,
+    picture_offset: u16,
+    tl0_offset: u8,
+    last: Option<Last>,
+}
+
+const PICTURE_ID_MODULUS: u16 = 0x8000;
+
+impl Rewriter {
+    pub fn new(clock_rate: u32) -> Self {
+        Self {
+            clock_rate,
+            layer: None,
+            first_seq: 0,
+            seq_offset: 0,
+            ts_offset: 0,
+            picture_offset: 0,
+            tl0_offset: 0,
+            last: None,
+        }
+    }
+
+    /// The layer currently forwarded, if any.
+    pub fn layer(&self) -> Option<usize> {
+        self.layer
+    }
+
+    /// Stops forwarding; the next packet (of any layer) starts a new run.
+    pub fn pause(&mut self) {
+        self.layer = None;
+    }
+
+    pub fn rewrite(&mut self, now: Instant, packet: Incoming) -> Option<Rewritten> {
+        if self.layer != Some(packet.layer) {
+            self.start_run(now, &packet);
+        } else if packet.seq < self.first_seq {
+            return None;
+        }
+        let seq = u64::try_from(packet.seq as i64 + self.seq_offset).ok()?;
+        let out = Rewritten {
+            seq,
+            timestamp: packet.timestamp.wrapping_add(self.ts_offset),
+            picture_id: packet
+                .picture_id
+                .map(|p| p.wrapping_add(self.picture_offset) % PICTURE_ID_MODULUS),
+            tl0_pic_idx: packet.tl0_pic_idx.map(|t| t.wrapping_add(self.tl0_offset)),
+        };
+        let newest = self.last.is_none_or(|last| out.seq > last.seq);
+        if newest {
+            self.last = Some(Last {
+                seq: out.seq,
+                timestamp: out.timestamp,
+                picture_id: out.picture_id.or(self.last.and_then(|l| l.picture_id)),
+                tl0_pic_idx: out.tl0_pic_idx.or(self.last.and_then(|l| l.tl0_pic_idx)),
+                at: now,
+            });
+        }
+        Some(out)
+    }
+
+    /// Chooses offsets so that the new run continues right after what was last sent.
+    fn start_run(&mut self, now: Instant, packet: &Incoming) {
+        self.layer = Some(packet.layer);
+        self.first_seq = packet.seq;
+        let Some(last) = self.last else {
+            // A fresh outgoing stream starts below 2^15 so that the receiver's rollover
+            // counter starts at zero whatever the sender's extended sequence number is.
+            self.seq_offset = (packet.seq & 0x7fff) as i64 - packet.seq as i64;
+            return;
+        };
+        self.seq_offset = (last.seq + 1) as i64 - packet.seq as i64;
+        let elapsed_ticks = now.saturating_duration_since(last.at).as_micros() as u64
+            * u64::from(self.clock_rate)
+            / 1_000_000;
+        let next_ts = last.timestamp.wrapping_add(elapsed_ticks.max(1) as u32);
+        self.ts_offset = next_ts.wrapping_sub(packet.timestamp);
+        if let (Some(out), Some(incoming)) = (last.picture_id, packet.picture_id) {
+            let next = (out + 1) % PICTURE_ID_MODULUS;
+            self.picture_offset = next.wrapping_sub(incoming) % PICTURE_ID_MODULUS;
+        }
+        if let (Some(out), Some(incoming)) = (last.tl0_pic_idx, packet.tl0_pic_idx) {
+            self.tl0_offset = out.wrapping_add(1).wrapping_sub(incoming);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn packet(layer: usize, seq: u64, timestamp: u32, picture_id: u16, tl0: u8) -> Incoming {
+        Incoming {
+            layer,
+            seq,
+            timestamp,
+            picture_id: Some(picture_id),
+            tl0_pic_idx: Some(tl0),
+        }
+    }
+
+    #[test]
+    fn continuity_across_a_layer_switch() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        let a = r.rewrite(t0, packet(0, 70_000, 1000, 500, 10)).unwrap();
+        assert!(a.seq < 0x8000, "fresh stream starts below 2^15");
+        let b = r.rewrite(t0, packet(0, 70_001, 1000, 500, 10)).unwrap();
+        assert_eq!(b.seq, a.seq + 1);
+        let t1 = t0 + Duration::from_millis(33);
+        let c = r
+            .rewrite(t1, packet(0, 70_002, 1000 + 2970, 501, 11))
+            .unwrap();
+        assert_eq!(c.picture_id, Some(501 % PICTURE_ID_MODULUS));
+
+        // Switch to layer 2, whose numbering is unrelated, 33 ms later.
+        let t2 = t1 + Duration::from_millis(33);
+        let d = r
+            .rewrite(t2, packet(2, 9, 4_000_000_000, 32_767, 200))
+            .unwrap();
+        assert_eq!(d.seq, c.seq + 1);
+        assert_eq!(d.timestamp, c.timestamp.wrapping_add(2970));
+        assert_eq!(d.picture_id, Some(c.picture_id.unwrap() + 1));
+        assert_eq!(d.tl0_pic_idx, Some(c.tl0_pic_idx.unwrap() + 1));
+        // Later packets of the new layer keep their spacing, picture id wraps at 2^15.
+        let e = r.rewrite(t2, packet(2, 10, 4_000_000_000, 0, 201)).unwrap();
+        assert_eq!(e.seq, d.seq + 1);
+        assert_eq!(e.timestamp, d.timestamp);
+        assert_eq!(
+            e.picture_id,
+            Some((d.picture_id.unwrap() + 1) % PICTURE_ID_MODULUS)
+        );
+        assert_eq!(e.tl0_pic_idx, Some(d.tl0_pic_idx.unwrap() + 1));
+    }
+
+    #[test]
+    fn stragglers_of_a_run_are_dropped_and_reordering_is_kept() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        let first = r.rewrite(t0, packet(1, 100, 0, 1, 1)).unwrap();
+        assert_eq!(r.rewrite(t0, packet(1, 99, 0, 1, 1)), None);
+        let late = r.rewrite(t0, packet(1, 103, 0, 1, 1)).unwrap();
+        let early = r.rewrite(t0, packet(1, 102, 0, 1, 1)).unwrap();
+        assert_eq!((late.seq - first.seq, early.seq - first.seq), (3, 2));
+        // After a pause the next run continues the numbering.
+        r.pause();
+        let resumed = r.rewrite(t0, packet(1, 500, 0, 9, 9)).unwrap();
+        assert_eq!(resumed.seq, late.seq + 1);
+    }
+}
