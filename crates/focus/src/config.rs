@@ -5,10 +5,14 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    /// Grant `owner` (moderator) to the longest-present participant whenever the room has
+    /// no moderator, as Jicofo's "auto owner".
+    pub auto_owner: bool,
+}
 
 impl Default for Config {
     fn default() -> Self {
-        Self {}
+        Self { auto_owner: true }
     }
 }
