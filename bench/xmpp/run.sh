@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# XMPP benchmark: Convene against Prosody 0.12 (Debian), same workloads, one run.
+# Each workload gets a fresh server process on loopback; see docs/benchmarks.md.
+# Extra arguments go to the load generator (e.g. --servers prosody, --logins 5000).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v prosody >/dev/null; then
+    echo "installing Prosody from Debian..." >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody >/dev/null
+fi
+# The Debian package starts a system instance; the benchmark runs its own.
+if command -v systemctl >/dev/null && systemctl is-active --quiet prosody 2>/dev/null; then
+    echo "note: a system Prosody is running; the benchmark starts its own instances" >&2
+fi
+
+cargo build --release -p convene -p convene-bench-xmpp
+
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "Prosody: $(dpkg-query -W -f '${Version}' prosody 2>/dev/null || prosodyctl about 2>/dev/null | head -1)"
+echo "Convene: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+exec target/release/convene-bench-xmpp --convene target/release/convene "$@"

@@ -1,0 +1,285 @@
+//! XMPP benchmark: the same workloads against Convene and Prosody, each on a fresh server
+//! process on loopback, reported per wall second and per server CPU-second.
+
+mod client;
+mod scram;
+mod server;
+mod workloads;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use server::{Kind, Programs, Server};
+use workloads::{FanoutParams, Mechanism};
+
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Cli {
+    /// The Convene binary (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/convene")]
+    convene: PathBuf,
+    #[arg(long, default_value = "prosody")]
+    prosody: PathBuf,
+    #[arg(long, default_value = "prosodyctl")]
+    prosodyctl: PathBuf,
+    /// Servers to measure.
+    #[arg(long, value_delimiter = ',', default_values = ["convene", "prosody"])]
+    servers: Vec<ServerArg>,
+    /// Workloads to run.
+    #[arg(long, value_delimiter = ',', default_values = ["anonymous", "scram", "fanout", "memory"])]
+    workloads: Vec<Workload>,
+    /// Logins per login workload.
+    #[arg(long, default_value_t = 3000)]
+    logins: usize,
+    /// Logins in progress at once.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// Password accounts the SCRAM logins cycle through.
+    #[arg(long, default_value_t = 20)]
+    users: usize,
+    /// Room occupants in the fan-out workload.
+    #[arg(long, default_value_t = 50)]
+    occupants: usize,
+    /// Messages sent at `paced-rate` per second (latency below saturation).
+    #[arg(long, default_value_t = 500)]
+    paced_messages: usize,
+    #[arg(long, default_value_t = 100.0)]
+    paced_rate: f64,
+    /// Messages sent as fast as the window allows (throughput).
+    #[arg(long, default_value_t = 3000)]
+    saturated_messages: usize,
+    /// Messages not yet delivered to every occupant, at most, in the saturated phase.
+    #[arg(long, default_value_t = 50)]
+    window: usize,
+    /// Idle logged-in clients for the memory figure.
+    #[arg(long, default_value_t = 500)]
+    idle_clients: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ServerArg {
+    Convene,
+    Prosody,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    Anonymous,
+    Scram,
+    Fanout,
+    Memory,
+}
+
+/// One figure of the table: a value per server, and whether more is better.
+struct Figure {
+    name: String,
+    unit_higher_is_better: bool,
+    values: [Option<f64>; 2],
+}
+
+fn slot(kind: Kind) -> usize {
+    match kind {
+        Kind::Convene => 0,
+        Kind::Prosody => 1,
+    }
+}
+
+struct Report {
+    figures: Vec<Figure>,
+}
+
+impl Report {
+    fn set(&mut self, name: &str, higher_is_better: bool, kind: Kind, value: f64) {
+        let index = match self.figures.iter().position(|f| f.name == name) {
+            Some(index) => index,
+            None => {
+                self.figures.push(Figure {
+                    name: name.to_owned(),
+                    unit_higher_is_better: higher_is_better,
+                    values: [None, None],
+                });
+                self.figures.len() - 1
+            }
+        };
+        self.figures[index].values[slot(kind)] = Some(value);
+    }
+
+    fn print(&self) {
+        println!();
+        println!(
+            "{:<52} {:>12} {:>12} {:>10}",
+            "figure", "Convene", "Prosody", "advantage"
+        );
+        for figure in &self.figures {
+            let cell = |value: Option<f64>| match value {
+                Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+                Some(v) => format!("{v:.2}"),
+                None => "—".to_owned(),
+            };
+            let advantage = match figure.values {
+                [Some(convene), Some(prosody)] if convene > 0.0 && prosody > 0.0 => {
+                    let ratio = if figure.unit_higher_is_better {
+                        convene / prosody
+                    } else {
+                        prosody / convene
+                    };
+                    format!("{ratio:.2}×")
+                }
+                _ => "—".to_owned(),
+            };
+            println!(
+                "{:<52} {:>12} {:>12} {:>10}",
+                figure.name,
+                cell(figure.values[0]),
+                cell(figure.values[1]),
+                advantage
+            );
+        }
+        println!();
+        println!("advantage: how many times better Convene is (>1: Convene better).");
+    }
+}
+
+fn run_workload(
+    runtime: &tokio::runtime::Runtime,
+    cli: &Cli,
+    workload: Workload,
+    kind: Kind,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let programs = Programs {
+        convene: cli.convene.clone(),
+        prosody: cli.prosody.clone(),
+        prosodyctl: cli.prosodyctl.clone(),
+    };
+    let users = if workload == Workload::Scram {
+        cli.users
+    } else {
+        0
+    };
+    let server = Server::start(kind, &programs, users)?;
+    let (addr, pid) = (server.c2s, server.pid());
+    let outcome = runtime.block_on(async {
+        match workload {
+            Workload::Anonymous | Workload::Scram => {
+                let (mechanism, label) = match workload {
+                    Workload::Anonymous => (Mechanism::Anonymous, "anonymous"),
+                    _ => (Mechanism::ScramSha1, "SCRAM-SHA-1"),
+                };
+                let result =
+                    workloads::logins(addr, pid, mechanism, cli.logins, cli.concurrency, cli.users)
+                        .await?;
+                eprintln!("  {kind} {label}: {result:?}");
+                if result.failed > 0 {
+                    anyhow::bail!(
+                        "{} of {} {label} logins failed; first error: {}",
+                        result.failed,
+                        cli.logins,
+                        result.first_error.unwrap_or_default()
+                    );
+                }
+                let completed = result.completed as f64;
+                report.set(
+                    &format!("{label} logins / s"),
+                    true,
+                    kind,
+                    completed / result.cost.wall,
+                );
+                report.set(
+                    &format!("{label} logins / server CPU-s"),
+                    true,
+                    kind,
+                    completed / result.cost.server_cpu,
+                );
+            }
+            Workload::Fanout => {
+                let params = FanoutParams {
+                    occupants: cli.occupants,
+                    paced_messages: cli.paced_messages,
+                    paced_rate: cli.paced_rate,
+                    saturated_messages: cli.saturated_messages,
+                    window: cli.window,
+                };
+                let result = workloads::fanout(addr, pid, &params).await?;
+                eprintln!("  {kind} fan-out: {result:?}");
+                let saturated = &result.saturated;
+                let deliveries = saturated.deliveries as f64;
+                let room = cli.occupants;
+                report.set(
+                    &format!("MUC fan-out ({room} occupants) deliveries / s"),
+                    true,
+                    kind,
+                    deliveries / saturated.cost.wall,
+                );
+                report.set(
+                    &format!("MUC fan-out ({room} occupants) deliveries / CPU-s"),
+                    true,
+                    kind,
+                    deliveries / saturated.cost.server_cpu,
+                );
+                report.set(
+                    &format!("MUC p99 latency, saturated, window {} (ms)", cli.window),
+                    false,
+                    kind,
+                    saturated.p99_ms,
+                );
+                report.set(
+                    &format!("MUC p99 latency at {} msg/s (ms)", cli.paced_rate),
+                    false,
+                    kind,
+                    result.paced.p99_ms,
+                );
+                report.set(
+                    &format!("MUC p50 latency at {} msg/s (ms)", cli.paced_rate),
+                    false,
+                    kind,
+                    result.paced.p50_ms,
+                );
+            }
+            Workload::Memory => {
+                let result = workloads::idle_memory(addr, pid, cli.idle_clients).await?;
+                eprintln!("  {kind} memory: {result:?}");
+                report.set(
+                    &format!("RSS per idle client, {} clients (KiB)", cli.idle_clients),
+                    false,
+                    kind,
+                    result.bytes_per_client() / 1024.0,
+                );
+            }
+        }
+        anyhow::Ok(())
+    });
+    if outcome.is_err() {
+        eprintln!("  {kind} log tail:\n{}", server.log_tail());
+    }
+    server.stop();
+    outcome
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut report = Report {
+        figures: Vec::new(),
+    };
+    let mut failures = 0;
+    for &workload in &cli.workloads {
+        for &server in &cli.servers {
+            let kind = match server {
+                ServerArg::Convene => Kind::Convene,
+                ServerArg::Prosody => Kind::Prosody,
+            };
+            eprintln!("{workload:?} against a fresh {kind}...");
+            if let Err(error) = run_workload(&runtime, &cli, workload, kind, &mut report) {
+                failures += 1;
+                eprintln!("  {kind} {workload:?} FAILED: {error:#}");
+            }
+        }
+    }
+    report.print();
+    if failures > 0 {
+        anyhow::bail!("{failures} workload runs failed (see above)");
+    }
+    Ok(())
+}
