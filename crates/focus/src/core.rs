@@ -353,7 +353,7 @@ impl Focus {
             .collect();
         for room in expired {
             warn!(%room, "the MUC did not confirm the focus's join in time");
-            if let Some(conference) = self.conferences.remove(&room) {
+            if let Some(mut conference) = self.conferences.remove(&room) {
                 conference.answer_waiting(&mut self.out, false);
                 conference.leave_room(&mut self.out);
             }
@@ -522,7 +522,7 @@ impl Focus {
             match typ {
                 Some("error") if !conference.joined => {
                     warn!(%room, "the MUC refused the focus's join");
-                    let conference = self.conferences.remove(&room).expect("present");
+                    let mut conference = self.conferences.remove(&room).expect("present");
                     conference.answer_waiting(&mut self.out, false);
                 }
                 Some("unavailable") => {
@@ -639,8 +639,8 @@ impl Conference {
     }
 
     /// Answers the conference requests that waited for the join.
-    fn answer_waiting(&self, out: &mut Outbox, ready: bool) {
-        for WaitingRequest(request) in &self.waiting {
+    fn answer_waiting(&mut self, out: &mut Outbox, ready: bool) {
+        for WaitingRequest(request) in self.waiting.drain(..) {
             let property = |name: &'static str, value: &'static str| {
                 Element::bare("property", ns::FOCUS)
                     .with_attr("name", name)
@@ -652,7 +652,7 @@ impl Conference {
                 .with_attr("focusjid", out.addresses.bare.as_str())
                 .with_child(property("authentication", "false"))
                 .with_child(property("externalAuth", "false"));
-            out.send(iq_result(request, Some(answer)));
+            out.send(iq_result(&request, Some(answer)));
         }
     }
 
@@ -668,7 +668,6 @@ impl Conference {
             self.leave_room(out);
         }
         self.answer_waiting(out, false);
-        self.waiting.clear();
     }
 
     fn on_occupant_presence(&mut self, out: &mut Outbox, nick: &str, presence: &Element) {
