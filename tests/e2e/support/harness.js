@@ -49,7 +49,7 @@ async function freePort() {
  * @returns {Promise<{ url: string, stop: () => Promise<void>, log: () => string }>}
  */
 export async function startConvene() {
-  const binary = path.join(repoRoot, 'target/debug/convene');
+  const binary = process.env.CONVENE_BIN ?? path.join(repoRoot, 'target/debug/convene');
   if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`cargo build -p convene\` first`);
   const dir = mkdtempSync(path.join(tmpdir(), 'convene-e2e-'));
   const port = await freePort();
