@@ -10,9 +10,10 @@ use axum::Router;
 use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let xmpp = convene_xmpp::XmppServer::start(&config.domain, &config.data_dir, config.xmpp.clone())
-        .await
-        .context("cannot start the XMPP server")?;
+    let xmpp =
+        convene_xmpp::XmppServer::start(&config.domain, &config.data_dir, config.xmpp.clone())
+            .await
+            .context("cannot start the XMPP server")?;
     let app = Router::new().merge(convene_web::router(&config.domain, config.web.clone()));
     let app = app.merge(xmpp.router());
     let listener = tokio::net::TcpListener::bind(config.http_listen)

@@ -42,19 +42,30 @@ impl Accounts {
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn exists(&self, username: &str) -> Result<bool, AccountError> {
         let found: Option<i64> = self
             .db()
-            .query_row("SELECT 1 FROM credentials WHERE username = ?1 LIMIT 1", [username], |r| r.get(0))
+            .query_row(
+                "SELECT 1 FROM credentials WHERE username = ?1 LIMIT 1",
+                [username],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(found.is_some())
     }
 
     /// Creates an account (`replace`: only an existing one, to change its password).
-    pub fn set_password(&self, username: &str, password: &str, replace: bool) -> Result<(), AccountError> {
+    pub fn set_password(
+        &self,
+        username: &str,
+        password: &str,
+        replace: bool,
+    ) -> Result<(), AccountError> {
         let username = normalize(username)?;
         match (self.exists(&username)?, replace) {
             (true, false) => return Err(AccountError::Exists(username)),
@@ -67,7 +78,14 @@ impl Accounts {
             let c = ScramCredentials::new_random(hash, password);
             tx.execute(
                 "INSERT OR REPLACE INTO credentials VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![username, hash.name(), c.salt, c.iterations, c.stored_key, c.server_key],
+                params![
+                    username,
+                    hash.name(),
+                    c.salt,
+                    c.iterations,
+                    c.stored_key,
+                    c.server_key
+                ],
             )?;
         }
         tx.commit()?;
@@ -76,7 +94,11 @@ impl Accounts {
 
     pub fn delete(&self, username: &str) -> Result<(), AccountError> {
         let username = normalize(username)?;
-        if self.db().execute("DELETE FROM credentials WHERE username = ?1", [&username])? == 0 {
+        if self
+            .db()
+            .execute("DELETE FROM credentials WHERE username = ?1", [&username])?
+            == 0
+        {
             return Err(AccountError::NoSuchAccount(username));
         }
         Ok(())
@@ -111,7 +133,10 @@ impl CredentialLookup for Accounts {
 pub fn normalize(name: &str) -> Result<String, AccountError> {
     let node = name.split('@').next().unwrap_or_default();
     match jid::BareJid::new(&format!("{node}@example.invalid")) {
-        Ok(jid) if !node.is_empty() => Ok(jid.node().map(|n| n.as_str().to_owned()).unwrap_or_default()),
+        Ok(jid) if !node.is_empty() => Ok(jid
+            .node()
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default()),
         _ => Err(AccountError::InvalidName(name.to_owned())),
     }
 }
@@ -122,13 +147,29 @@ mod tests {
 
     #[test]
     fn accounts_store_scram_credentials_only() {
-        let dir = std::env::temp_dir().join(format!("convene-accounts-{}", crate::session::random_hex(6)));
+        let dir = std::env::temp_dir().join(format!(
+            "convene-accounts-{}",
+            crate::session::random_hex(6)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let accounts = Accounts::open(&dir).unwrap();
-        accounts.set_password("Alice@example.com", "secret", false).unwrap();
-        assert!(matches!(accounts.set_password("alice", "x", false), Err(AccountError::Exists(_))));
+        accounts
+            .set_password("Alice@example.com", "secret", false)
+            .unwrap();
+        assert!(matches!(
+            accounts.set_password("alice", "x", false),
+            Err(AccountError::Exists(_))
+        ));
         let stored = accounts.credentials("alice", ScramHash::Sha256).unwrap();
-        assert_eq!(stored, ScramCredentials::derive(ScramHash::Sha256, "secret", stored.salt.clone(), stored.iterations));
+        assert_eq!(
+            stored,
+            ScramCredentials::derive(
+                ScramHash::Sha256,
+                "secret",
+                stored.salt.clone(),
+                stored.iterations
+            )
+        );
         let raw = std::fs::read(dir.join("accounts.sqlite")).unwrap();
         assert!(!raw.windows(6).any(|w| w == b"secret"));
         accounts.delete("alice").unwrap();

@@ -75,7 +75,10 @@ impl Conn {
 
     pub fn limits(&self) -> Limits {
         let config = &self.server.inner.config;
-        Limits { max_stanza_bytes: config.max_stanza_bytes, max_depth: config.max_depth }
+        Limits {
+            max_stanza_bytes: config.max_stanza_bytes,
+            max_depth: config.max_depth,
+        }
     }
 
     pub fn tls_config(&self) -> std::sync::Arc<rustls::ServerConfig> {
@@ -132,8 +135,11 @@ impl Conn {
             }
         }
         let mut actions = Vec::new();
-        let mut env = ServerEnv { server: &self.server };
-        self.session.element(element, Instant::now(), &mut env, &mut actions);
+        let mut env = ServerEnv {
+            server: &self.server,
+        };
+        self.session
+            .element(element, Instant::now(), &mut env, &mut actions);
         self.perform(actions)
     }
 
@@ -167,7 +173,6 @@ impl Conn {
 
     fn perform(&mut self, actions: Vec<Action>) -> Vec<Write> {
         let mut writes = Vec::new();
-        let was_authenticated = self.session.is_authenticated();
         for action in actions {
             match action {
                 Action::Header { id, from } => writes.push(Write::Header { id, from }),
@@ -197,7 +202,7 @@ impl Conn {
                 }
             }
         }
-        if !was_authenticated && self.session.is_authenticated() {
+        if self.counted_unauthenticated && self.session.is_authenticated() {
             self.uncount_unauthenticated();
             let username = self.session.username().cloned().flatten();
             let keys = self.throttle_keys(username.as_deref());
@@ -256,7 +261,9 @@ impl Drop for Conn {
     /// The socket is gone: park the session for resumption, or end it.
     fn drop(&mut self) {
         self.uncount_unauthenticated();
-        let Some(jid) = self.session.jid().cloned() else { return };
+        let Some(jid) = self.session.jid().cloned() else {
+            return;
+        };
         let resumable = self.resumable.take().filter(|_| !self.clean_close);
         match (resumable, self.session.detach(), self.receiver.take()) {
             (Some(id), Some(detached), Some(receiver)) => {

@@ -52,9 +52,15 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("invalid domain {0:?}")]
     Domain(String),
 }
@@ -96,14 +102,27 @@ impl XmppServer {
         if jid::BareJid::new(domain).is_err() {
             return Err(StartError::Domain(domain.to_owned()));
         }
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let accounts = Accounts::open(data_dir)?;
-        let tls = tls::server_config(domain, data_dir, config.tls_certificate.as_deref(), config.tls_key.as_deref())?;
+        let tls = tls::server_config(
+            domain,
+            data_dir,
+            config.tls_certificate.as_deref(),
+            config.tls_key.as_deref(),
+        )?;
         let listener = tokio::net::TcpListener::bind(config.c2s_listen)
             .await
-            .map_err(|source| StartError::Listen { addr: config.c2s_listen, source })?;
-        let c2s_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.c2s_listen, source })?;
+            .map_err(|source| StartError::Listen {
+                addr: config.c2s_listen,
+                source,
+            })?;
+        let c2s_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.c2s_listen,
+            source,
+        })?;
         let domains = Arc::new(Domains::new(&domain.to_lowercase()));
         let shared = Shared {
             router: Router::new((*domains).clone()),
@@ -163,11 +182,16 @@ impl XmppServer {
                 let from = stanza.attr("from").and_then(|f| Jid::new(f).ok());
                 match from {
                     Some(from) if addresses.contains(&from) => server.route(&from, stanza),
-                    _ => tracing::warn!("internal entity sent a stanza from an address it does not own"),
+                    _ => tracing::warn!(
+                        "internal entity sent a stanza from an address it does not own"
+                    ),
                 }
             }
         });
-        InternalLink { to_server, from_server }
+        InternalLink {
+            to_server,
+            from_server,
+        }
     }
 
     /// Number of MUC rooms that exist now.
@@ -176,7 +200,10 @@ impl XmppServer {
     }
 
     fn shared(&self) -> MutexGuard<'_, Shared> {
-        self.inner.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn route(&self, from: &Jid, stanza: Element) {
@@ -198,7 +225,9 @@ impl XmppServer {
     /// Keeps a dropped session resumable for the configured time, then ends it.
     fn park(&self, id: String, detached: Detached, receiver: mpsc::UnboundedReceiver<Element>) {
         let jid = detached.jid.clone();
-        self.shared().parked.insert(id.clone(), Parked { detached, receiver });
+        self.shared()
+            .parked
+            .insert(id.clone(), Parked { detached, receiver });
         let server = self.clone();
         let timeout = Duration::from_secs(self.inner.config.resume_timeout_secs);
         tokio::spawn(async move {

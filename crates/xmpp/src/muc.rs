@@ -47,7 +47,11 @@ impl Affiliation {
     }
 
     fn default_role(self) -> Role {
-        if self >= Self::Admin { Role::Moderator } else { Role::Participant }
+        if self >= Self::Admin {
+            Role::Moderator
+        } else {
+            Role::Participant
+        }
     }
 }
 
@@ -115,7 +119,10 @@ pub struct Muc {
 
 impl Muc {
     pub fn new(service: String) -> Self {
-        Self { service, rooms: HashMap::new() }
+        Self {
+            service,
+            rooms: HashMap::new(),
+        }
     }
 
     pub fn service(&self) -> &str {
@@ -128,7 +135,14 @@ impl Muc {
 
     /// A stanza addressed to the MUC service, a room or an occupant. `trusted` senders
     /// (internal entities such as the focus) are owners of every room, like Prosody admins.
-    pub fn handle(&mut self, from: &Jid, to: &Jid, trusted: bool, stanza: Element, out: &mut Vec<Delivery>) {
+    pub fn handle(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        trusted: bool,
+        stanza: Element,
+        out: &mut Vec<Delivery>,
+    ) {
         match stanza.name() {
             "presence" => self.presence(from, to, trusted, stanza, out),
             "message" => self.message(from, to, stanza, out),
@@ -150,7 +164,14 @@ impl Muc {
         }
     }
 
-    fn presence(&mut self, from: &Jid, to: &Jid, trusted: bool, stanza: Element, out: &mut Vec<Delivery>) {
+    fn presence(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        trusted: bool,
+        stanza: Element,
+        out: &mut Vec<Delivery>,
+    ) {
         if to.node().is_none() {
             return;
         }
@@ -176,7 +197,15 @@ impl Muc {
         }
     }
 
-    fn join(&mut self, room_jid: BareJid, nick: String, from: &Jid, trusted: bool, stanza: Element, out: &mut Vec<Delivery>) {
+    fn join(
+        &mut self,
+        room_jid: BareJid,
+        nick: String,
+        from: &Jid,
+        trusted: bool,
+        stanza: Element,
+        out: &mut Vec<Delivery>,
+    ) {
         let created = !self.rooms.contains_key(&room_jid);
         let room = self.rooms.entry(room_jid.clone()).or_insert_with(|| Room {
             jid: room_jid.clone(),
@@ -187,7 +216,11 @@ impl Muc {
             members_only: false,
             meeting_id: random_id(),
         });
-        let affiliation = if trusted { Affiliation::Owner } else { room.affiliation_of(from) };
+        let affiliation = if trusted {
+            Affiliation::Owner
+        } else {
+            room.affiliation_of(from)
+        };
         let join_error = if affiliation == Affiliation::Outcast {
             Some(StanzaError::Forbidden)
         } else if !trusted && !room.password_matches(&stanza) {
@@ -200,7 +233,11 @@ impl Muc {
             None
         };
         if let Some(error) = join_error {
-            reply_error(&stanza, error, out);
+            // XEP-0045 echoes the join element in errors; clients match on it.
+            if let Some(mut reply) = error_reply(&stanza, error) {
+                reply.append_child(Element::bare("x", ns::MUC));
+                push_reply(reply, out);
+            }
             return;
         }
         let occupant = Occupant {
@@ -215,19 +252,40 @@ impl Muc {
         }
         room.occupants.push(occupant);
         let newcomer = room.occupants.len() - 1;
-        let statuses: &[u16] = if created { &[100, 110, 201] } else { &[100, 110] };
+        let statuses: &[u16] = if created {
+            &[100, 110, 201]
+        } else {
+            &[100, 110]
+        };
         room.broadcast_presence(newcomer, statuses, &Notice::default(), out);
         let subject = Element::builder("message", ns::CLIENT)
             .attr(n("type"), "groupchat")
             .attr(n("from"), room.jid.to_string())
             .attr(n("to"), from.to_string())
-            .append(Element::builder("subject", ns::CLIENT).append(room.subject.as_str()).build())
+            .append(
+                Element::builder("subject", ns::CLIENT)
+                    .append(room.subject.as_str())
+                    .build(),
+            )
             .build();
-        out.push(Delivery { to: from.clone(), stanza: subject });
+        out.push(Delivery {
+            to: from.clone(),
+            stanza: subject,
+        });
     }
 
-    fn update_presence(&mut self, room_jid: &BareJid, index: usize, nick: &str, stanza: Element, out: &mut Vec<Delivery>) {
-        let room = self.rooms.get_mut(room_jid).expect("caller found the occupant");
+    fn update_presence(
+        &mut self,
+        room_jid: &BareJid,
+        index: usize,
+        nick: &str,
+        stanza: Element,
+        out: &mut Vec<Delivery>,
+    ) {
+        let room = self
+            .rooms
+            .get_mut(room_jid)
+            .expect("caller found the occupant");
         if room.occupants[index].nick != nick {
             // Nickname changes are not supported: Jitsi nicknames are endpoint ids.
             reply_error(&stanza, StanzaError::NotAcceptable, out);
@@ -237,9 +295,19 @@ impl Muc {
         room.broadcast_presence(index, &[110], &Notice::default(), out);
     }
 
-    fn leave(&mut self, room_jid: &BareJid, real: &Jid, stanza: Option<&Element>, out: &mut Vec<Delivery>) {
-        let Some(room) = self.rooms.get_mut(room_jid) else { return };
-        let Some(index) = room.occupants.iter().position(|o| &o.real == real) else { return };
+    fn leave(
+        &mut self,
+        room_jid: &BareJid,
+        real: &Jid,
+        stanza: Option<&Element>,
+        out: &mut Vec<Delivery>,
+    ) {
+        let Some(room) = self.rooms.get_mut(room_jid) else {
+            return;
+        };
+        let Some(index) = room.occupants.iter().position(|o| &o.real == real) else {
+            return;
+        };
         if let Some(stanza) = stanza {
             room.occupants[index].presence = strip_muc_children(stanza.clone());
         } else {
@@ -275,7 +343,10 @@ impl Muc {
                 for occupant in &room.occupants {
                     let mut copy = stanza.clone();
                     stanza::set_attr(&mut copy, "to", occupant.real.to_string());
-                    out.push(Delivery { to: occupant.real.clone(), stanza: copy });
+                    out.push(Delivery {
+                        to: occupant.real.clone(),
+                        stanza: copy,
+                    });
                 }
             }
             (Some(nick), kind) if kind != Some("groupchat") => {
@@ -285,13 +356,23 @@ impl Muc {
                 };
                 stanza::set_attr(&mut stanza, "from", sender_jid);
                 stanza::set_attr(&mut stanza, "to", target.real.to_string());
-                out.push(Delivery { to: target.real.clone(), stanza });
+                out.push(Delivery {
+                    to: target.real.clone(),
+                    stanza,
+                });
             }
             _ => reply_error(&stanza, StanzaError::BadRequest, out),
         }
     }
 
-    fn iq(&mut self, from: &Jid, to: &Jid, trusted: bool, stanza: Element, out: &mut Vec<Delivery>) {
+    fn iq(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        trusted: bool,
+        stanza: Element,
+        out: &mut Vec<Delivery>,
+    ) {
         let is_request = matches!(stanza.attr("type"), Some("get") | Some("set"));
         if to.node().is_none() {
             if is_request {
@@ -311,7 +392,9 @@ impl Muc {
         if !is_request {
             return;
         }
-        let namespace = stanza::payload(&stanza).map(Element::ns).unwrap_or_default();
+        let namespace = stanza::payload(&stanza)
+            .map(Element::ns)
+            .unwrap_or_default();
         let setting = stanza.attr("type") == Some("set");
         let reply = match (namespace.as_str(), setting) {
             (ns::DISCO_INFO, false) => Ok(Some(room.disco_info())),
@@ -336,20 +419,30 @@ impl Muc {
             _ => Err(StanzaError::ServiceUnavailable),
         };
         match reply {
-            Ok(payload) => out.push(Delivery { to: from.clone(), stanza: iq_result_with(&stanza, payload) }),
+            Ok(payload) => out.push(Delivery {
+                to: from.clone(),
+                stanza: iq_result_with(&stanza, payload),
+            }),
             Err(error) => reply_error(&stanza, error, out),
         }
     }
 
     fn service_iq(&self, stanza: Element, out: &mut Vec<Delivery>) {
-        let namespace = stanza::payload(&stanza).map(Element::ns).unwrap_or_default();
+        let namespace = stanza::payload(&stanza)
+            .map(Element::ns)
+            .unwrap_or_default();
         let reply = match namespace.as_str() {
             ns::DISCO_INFO => iq_result_with(
                 &stanza,
-                Some(stanza::disco_info(&[("conference", "text", "Chatrooms")], &[ns::MUC, ns::DISCO_INFO])),
+                Some(stanza::disco_info(
+                    &[("conference", "text", "Chatrooms")],
+                    &[ns::MUC, ns::DISCO_INFO],
+                )),
             ),
             // Rooms are not listed: which meetings exist is nobody else's business.
-            ns::DISCO_ITEMS => iq_result_with(&stanza, Some(Element::bare("query", ns::DISCO_ITEMS))),
+            ns::DISCO_ITEMS => {
+                iq_result_with(&stanza, Some(Element::bare("query", ns::DISCO_ITEMS)))
+            }
             ns::PING => iq_result(&stanza),
             _ => {
                 reply_error(&stanza, StanzaError::ServiceUnavailable, out);
@@ -362,11 +455,16 @@ impl Muc {
 
 impl Room {
     fn affiliation_of(&self, real: &Jid) -> Affiliation {
-        self.affiliations.get(&real.to_bare()).copied().unwrap_or(Affiliation::None)
+        self.affiliations
+            .get(&real.to_bare())
+            .copied()
+            .unwrap_or(Affiliation::None)
     }
 
     fn password_matches(&self, join: &Element) -> bool {
-        let Some(password) = &self.password else { return true };
+        let Some(password) = &self.password else {
+            return true;
+        };
         let given = join
             .get_child("x", ns::MUC)
             .and_then(|x| x.get_child("password", ns::MUC))
@@ -393,25 +491,46 @@ impl Room {
             .attr(n("role"), occupant.role.as_str())
             .attr(n("jid"), occupant.real.to_string());
         if let Some(actor) = notice.actor {
-            item = item.append(Element::builder("actor", ns::MUC_USER).attr(n("nick"), actor).build());
+            item = item.append(
+                Element::builder("actor", ns::MUC_USER)
+                    .attr(n("nick"), actor)
+                    .build(),
+            );
         }
         if let Some(reason) = notice.reason {
-            item = item.append(Element::builder("reason", ns::MUC_USER).append(reason).build());
+            item = item.append(
+                Element::builder("reason", ns::MUC_USER)
+                    .append(reason)
+                    .build(),
+            );
         }
         let mut x = Element::builder("x", ns::MUC_USER).append(item.build());
         if notice.destroy {
             x = x.append(Element::bare("destroy", ns::MUC_USER));
         }
         for code in notice.statuses {
-            x = x.append(Element::builder("status", ns::MUC_USER).attr(n("code"), code.to_string()).build());
+            x = x.append(
+                Element::builder("status", ns::MUC_USER)
+                    .attr(n("code"), code.to_string())
+                    .build(),
+            );
         }
         presence.append_child(x.build());
-        Delivery { to: to.clone(), stanza: presence }
+        Delivery {
+            to: to.clone(),
+            stanza: presence,
+        }
     }
 
     /// Sends occupant `index`'s presence to everyone; the occupant's own copy also carries
     /// `self_statuses` (110 and friends) on top of `notice.statuses`.
-    fn broadcast_presence(&self, index: usize, self_statuses: &[u16], notice: &Notice, out: &mut Vec<Delivery>) {
+    fn broadcast_presence(
+        &self,
+        index: usize,
+        self_statuses: &[u16],
+        notice: &Notice,
+        out: &mut Vec<Delivery>,
+    ) {
         let subject = &self.occupants[index];
         for other in self.occupants.iter().filter(|o| o.real != subject.real) {
             out.push(self.presence_of(subject, &other.real, notice));
@@ -419,7 +538,10 @@ impl Room {
         let mut own: Vec<u16> = notice.statuses.to_vec();
         own.extend_from_slice(self_statuses);
         own.sort_unstable();
-        let own_notice = Notice { statuses: &own, ..*notice };
+        let own_notice = Notice {
+            statuses: &own,
+            ..*notice
+        };
         out.push(self.presence_of(subject, &subject.real, &own_notice));
     }
 
@@ -445,7 +567,10 @@ impl Room {
         };
         stanza::set_attr(&mut stanza, "from", self.occupant_jid(sender));
         stanza::set_attr(&mut stanza, "to", target.real.to_string());
-        out.push(Delivery { to: target.real.clone(), stanza });
+        out.push(Delivery {
+            to: target.real.clone(),
+            stanza,
+        });
     }
 
     fn actor(&self, from: &Jid, trusted: bool) -> (Affiliation, Role, Option<String>) {
@@ -459,7 +584,13 @@ impl Room {
         }
     }
 
-    fn admin_set(&mut self, from: &Jid, trusted: bool, iq: &Element, out: &mut Vec<Delivery>) -> Result<(), StanzaError> {
+    fn admin_set(
+        &mut self,
+        from: &Jid,
+        trusted: bool,
+        iq: &Element,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), StanzaError> {
         let (actor_affiliation, actor_role, actor_nick) = self.actor(from, trusted);
         let query = stanza::payload(iq).ok_or(StanzaError::BadRequest)?;
         for item in query.children().filter(|c| c.is("item", ns::MUC_ADMIN)) {
@@ -472,7 +603,9 @@ impl Room {
                     .and_then(|j| Jid::new(j).ok())
                     .map(|j| j.to_bare())
                     .ok_or(StanzaError::BadRequest)?;
-                let needed = if affiliation >= Affiliation::Admin || self.affiliation_of(&target.clone().into()) >= Affiliation::Admin {
+                let needed = if affiliation >= Affiliation::Admin
+                    || self.affiliation_of(&target.clone().into()) >= Affiliation::Admin
+                {
                     Affiliation::Owner
                 } else {
                     Affiliation::Admin
@@ -484,15 +617,26 @@ impl Room {
             } else if let Some(role) = item.attr("role") {
                 let role = Role::parse(role).ok_or(StanzaError::BadRequest)?;
                 let nick = item.attr("nick").ok_or(StanzaError::BadRequest)?;
-                let index = self.occupants.iter().position(|o| o.nick == nick).ok_or(StanzaError::ItemNotFound)?;
+                let index = self
+                    .occupants
+                    .iter()
+                    .position(|o| o.nick == nick)
+                    .ok_or(StanzaError::ItemNotFound)?;
                 let target = &self.occupants[index];
                 if actor_role < Role::Moderator
-                    || (target.affiliation >= Affiliation::Admin && actor_affiliation <= target.affiliation && role < Role::Moderator)
+                    || (target.affiliation >= Affiliation::Admin
+                        && actor_affiliation <= target.affiliation
+                        && role < Role::Moderator)
                 {
                     return Err(StanzaError::NotAllowed);
                 }
                 if role == Role::None {
-                    let notice = Notice { statuses: &[307], actor: notice_actor, reason: reason.as_deref(), destroy: false };
+                    let notice = Notice {
+                        statuses: &[307],
+                        actor: notice_actor,
+                        reason: reason.as_deref(),
+                        destroy: false,
+                    };
                     self.remove_occupant(index, &notice, out);
                 } else {
                     self.occupants[index].role = role;
@@ -505,7 +649,14 @@ impl Room {
         Ok(())
     }
 
-    fn set_affiliation(&mut self, target: BareJid, affiliation: Affiliation, actor: Option<&str>, reason: Option<&str>, out: &mut Vec<Delivery>) {
+    fn set_affiliation(
+        &mut self,
+        target: BareJid,
+        affiliation: Affiliation,
+        actor: Option<&str>,
+        reason: Option<&str>,
+        out: &mut Vec<Delivery>,
+    ) {
         if affiliation == Affiliation::None {
             self.affiliations.remove(&target);
         } else {
@@ -520,7 +671,12 @@ impl Room {
             let occupant = &mut self.occupants[index];
             occupant.affiliation = affiliation;
             if affiliation == Affiliation::Outcast {
-                let notice = Notice { statuses: &[301], actor, reason, destroy: false };
+                let notice = Notice {
+                    statuses: &[301],
+                    actor,
+                    reason,
+                    destroy: false,
+                };
                 self.remove_occupant(index, &notice, out);
                 continue;
             }
@@ -540,7 +696,9 @@ impl Room {
             return Err(StanzaError::Forbidden);
         }
         let query = stanza::payload(iq).ok_or(StanzaError::BadRequest)?;
-        let wanted = query.get_child("item", ns::MUC_ADMIN).ok_or(StanzaError::BadRequest)?;
+        let wanted = query
+            .get_child("item", ns::MUC_ADMIN)
+            .ok_or(StanzaError::BadRequest)?;
         let mut result = Element::builder("query", ns::MUC_ADMIN);
         if let Some(wanted) = wanted.attr("affiliation").and_then(Affiliation::parse) {
             for (jid, _) in self.affiliations.iter().filter(|(_, a)| **a == wanted) {
@@ -571,8 +729,16 @@ impl Room {
     fn disco_info(&self) -> Element {
         let features = [
             ns::MUC,
-            if self.password.is_some() { "muc_passwordprotected" } else { "muc_unsecured" },
-            if self.members_only { "muc_membersonly" } else { "muc_open" },
+            if self.password.is_some() {
+                "muc_passwordprotected"
+            } else {
+                "muc_unsecured"
+            },
+            if self.members_only {
+                "muc_membersonly"
+            } else {
+                "muc_open"
+            },
             "muc_nonanonymous",
             "muc_temporary",
             "muc_unmoderated",
@@ -584,7 +750,11 @@ impl Room {
             "result",
             "http://jabber.org/protocol/muc#roominfo",
             &[
-                ("muc#roominfo_occupants", "text-single", &self.occupants.len().to_string()),
+                (
+                    "muc#roominfo_occupants",
+                    "text-single",
+                    &self.occupants.len().to_string(),
+                ),
                 ("muc#roominfo_meetingId", "text-single", &self.meeting_id),
                 ("muc#roominfo_subject", "text-single", &self.subject),
             ],
@@ -599,9 +769,21 @@ impl Room {
             "form",
             "http://jabber.org/protocol/muc#roomconfig",
             &[
-                ("muc#roomconfig_roomsecret", "text-private", self.password.as_deref().unwrap_or_default()),
-                ("muc#roomconfig_passwordprotectedroom", "boolean", bool_text(self.password.is_some())),
-                ("muc#roomconfig_membersonly", "boolean", bool_text(self.members_only)),
+                (
+                    "muc#roomconfig_roomsecret",
+                    "text-private",
+                    self.password.as_deref().unwrap_or_default(),
+                ),
+                (
+                    "muc#roomconfig_passwordprotectedroom",
+                    "boolean",
+                    bool_text(self.password.is_some()),
+                ),
+                (
+                    "muc#roomconfig_membersonly",
+                    "boolean",
+                    bool_text(self.members_only),
+                ),
                 ("muc#roomconfig_whois", "list-single", "anyone"),
                 ("muc#roomconfig_persistentroom", "boolean", "0"),
             ],
@@ -610,14 +792,20 @@ impl Room {
     }
 
     fn configure(&mut self, query: &Element, out: &mut Vec<Delivery>) {
-        let Some(form) = query.get_child("x", ns::DATA_FORMS) else { return };
+        let Some(form) = query.get_child("x", ns::DATA_FORMS) else {
+            return;
+        };
         if form.attr("type") != Some("submit") {
             return;
         }
         let field = |var: &str| {
             form.children()
                 .find(|f| f.is("field", ns::DATA_FORMS) && f.attr("var") == Some(var))
-                .map(|f| f.get_child("value", ns::DATA_FORMS).map(Element::text).unwrap_or_default())
+                .map(|f| {
+                    f.get_child("value", ns::DATA_FORMS)
+                        .map(Element::text)
+                        .unwrap_or_default()
+                })
         };
         let truthy = |v: &str| v == "1" || v == "true";
         if let Some(secret) = field("muc#roomconfig_roomsecret") {
@@ -637,16 +825,26 @@ impl Room {
                 .attr(n("to"), occupant.real.to_string())
                 .append(
                     Element::builder("x", ns::MUC_USER)
-                        .append(Element::builder("status", ns::MUC_USER).attr(n("code"), "104").build())
+                        .append(
+                            Element::builder("status", ns::MUC_USER)
+                                .attr(n("code"), "104")
+                                .build(),
+                        )
                         .build(),
                 )
                 .build();
-            out.push(Delivery { to: occupant.real.clone(), stanza: notice });
+            out.push(Delivery {
+                to: occupant.real.clone(),
+                stanza: notice,
+            });
         }
     }
 
     fn destroy(&mut self, out: &mut Vec<Delivery>) {
-        let notice = Notice { destroy: true, ..Notice::default() };
+        let notice = Notice {
+            destroy: true,
+            ..Notice::default()
+        };
         while !self.occupants.is_empty() {
             self.remove_occupant(self.occupants.len() - 1, &notice, out);
         }
@@ -658,7 +856,11 @@ fn data_form(kind: &str, form_type: &str, fields: &[(&str, &str, &str)]) -> Elem
         Element::builder("field", ns::DATA_FORMS)
             .attr(n("var"), var)
             .attr(n("type"), kind)
-            .append(Element::builder("value", ns::DATA_FORMS).append(value).build())
+            .append(
+                Element::builder("value", ns::DATA_FORMS)
+                    .append(value)
+                    .build(),
+            )
             .build()
     };
     let mut form = Element::builder("x", ns::DATA_FORMS)

@@ -71,7 +71,12 @@ pub struct Router {
 impl Router {
     pub fn new(domains: Domains) -> Self {
         let muc = Muc::new(domains.conference.clone());
-        Self { domains, sessions: HashMap::new(), internal: HashSet::new(), muc }
+        Self {
+            domains,
+            sessions: HashMap::new(),
+            internal: HashSet::new(),
+            muc,
+        }
     }
 
     pub fn domains(&self) -> &Domains {
@@ -91,14 +96,26 @@ impl Router {
     }
 
     fn session_exists(&self, jid: &Jid) -> bool {
-        jid.resource()
-            .is_some_and(|r| self.sessions.get(&jid.to_bare()).is_some_and(|set| set.contains(r.as_str())))
+        jid.resource().is_some_and(|r| {
+            self.sessions
+                .get(&jid.to_bare())
+                .is_some_and(|set| set.contains(r.as_str()))
+        })
     }
 
     /// Registers a client resource; fails if it is already bound.
     pub fn bind(&mut self, jid: &Jid) -> Result<(), BindError> {
-        let resource = jid.resource().ok_or(BindError::Conflict)?.as_str().to_owned();
-        if !self.sessions.entry(jid.to_bare()).or_default().insert(resource) {
+        let resource = jid
+            .resource()
+            .ok_or(BindError::Conflict)?
+            .as_str()
+            .to_owned();
+        if !self
+            .sessions
+            .entry(jid.to_bare())
+            .or_default()
+            .insert(resource)
+        {
             return Err(BindError::Conflict);
         }
         Ok(())
@@ -122,7 +139,7 @@ impl Router {
         let to = match stanza::jid_attr(&stanza, "to") {
             Ok(Some(to)) => to,
             Ok(None) => Jid::new(&self.domains.main).expect("configured domain is a valid JID"),
-            Err(()) => {
+            Err(_) => {
                 reply(error_reply(&stanza, StanzaError::BadRequest), out);
                 return;
             }
@@ -146,7 +163,10 @@ impl Router {
     fn to_client(&self, to: &Jid, stanza: Element, out: &mut Vec<Delivery>) {
         let resources = self.sessions.get(&to.to_bare());
         if self.session_exists(to) {
-            out.push(Delivery { to: to.clone(), stanza });
+            out.push(Delivery {
+                to: to.clone(),
+                stanza,
+            });
             return;
         }
         match (stanza.name(), to.resource(), resources) {
@@ -154,7 +174,10 @@ impl Router {
             ("message", _, Some(resources)) if !resources.is_empty() => {
                 for resource in resources {
                     if let Ok(full) = to.to_bare().with_resource_str(resource) {
-                        out.push(Delivery { to: full.into(), stanza: stanza.clone() });
+                        out.push(Delivery {
+                            to: full.into(),
+                            stanza: stanza.clone(),
+                        });
                     }
                 }
             }
@@ -174,7 +197,9 @@ impl Router {
             }
             return;
         }
-        let namespace = stanza::payload(&stanza).map(Element::ns).unwrap_or_default();
+        let namespace = stanza::payload(&stanza)
+            .map(Element::ns)
+            .unwrap_or_default();
         let getting = stanza.attr("type") == Some("get");
         let answer = match namespace.as_str() {
             ns::PING if getting => iq_result(&stanza),
@@ -184,11 +209,17 @@ impl Router {
                     .is_none_or(|to| Jid::new(to).is_ok_and(|to| to.node().is_none()));
                 let info = if is_host {
                     stanza::disco_info(
-                        &[("server", "im", "Convene"), ("conference", "text", &self.domains.conference)],
+                        &[
+                            ("server", "im", "Convene"),
+                            ("conference", "text", &self.domains.conference),
+                        ],
                         &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, ns::SM, ns::MUC],
                     )
                 } else {
-                    stanza::disco_info(&[("account", "registered", "")], &[ns::DISCO_INFO, ns::PING])
+                    stanza::disco_info(
+                        &[("account", "registered", "")],
+                        &[ns::DISCO_INFO, ns::PING],
+                    )
                 };
                 iq_result_with(&stanza, Some(info))
             }

@@ -39,7 +39,8 @@ impl ScramHash {
                 mac.finalize().into_bytes().to_vec()
             }
             Self::Sha256 => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
                 mac.update(data);
                 mac.finalize().into_bytes().to_vec()
             }
@@ -91,7 +92,12 @@ impl ScramCredentials {
     }
 
     pub fn new_random(hash: ScramHash, password: &str) -> Self {
-        Self::derive(hash, password, rand::random::<[u8; 16]>().to_vec(), ITERATIONS)
+        Self::derive(
+            hash,
+            password,
+            rand::random::<[u8; 16]>().to_vec(),
+            ITERATIONS,
+        )
     }
 
     fn verify_password(&self, hash: ScramHash, password: &str) -> bool {
@@ -150,9 +156,15 @@ impl Failure {
 pub enum Step {
     Challenge(Vec<u8>),
     /// Authenticated as `username` (`None`: anonymous), with optional additional data.
-    Success { username: Option<String>, data: Vec<u8> },
+    Success {
+        username: Option<String>,
+        data: Vec<u8>,
+    },
     /// `username` is set when the failure concerns a named account (for throttling).
-    Failure { condition: Failure, username: Option<String> },
+    Failure {
+        condition: Failure,
+        username: Option<String>,
+    },
 }
 
 enum State {
@@ -174,15 +186,25 @@ pub struct Exchange {
 }
 
 fn failure(condition: Failure, username: Option<String>) -> Step {
-    Step::Failure { condition, username }
+    Step::Failure {
+        condition,
+        username,
+    }
 }
 
 impl Exchange {
     /// Starts `mechanism` with the client's initial response (if any).
-    pub fn start(mechanism: Mechanism, initial: &[u8], lookup: &dyn CredentialLookup) -> (Self, Step) {
+    pub fn start(
+        mechanism: Mechanism,
+        initial: &[u8],
+        lookup: &dyn CredentialLookup,
+    ) -> (Self, Step) {
         let mut exchange = Self { state: State::Idle };
         let step = match mechanism {
-            Mechanism::Anonymous => Step::Success { username: None, data: Vec::new() },
+            Mechanism::Anonymous => Step::Success {
+                username: None,
+                data: Vec::new(),
+            },
             Mechanism::Plain => plain(initial, lookup),
             Mechanism::Scram(hash) => exchange.scram_first(hash, initial, lookup),
         };
@@ -193,19 +215,38 @@ impl Exchange {
     pub fn respond(&mut self, response: &[u8]) -> Step {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Idle => failure(Failure::MalformedRequest, None),
-            State::ScramSent { hash, username, credentials, gs2_header, nonce, auth_message_prefix } => {
-                scram_final(hash, username, credentials, &gs2_header, &nonce, &auth_message_prefix, response)
-            }
+            State::ScramSent {
+                hash,
+                username,
+                credentials,
+                gs2_header,
+                nonce,
+                auth_message_prefix,
+            } => scram_final(
+                hash,
+                username,
+                credentials,
+                &gs2_header,
+                &nonce,
+                &auth_message_prefix,
+                response,
+            ),
         }
     }
 
-    fn scram_first(&mut self, hash: ScramHash, initial: &[u8], lookup: &dyn CredentialLookup) -> Step {
+    fn scram_first(
+        &mut self,
+        hash: ScramHash,
+        initial: &[u8],
+        lookup: &dyn CredentialLookup,
+    ) -> Step {
         let Ok(message) = std::str::from_utf8(initial) else {
             return failure(Failure::MalformedRequest, None);
         };
         // gs2-header: channel-binding flag, optional authzid; we offer no channel binding.
         let mut parts = message.splitn(3, ',');
-        let (Some(flag), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(flag), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next())
+        else {
             return failure(Failure::MalformedRequest, None);
         };
         if !(flag == "n" || flag == "y") || !(authzid.is_empty() || authzid.starts_with("a=")) {
@@ -232,7 +273,10 @@ impl Exchange {
             Some(c) => (c.salt.clone(), c.iterations),
             None => (hash.hash(username.as_bytes())[..16].to_vec(), ITERATIONS),
         };
-        let nonce = format!("{client_nonce}{}", BASE64.encode(rand::random::<[u8; 18]>()));
+        let nonce = format!(
+            "{client_nonce}{}",
+            BASE64.encode(rand::random::<[u8; 18]>())
+        );
         let server_first = format!("r={nonce},s={},i={iterations}", BASE64.encode(&salt));
         self.state = State::ScramSent {
             hash,
@@ -251,7 +295,8 @@ fn plain(initial: &[u8], lookup: &dyn CredentialLookup) -> Step {
         return failure(Failure::MalformedRequest, None);
     };
     let mut parts = message.split('\0');
-    let (Some(authzid), Some(username), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(authzid), Some(username), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return failure(Failure::MalformedRequest, None);
     };
@@ -261,7 +306,10 @@ fn plain(initial: &[u8], lookup: &dyn CredentialLookup) -> Step {
         .credentials(&username, ScramHash::Sha256)
         .is_some_and(|c| c.verify_password(ScramHash::Sha256, password));
     if verified && authzid_ok {
-        Step::Success { username: Some(username), data: Vec::new() }
+        Step::Success {
+            username: Some(username),
+            data: Vec::new(),
+        }
     } else {
         failure(Failure::NotAuthorized, Some(username))
     }
@@ -292,7 +340,9 @@ fn scram_final(
         }
     }
     let expected_binding = BASE64.encode(gs2_header);
-    let (Ok(proof), Some(binding), Some(final_nonce)) = (BASE64.decode(proof), channel_binding, final_nonce) else {
+    let (Ok(proof), Some(binding), Some(final_nonce)) =
+        (BASE64.decode(proof), channel_binding, final_nonce)
+    else {
         return failure(Failure::MalformedRequest, Some(username));
     };
     if binding != expected_binding || final_nonce != nonce {
@@ -306,7 +356,11 @@ fn scram_final(
     if proof.len() != client_signature.len() {
         return failure(Failure::NotAuthorized, Some(username));
     }
-    let client_key: Vec<u8> = proof.iter().zip(&client_signature).map(|(p, s)| p ^ s).collect();
+    let client_key: Vec<u8> = proof
+        .iter()
+        .zip(&client_signature)
+        .map(|(p, s)| p ^ s)
+        .collect();
     if !bool::from(hash.hash(&client_key).ct_eq(&credentials.stored_key)) {
         return failure(Failure::NotAuthorized, Some(username));
     }
@@ -334,7 +388,12 @@ mod tests {
 
     fn store() -> OneUser {
         OneUser(
-            ScramCredentials::derive(ScramHash::Sha1, "pencil", BASE64.decode("QSXCR+Q6sek8bf92").unwrap(), 4096),
+            ScramCredentials::derive(
+                ScramHash::Sha1,
+                "pencil",
+                BASE64.decode("QSXCR+Q6sek8bf92").unwrap(),
+                4096,
+            ),
             ScramCredentials::new_random(ScramHash::Sha256, "pencil"),
         )
     }
@@ -348,20 +407,34 @@ mod tests {
             b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
             &lookup,
         );
-        let Step::Challenge(first) = step else { panic!("{step:?}") };
+        let Step::Challenge(first) = step else {
+            panic!("{step:?}")
+        };
         let first = String::from_utf8(first).unwrap();
         assert!(first.ends_with(",s=QSXCR+Q6sek8bf92,i=4096"));
         let nonce = first.split(',').next().unwrap().strip_prefix("r=").unwrap();
         // Client side of RFC 5802, computed here from the password.
-        let salted = ScramHash::Sha1.salted_password(b"pencil", &BASE64.decode("QSXCR+Q6sek8bf92").unwrap(), 4096);
+        let salted = ScramHash::Sha1.salted_password(
+            b"pencil",
+            &BASE64.decode("QSXCR+Q6sek8bf92").unwrap(),
+            4096,
+        );
         let client_key = ScramHash::Sha1.hmac(&salted, b"Client Key");
         let stored = ScramHash::Sha1.hash(&client_key);
         let without_proof = format!("c=biws,r={nonce}");
         let auth = format!("n=user,r=fyko+d2lbbFgONRv9qkxdawL,{first},{without_proof}");
         let signature = ScramHash::Sha1.hmac(&stored, auth.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
-        let step = exchange.respond(format!("{without_proof},p={}", BASE64.encode(&proof)).as_bytes());
-        assert!(matches!(step, Step::Success { username: Some(ref u), .. } if u == "user"), "{step:?}");
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let step =
+            exchange.respond(format!("{without_proof},p={}", BASE64.encode(&proof)).as_bytes());
+        assert!(
+            matches!(step, Step::Success { username: Some(ref u), .. } if u == "user"),
+            "{step:?}"
+        );
     }
 
     #[test]
@@ -373,9 +446,13 @@ mod tests {
                 format!("n,,n={user},r=abc").as_bytes(),
                 &lookup,
             );
-            let Step::Challenge(first) = step else { panic!() };
-            let nonce = String::from_utf8(first).unwrap().split(',').next().unwrap()[2..].to_owned();
-            let step = exchange.respond(format!("c=biws,r={nonce},p={}", BASE64.encode([0u8; 32])).as_bytes());
+            let Step::Challenge(first) = step else {
+                panic!()
+            };
+            let nonce =
+                String::from_utf8(first).unwrap().split(',').next().unwrap()[2..].to_owned();
+            let step = exchange
+                .respond(format!("c=biws,r={nonce},p={}", BASE64.encode([0u8; 32])).as_bytes());
             assert_eq!(step, failure(Failure::NotAuthorized, Some(user.into())));
         }
     }

@@ -70,7 +70,10 @@ pub enum Transport {
 #[derive(Debug)]
 pub enum Action {
     /// Send the stream header (`<stream:stream>` or RFC 7395 `<open/>`).
-    Header { id: String, from: String },
+    Header {
+        id: String,
+        from: String,
+    },
     Send(Element),
     /// `<proceed/>` was sent: upgrade the socket to TLS and expect a new stream.
     StartTls,
@@ -83,9 +86,14 @@ pub enum Action {
     /// Stream management was enabled with this resumption id.
     SmEnabled(String),
     /// The client asks to resume a detached session; answer with [`Session::resume`].
-    Resume { previd: String, h: u32 },
+    Resume {
+        previd: String,
+        h: u32,
+    },
     /// A SASL attempt failed (for throttling).
-    AuthFailed { username: Option<String> },
+    AuthFailed {
+        username: Option<String>,
+    },
     /// Close the stream, after a stream error if given.
     Close(Option<StreamError>),
 }
@@ -168,8 +176,15 @@ enum Phase {
     /// Before SASL success.
     Negotiating,
     /// Authenticated as `node@domain`, before binding.
-    Authenticated { username: Option<String>, node: String, domain: String },
-    Bound { username: Option<String>, jid: Jid },
+    Authenticated {
+        username: Option<String>,
+        node: String,
+        domain: String,
+    },
+    Bound {
+        username: Option<String>,
+        jid: Jid,
+    },
 }
 
 /// Environment the session consults synchronously: accounts and the router's bindings.
@@ -228,7 +243,10 @@ impl Session {
     /// The stream header (TCP) or `<open/>` (WebSocket) arrived, with its `to` and `version`.
     pub fn open(&mut self, to: Option<&str>, version: Option<&str>, out: &mut Vec<Action>) {
         let host = to.unwrap_or(&self.domains.main).to_lowercase();
-        out.push(Action::Header { id: self.stream_id.clone(), from: host.clone() });
+        out.push(Action::Header {
+            id: self.stream_id.clone(),
+            from: host.clone(),
+        });
         if !self.domains.is_client_host(&host) {
             out.push(Action::Close(Some(StreamError::HostUnknown)));
             return;
@@ -248,19 +266,28 @@ impl Session {
             .build();
         match &self.phase {
             Phase::Negotiating => {
-                if self.config.transport == Transport::Tcp && self.config.tls_available && !self.tls_active {
+                if self.config.transport == Transport::Tcp
+                    && self.config.tls_available
+                    && !self.tls_active
+                {
                     features.append_child(Element::bare("starttls", ns::TLS));
                 }
                 let mut mechanisms = Element::bare("mechanisms", ns::SASL);
                 for mechanism in self.offered_mechanisms() {
-                    mechanisms.append_child(Element::builder("mechanism", ns::SASL).append(mechanism).build());
+                    mechanisms.append_child(
+                        Element::builder("mechanism", ns::SASL)
+                            .append(mechanism)
+                            .build(),
+                    );
                 }
                 features.append_child(mechanisms);
             }
             Phase::Authenticated { .. } => {
                 features.append_child(Element::bare("bind", ns::BIND));
                 features.append_child(
-                    Element::builder("session", ns::SESSION).append(Element::bare("optional", ns::SESSION)).build(),
+                    Element::builder("session", ns::SESSION)
+                        .append(Element::bare("optional", ns::SESSION))
+                        .build(),
                 );
                 features.append_child(Element::bare("sm", ns::SM));
             }
@@ -290,7 +317,13 @@ impl Session {
     }
 
     /// One top-level element from the client.
-    pub fn element(&mut self, element: Element, now: Instant, env: &mut dyn Env, out: &mut Vec<Action>) {
+    pub fn element(
+        &mut self,
+        element: Element,
+        now: Instant,
+        env: &mut dyn Env,
+        out: &mut Vec<Action>,
+    ) {
         if self.host.is_none() {
             out.push(Action::Close(Some(StreamError::NotAuthorized)));
             return;
@@ -333,8 +366,14 @@ impl Session {
             return;
         }
         let name = element.attr("mechanism").unwrap_or_default();
-        let Some(mechanism) = Mechanism::parse(name).filter(|_| self.offered_mechanisms().contains(&name)) else {
-            let condition = if name == "PLAIN" { sasl::Failure::EncryptionRequired } else { sasl::Failure::InvalidMechanism };
+        let Some(mechanism) =
+            Mechanism::parse(name).filter(|_| self.offered_mechanisms().contains(&name))
+        else {
+            let condition = if name == "PLAIN" {
+                sasl::Failure::EncryptionRequired
+            } else {
+                sasl::Failure::InvalidMechanism
+            };
             out.push(Action::Send(sasl_failure(condition)));
             return;
         };
@@ -348,7 +387,8 @@ impl Session {
     }
 
     fn sasl_response(&mut self, element: &Element, out: &mut Vec<Action>) {
-        let (Some(exchange), Some(response)) = (self.sasl.as_mut(), decode_sasl(&element.text())) else {
+        let (Some(exchange), Some(response)) = (self.sasl.as_mut(), decode_sasl(&element.text()))
+        else {
             out.push(Action::Send(sasl_failure(sasl::Failure::MalformedRequest)));
             return;
         };
@@ -359,9 +399,16 @@ impl Session {
     fn sasl_step(&mut self, step: Step, out: &mut Vec<Action>) {
         match step {
             Step::Challenge(data) => {
-                out.push(Action::Send(Element::builder("challenge", ns::SASL).append(BASE64.encode(data)).build()));
+                out.push(Action::Send(
+                    Element::builder("challenge", ns::SASL)
+                        .append(BASE64.encode(data))
+                        .build(),
+                ));
             }
-            Step::Failure { condition, username } => {
+            Step::Failure {
+                condition,
+                username,
+            } => {
                 self.sasl = None;
                 out.push(Action::AuthFailed { username });
                 out.push(Action::Send(sasl_failure(condition)));
@@ -371,11 +418,25 @@ impl Session {
                 let host = self.host.take().expect("streams are open before SASL");
                 let node = username.clone().unwrap_or_else(anonymous_node);
                 // Accounts live on the main domain, anonymous sessions on the host they chose.
-                let domain = if username.is_some() && host != self.domains.auth { self.domains.main.clone() } else { host };
-                let text = if data.is_empty() { String::new() } else { BASE64.encode(data) };
-                out.push(Action::Send(Element::builder("success", ns::SASL).append(text).build()));
+                let domain = if username.is_some() && host != self.domains.auth {
+                    self.domains.main.clone()
+                } else {
+                    host
+                };
+                let text = if data.is_empty() {
+                    String::new()
+                } else {
+                    BASE64.encode(data)
+                };
+                out.push(Action::Send(
+                    Element::builder("success", ns::SASL).append(text).build(),
+                ));
                 out.push(Action::Restart);
-                self.phase = Phase::Authenticated { username, node, domain };
+                self.phase = Phase::Authenticated {
+                    username,
+                    node,
+                    domain,
+                };
             }
         }
     }
@@ -391,7 +452,9 @@ impl Session {
                     unacked: VecDeque::new(),
                     ack_requested: false,
                 });
-                let resume = element.attr("resume").is_some_and(|v| v == "true" || v == "1");
+                let resume = element
+                    .attr("resume")
+                    .is_some_and(|v| v == "true" || v == "1");
                 let mut enabled = Element::builder("enabled", ns::SM).attr(n("id"), id.as_str());
                 if resume {
                     enabled = enabled
@@ -410,7 +473,11 @@ impl Session {
             }
             ("r", _) if self.sm.is_some() => {
                 let h = self.sm.as_ref().map_or(0, |sm| sm.inbound);
-                out.push(Action::Send(Element::builder("a", ns::SM).attr(n("h"), h.to_string()).build()));
+                out.push(Action::Send(
+                    Element::builder("a", ns::SM)
+                        .attr(n("h"), h.to_string())
+                        .build(),
+                ));
             }
             ("a", _) if self.sm.is_some() => {
                 let sm = self.sm.as_mut().expect("checked");
@@ -434,8 +501,12 @@ impl Session {
                 let payload_ns = stanza::payload(&stanza).map(Element::ns);
                 let own = stanza.name() == "iq" && stanza.attr("to").is_none();
                 match payload_ns.as_deref() {
-                    Some(ns::SESSION) if own => out.push(Action::Send(iq_result_with(&stanza, None))),
-                    Some(ns::BIND) if own => self.reply_error(&stanza, StanzaError::NotAllowed, out),
+                    Some(ns::SESSION) if own => {
+                        out.push(Action::Send(iq_result_with(&stanza, None)))
+                    }
+                    Some(ns::BIND) if own => {
+                        self.reply_error(&stanza, StanzaError::NotAllowed, out)
+                    }
                     _ => out.push(Action::Route(stanza)),
                 }
             }
@@ -443,8 +514,18 @@ impl Session {
     }
 
     fn bind(&mut self, stanza: Element, env: &mut dyn Env, out: &mut Vec<Action>) {
-        let Phase::Authenticated { username, node, domain } = &self.phase else { return };
-        let Some(bind) = stanza.get_child("bind", ns::BIND).filter(|_| stanza.attr("type") == Some("set")) else {
+        let Phase::Authenticated {
+            username,
+            node,
+            domain,
+        } = &self.phase
+        else {
+            return;
+        };
+        let Some(bind) = stanza
+            .get_child("bind", ns::BIND)
+            .filter(|_| stanza.attr("type") == Some("set"))
+        else {
             // Only session establishment is allowed before binding.
             if stanza.name() == "iq" && stanza.get_child("session", ns::SESSION).is_some() {
                 out.push(Action::Send(iq_result_with(&stanza, None)));
@@ -453,7 +534,10 @@ impl Session {
             }
             return;
         };
-        let requested = bind.get_child("resource", ns::BIND).map(Element::text).filter(|r| !r.is_empty());
+        let requested = bind
+            .get_child("resource", ns::BIND)
+            .map(Element::text)
+            .filter(|r| !r.is_empty());
         let resource = requested.unwrap_or_else(|| random_hex(6));
         let Ok(jid) = Jid::new(&format!("{node}@{domain}/{resource}")) else {
             self.reply_error(&stanza, StanzaError::BadRequest, out);
@@ -464,13 +548,20 @@ impl Session {
             return;
         }
         let answer = Element::builder("bind", ns::BIND)
-            .append(Element::builder("jid", ns::BIND).append(jid.to_string()).build())
+            .append(
+                Element::builder("jid", ns::BIND)
+                    .append(jid.to_string())
+                    .build(),
+            )
             .build();
         let mut reply = iq_result_with(&stanza, Some(answer));
         stanza::remove_attr(&mut reply, "from");
         out.push(Action::Send(reply));
         out.push(Action::Bound(jid.clone()));
-        self.phase = Phase::Bound { username: username.clone(), jid };
+        self.phase = Phase::Bound {
+            username: username.clone(),
+            jid,
+        };
     }
 
     fn reply_error(&self, stanza: &Element, error: StanzaError, out: &mut Vec<Action>) {
@@ -507,7 +598,8 @@ impl Session {
     /// The connection dropped without a closing handshake: hand over the bound session and
     /// its stream management state for resumption (`None` if there is nothing to resume).
     pub fn detach(&mut self) -> Option<Detached> {
-        let Phase::Bound { username, jid } = std::mem::replace(&mut self.phase, Phase::Negotiating) else {
+        let Phase::Bound { username, jid } = std::mem::replace(&mut self.phase, Phase::Negotiating)
+        else {
             return None;
         };
         let sm = self.sm.take()?;
@@ -533,7 +625,10 @@ impl Session {
             out.push(Action::Send(stanza.clone()));
         }
         out.push(Action::Bound(detached.jid.clone()));
-        self.phase = Phase::Bound { username: detached.username, jid: detached.jid };
+        self.phase = Phase::Bound {
+            username: detached.username,
+            jid: detached.jid,
+        };
         self.sm = Some(detached.sm);
         self.request_ack(out);
     }
@@ -545,11 +640,15 @@ impl Session {
 }
 
 fn sm_failed(condition: &str) -> Element {
-    Element::builder("failed", ns::SM).append(Element::bare(condition, ns::STANZAS)).build()
+    Element::builder("failed", ns::SM)
+        .append(Element::bare(condition, ns::STANZAS))
+        .build()
 }
 
 fn sasl_failure(condition: sasl::Failure) -> Element {
-    Element::builder("failure", ns::SASL).append(Element::bare(condition.condition(), ns::SASL)).build()
+    Element::builder("failure", ns::SASL)
+        .append(Element::bare(condition.condition(), ns::SASL))
+        .build()
 }
 
 /// SASL payloads are base64; `=` stands for an empty initial response.
@@ -564,9 +663,18 @@ fn decode_sasl(text: &str) -> Option<Vec<u8>> {
 /// A UUID-shaped random node: the Jitsi clients take its first 8 hex digits as endpoint id.
 fn anonymous_node() -> String {
     let hex = random_hex(16);
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 pub fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }

@@ -109,11 +109,8 @@ pub fn payload(iq: &Element) -> Option<&Element> {
 }
 
 /// Parses an optional address attribute; `Err` when present but invalid.
-pub fn jid_attr(stanza: &Element, name: &str) -> Result<Option<Jid>, ()> {
-    match stanza.attr(name) {
-        None => Ok(None),
-        Some(text) => Jid::new(text).map(Some).map_err(|_| ()),
-    }
+pub fn jid_attr(stanza: &Element, name: &str) -> Result<Option<Jid>, jid::Error> {
+    stanza.attr(name).map(Jid::new).transpose()
 }
 
 /// Attribute names in builders; every name used here is a valid XML NCName.
@@ -143,7 +140,9 @@ pub fn disco_info(identities: &[(&str, &str, &str)], features: &[&str]) -> Eleme
     }
     for feature in features {
         query = query.append(
-            Element::builder("feature", ns::DISCO_INFO).attr(n("var"), *feature).build(),
+            Element::builder("feature", ns::DISCO_INFO)
+                .attr(n("var"), *feature)
+                .build(),
         );
     }
     query.build()

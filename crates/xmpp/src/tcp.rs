@@ -49,7 +49,10 @@ async fn serve(server: XmppServer, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Runs the stream until it ends (`None`) or STARTTLS asks for the socket back.
-async fn run<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn, mut stream: S) -> std::io::Result<Option<S>> {
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn,
+    mut stream: S,
+) -> std::io::Result<Option<S>> {
     let mut parser = StreamParser::new(conn.limits());
     let mut buffer = vec![0u8; 16 * 1024];
     let mut events = Vec::new();
@@ -137,5 +140,7 @@ fn header(id: &str, from: &str) -> String {
 
 /// The stream header is written by hand (minidom cannot write an unclosed start tag).
 fn escape_attr(text: &str) -> String {
-    text.replace('&', "&amp;").replace('\'', "&apos;").replace('<', "&lt;")
+    text.replace('&', "&amp;")
+        .replace('\'', "&apos;")
+        .replace('<', "&lt;")
 }

@@ -20,14 +20,19 @@ impl Throttle {
         keys.iter()
             .filter_map(|k| self.failures.get(k))
             .filter(|(_, at)| now.duration_since(*at) < MEMORY)
-            .map(|(count, _)| FIRST_DELAY.saturating_mul(1 << (count - 1).min(10)).min(MAX_DELAY))
+            .map(|(count, _)| {
+                FIRST_DELAY
+                    .saturating_mul(1 << (count - 1).min(10))
+                    .min(MAX_DELAY)
+            })
             .max()
             .unwrap_or_default()
     }
 
     pub fn failed(&mut self, keys: &[String], now: Instant) {
         if self.failures.len() > 100_000 {
-            self.failures.retain(|_, (_, at)| now.duration_since(*at) < MEMORY);
+            self.failures
+                .retain(|_, (_, at)| now.duration_since(*at) < MEMORY);
         }
         for key in keys {
             let entry = self.failures.entry(key.clone()).or_insert((0, now));

@@ -11,9 +11,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid PEM in {0}")]
     Pem(String),
     #[error("cannot generate a certificate: {0}")]
@@ -42,12 +48,16 @@ pub fn server_config(
         }
     };
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.display().to_string(),
+            source,
+        })
     };
     let chain = CertificateDer::pem_slice_iter(&read(&cert_path)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| TlsError::Pem(cert_path.display().to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?).map_err(|_| TlsError::Pem(key_path.display().to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?)
+        .map_err(|_| TlsError::Pem(key_path.display().to_string()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -57,13 +67,20 @@ pub fn server_config(
 }
 
 fn generate(domain: &str, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
-    let names = ["", "conference.", "guest.", "auth.", "focus."].map(|prefix| format!("{prefix}{domain}"));
+    let names =
+        ["", "conference.", "guest.", "auth.", "focus."].map(|prefix| format!("{prefix}{domain}"));
     let generated = rcgen::generate_simple_self_signed(names.to_vec())?;
     let write = |path: &Path, text: String| {
-        std::fs::write(path, text).map_err(|source| TlsError::Write { path: path.display().to_string(), source })
+        std::fs::write(path, text).map_err(|source| TlsError::Write {
+            path: path.display().to_string(),
+            source,
+        })
     };
     write(key_path, generated.signing_key.serialize_pem())?;
     write(cert_path, generated.cert.pem())?;
-    tracing::info!("generated a self-signed XMPP certificate in {}", cert_path.display());
+    tracing::info!(
+        "generated a self-signed XMPP certificate in {}",
+        cert_path.display()
+    );
     Ok(())
 }

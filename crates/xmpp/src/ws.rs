@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,7 +20,9 @@ use crate::stanza::{n, ns};
 use crate::xml;
 
 pub fn routes(server: XmppServer) -> Router {
-    Router::new().route("/xmpp-websocket", get(upgrade)).with_state(server)
+    Router::new()
+        .route("/xmpp-websocket", get(upgrade))
+        .with_state(server)
 }
 
 async fn upgrade(
@@ -27,8 +31,13 @@ async fn upgrade(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // Plain GETs are the Jitsi clients' keep-alive probes: any 200 will do.
-    let Ok(upgrade) = upgrade else { return "".into_response() };
-    let peer = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(ConnectInfo(addr))| addr.ip());
+    let Ok(upgrade) = upgrade else {
+        return "".into_response();
+    };
+    let peer = peer.map_or(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        |Extension(ConnectInfo(addr))| addr.ip(),
+    );
     let max = server.inner.config.max_stanza_bytes;
     upgrade
         .protocols(["xmpp"])
@@ -66,15 +75,23 @@ async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
                 Write::StartTls | Write::Restart => continue,
                 Write::Close(error) => {
                     if let Some(error) = error {
-                        let _ = socket.send(Message::Text(xml::to_string(&error.element()).into())).await;
+                        let _ = socket
+                            .send(Message::Text(xml::to_string(&error.element()).into()))
+                            .await;
                     }
                     let close = Element::bare("close", ns::FRAMING);
-                    let _ = socket.send(Message::Text(xml::to_string(&close).into())).await;
+                    let _ = socket
+                        .send(Message::Text(xml::to_string(&close).into()))
+                        .await;
                     let _ = socket.send(Message::Close(None)).await;
                     return;
                 }
             };
-            if socket.send(Message::Text(xml::to_string(&frame).into())).await.is_err() {
+            if socket
+                .send(Message::Text(xml::to_string(&frame).into()))
+                .await
+                .is_err()
+            {
                 return;
             }
         }

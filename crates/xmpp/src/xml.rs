@@ -48,7 +48,11 @@ struct TreeGuard {
 
 impl TreeGuard {
     fn new(limits: Limits) -> Self {
-        Self { limits, stack: Vec::new(), bytes: 0 }
+        Self {
+            limits,
+            stack: Vec::new(),
+            bytes: 0,
+        }
     }
 
     fn count(&mut self, consumed: usize) -> Result<(), XmlError> {
@@ -67,7 +71,11 @@ impl TreeGuard {
                 if self.stack.len() >= self.limits.max_depth {
                     return Err(XmlError::TooDeep(self.limits.max_depth));
                 }
-                let ns = if ns.is_empty() { crate::stanza::ns::CLIENT } else { ns.as_str() };
+                let ns = if ns.is_empty() {
+                    crate::stanza::ns::CLIENT
+                } else {
+                    ns.as_str()
+                };
                 let mut element = Element::bare(name.as_str(), ns);
                 *element.attrs_mut() = attrs;
                 self.stack.push(element);
@@ -105,7 +113,11 @@ pub struct StreamParser {
 
 impl StreamParser {
     pub fn new(limits: Limits) -> Self {
-        Self { parser: rxml::Parser::new(), guard: TreeGuard::new(limits), in_stream: false }
+        Self {
+            parser: rxml::Parser::new(),
+            guard: TreeGuard::new(limits),
+            in_stream: false,
+        }
     }
 
     /// Feeds bytes read from the socket; complete events are appended to `out`.
@@ -190,7 +202,10 @@ pub fn to_string(element: &Element) -> String {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_stanza_bytes: 1024, max_depth: 8 };
+    const LIMITS: Limits = Limits {
+        max_stanza_bytes: 1024,
+        max_depth: 8,
+    };
 
     fn feed_all(data: &[u8]) -> Result<Vec<StreamEvent>, XmlError> {
         let mut parser = StreamParser::new(LIMITS);
@@ -208,9 +223,14 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(&events[0], StreamEvent::Open(h) if h.attr("to") == Some("d")));
-        let StreamEvent::Element(message) = &events[1] else { panic!() };
+        let StreamEvent::Element(message) = &events[1] else {
+            panic!()
+        };
         assert!(message.is("message", "jabber:client"));
-        assert_eq!(message.get_child("body", "jabber:client").unwrap().text(), "hi");
+        assert_eq!(
+            message.get_child("body", "jabber:client").unwrap().text(),
+            "hi"
+        );
         assert!(matches!(&events[2], StreamEvent::Element(iq) if iq.name() == "iq"));
         assert!(matches!(events[3], StreamEvent::Close));
     }
@@ -228,25 +248,38 @@ mod tests {
 
     #[test]
     fn depth_is_bounded_before_building() {
-        let mut doc = String::from("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+        let mut doc = String::from(
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+        );
         doc.push_str(&"<a>".repeat(100));
         assert_eq!(feed_all(doc.as_bytes()).unwrap_err(), XmlError::TooDeep(8));
     }
 
     #[test]
     fn size_is_bounded_even_inside_one_start_tag() {
-        let mut doc = String::from("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><message ");
+        let mut doc = String::from(
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><message ",
+        );
         for i in 0..200 {
             doc.push_str(&format!("a{i}='xxxxxx' "));
         }
-        assert_eq!(feed_all(doc.as_bytes()).unwrap_err(), XmlError::TooLarge(1024));
+        assert_eq!(
+            feed_all(doc.as_bytes()).unwrap_err(),
+            XmlError::TooLarge(1024)
+        );
     }
 
     #[test]
     fn entities_and_dtds_are_refused() {
         let bomb = "<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'><!ENTITY lol2 '&lol;&lol;'>]><stream:stream>&lol2;";
-        assert!(matches!(feed_all(bomb.as_bytes()), Err(XmlError::Malformed(_))));
-        assert!(matches!(parse_frame("<message>&lol;</message>", LIMITS), Err(XmlError::Malformed(_))));
+        assert!(matches!(
+            feed_all(bomb.as_bytes()),
+            Err(XmlError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_frame("<message>&lol;</message>", LIMITS),
+            Err(XmlError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -257,7 +290,13 @@ mod tests {
         )
         .unwrap();
         assert!(open.is("open", "urn:ietf:params:xml:ns:xmpp-framing"));
-        assert!(matches!(parse_frame("<a><b></a>", LIMITS), Err(XmlError::Malformed(_))));
-        assert!(matches!(parse_frame(&"x".repeat(2000), LIMITS), Err(XmlError::TooLarge(_))));
+        assert!(matches!(
+            parse_frame("<a><b></a>", LIMITS),
+            Err(XmlError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_frame(&"x".repeat(2000), LIMITS),
+            Err(XmlError::TooLarge(_))
+        ));
     }
 }

@@ -1,0 +1,136 @@
+//! The server on real sockets against peers we did not write: slixmpp over TCP/STARTTLS and
+//! the `websockets` library over RFC 7395, driven by `tests/xmpp/peer.py`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use convene_xmpp::{Config, XmppServer};
+
+const DOMAIN: &str = "convene.test";
+const USER: &str = "alice";
+const PASSWORD: &str = "correct horse";
+
+struct Running {
+    server: XmppServer,
+    ws_addr: SocketAddr,
+    data_dir: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+async fn start(config: Config) -> Running {
+    let data_dir = std::env::temp_dir().join(format!("convene-xmpp-test-{}", rand_suffix()));
+    std::fs::create_dir_all(&data_dir).unwrap();
+    convene_xmpp::accounts::Accounts::open(&data_dir)
+        .unwrap()
+        .set_password(USER, PASSWORD, false)
+        .unwrap();
+    let config = Config {
+        c2s_listen: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    };
+    let server = XmppServer::start(DOMAIN, &data_dir, config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = listener.local_addr().unwrap();
+    let app = server
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Running {
+        server,
+        ws_addr,
+        data_dir,
+    }
+}
+
+fn rand_suffix() -> String {
+    format!("{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], "")
+        + &format!(
+            "-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        )
+}
+
+/// Runs one scenario of `tests/xmpp/peer.py`; panics with its output unless it passed.
+async fn peer(running: &Running, scenario: &str) {
+    let python = std::env::var("CONVENE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/xmpp/peer.py");
+    let child = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(scenario)
+        .arg(format!("port={}", running.server.c2s_addr().port()))
+        .arg(format!(
+            "ws=ws://{}/xmpp-websocket?room=resumption",
+            running.ws_addr
+        ))
+        .arg(format!("domain={DOMAIN}"))
+        .arg(format!("user={USER}"))
+        .arg(format!("password={PASSWORD}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python with slixmpp (set CONVENE_PYTHON)");
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("peer script timed out")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains(&format!("PASS {scenario}")),
+        "scenario {scenario} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_in_with_every_mechanism() {
+    let running = start(Config::default()).await;
+    peer(&running, "login").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_clients_share_a_room() {
+    let running = start(Config::default()).await;
+    peer(&running, "muc").await;
+    // The last occupant left: the room is gone.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(running.server.room_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_resource_and_resource_conflict() {
+    let running = start(Config::default()).await;
+    peer(&running, "second-resource").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_refused_and_throttled() {
+    let running = start(Config::default()).await;
+    peer(&running, "wrong-password").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_stream_errors() {
+    let config = Config {
+        max_unauthenticated_per_ip: 8,
+        ..Config::default()
+    };
+    let running = start(config).await;
+    peer(&running, "bad-input").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_session_resumes_without_loss() {
+    let running = start(Config::default()).await;
+    peer(&running, "resume").await;
+}

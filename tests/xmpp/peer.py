@@ -1,0 +1,498 @@
+#!/usr/bin/env python3
+"""XMPP peer scenarios against a running Convene server, using slixmpp (and the
+`websockets` library for RFC 7395): libraries we did not write.
+
+Run by crates/xmpp/tests/peers.rs as
+    peer.py SCENARIO port=C2S_PORT ws=WS_URL domain=DOMAIN [user=NAME password=PW]
+Each scenario raises on the first unexpected answer; success prints "PASS <scenario>".
+"""
+import asyncio
+import base64
+import re
+import ssl
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import slixmpp
+from slixmpp.exceptions import IqError, PresenceError
+
+ARGS = dict(arg.split("=", 1) for arg in sys.argv[2:])
+HOST = "127.0.0.1"
+PORT = int(ARGS.get("port", "0"))
+DOMAIN = ARGS.get("domain", "localhost")
+MUC = f"conference.{DOMAIN}"
+TIMEOUT = 10
+
+NS_MUC_USER = "{http://jabber.org/protocol/muc#user}"
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+
+
+class Client(slixmpp.ClientXMPP):
+    """slixmpp client that trusts the server's self-signed certificate."""
+
+    def __init__(self, jid, password="", mechanism=None):
+        super().__init__(jid, password)
+        self.ssl_context.check_hostname = False
+        self.ssl_context.verify_mode = ssl.CERT_NONE
+        for plugin in ("xep_0030", "xep_0004", "xep_0045", "xep_0199"):
+            self.register_plugin(plugin)
+        if mechanism:
+            self["feature_mechanisms"].use_mech = mechanism
+        self.inbox = asyncio.Queue()
+        self.presences = asyncio.Queue()
+        self.subjects = asyncio.Queue()
+        self.add_event_handler("groupchat_subject", self.subjects.put_nowait)
+        self.add_event_handler("message", self.inbox.put_nowait)
+        self.add_event_handler("groupchat_message", self._groupchat)
+        self.add_event_handler("groupchat_presence", self.presences.put_nowait)
+        self.failed = asyncio.get_event_loop().create_future()
+        self.add_event_handler("failed_auth", self._failed)
+
+    def _groupchat(self, message):
+        # slixmpp fires both "message" and "groupchat_message"; "message" already queued it.
+        pass
+
+    def _failed(self, stanza):
+        if not self.failed.done():
+            self.failed.set_result(stanza)
+
+    async def start(self):
+        self.connect(HOST, PORT)
+        done, _ = await asyncio.wait(
+            [asyncio.ensure_future(self.wait_until("session_start", TIMEOUT)), self.failed],
+            timeout=TIMEOUT,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        check(self.failed not in done, f"{self.boundjid}: authentication failed")
+        check(done, f"{self.boundjid}: no session")
+        return self
+
+    async def stop(self):
+        self.disconnect()
+        await self.wait_until("disconnected", TIMEOUT)
+
+    async def next_message(self, predicate=lambda m: True):
+        while True:
+            message = await asyncio.wait_for(self.inbox.get(), TIMEOUT)
+            if predicate(message):
+                return message
+
+    async def next_presence(self, predicate):
+        while True:
+            presence = await asyncio.wait_for(self.presences.get(), TIMEOUT)
+            if predicate(presence):
+                return presence
+
+
+def statuses(presence):
+    return {int(s.get("code")) for s in presence.xml.iter(NS_MUC_USER + "status")}
+
+
+def item(presence):
+    return presence.xml.find(f"{NS_MUC_USER}x/{NS_MUC_USER}item")
+
+
+# --- scenarios -------------------------------------------------------------------------
+
+
+async def login():
+    """Every SASL mechanism, resource binding, ping and disco#info on the domain."""
+    user, password = ARGS["user"], ARGS["password"]
+    for mechanism in ("ANONYMOUS", "PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"):
+        if mechanism == "ANONYMOUS":
+            client = Client(DOMAIN)
+        else:
+            client = Client(f"{user}@{DOMAIN}/{mechanism.lower()}", password, mechanism)
+        await client.start()
+        check(client.is_component is False and client.authenticated, "not authenticated")
+        check(client["feature_mechanisms"].mech.name == mechanism, f"used {client['feature_mechanisms'].mech.name}")
+        check("starttls" in client.features, f"{mechanism}: STARTTLS was not negotiated")
+        jid = client.boundjid
+        if mechanism == "ANONYMOUS":
+            check(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", jid.user), f"anonymous node {jid.user}")
+            check(jid.domain == DOMAIN, jid.domain)
+        else:
+            check(jid.bare == f"{user}@{DOMAIN}" and jid.resource == mechanism.lower(), f"bound {jid}")
+        await client["xep_0199"].ping(jid=DOMAIN, timeout=TIMEOUT)
+        info = await client["xep_0030"].get_info(jid=DOMAIN, timeout=TIMEOUT)
+        check("urn:xmpp:ping" in info["disco_info"]["features"], "disco#info lacks ping")
+        try:
+            await client["xep_0199"].send_ping(f"nobody@{DOMAIN}/x", timeout=TIMEOUT)
+            raise AssertionError("iq to an unknown full JID was answered")
+        except IqError as error:
+            check(error.condition == "service-unavailable", error.condition)
+        await client.stop()
+        print(f"login {mechanism} as {jid}")
+
+
+async def muc():
+    """Three clients in a room: presence, payload pass-through, messages, IQ between
+    occupants, kick, affiliations, password, members-only, nick conflict, subject."""
+    room = f"standup@{MUC}"
+    alice = await Client(f"{ARGS['user']}@{DOMAIN}/a", ARGS["password"], "SCRAM-SHA-256").start()
+    bob = await Client(DOMAIN).start()
+    carol = await Client(DOMAIN).start()
+
+    own, subject, others, history = await alice["xep_0045"].join_muc_wait(room, "alice", timeout=TIMEOUT)
+    check({110, 201} <= statuses(own), f"creator statuses {statuses(own)}")
+    check(item(own).get("affiliation") == "owner" and item(own).get("role") == "moderator", "creator is not owner")
+    check(not history and all(p["from"] == f"{room}/alice" for p in others), "new room not empty")
+
+    own, _, others, _ = await bob["xep_0045"].join_muc_wait(room, "bob", timeout=TIMEOUT)
+    check(110 in statuses(own) and 201 not in statuses(own), f"joiner statuses {statuses(own)}")
+    check(item(own).get("role") == "participant", "joiner role")
+    others = [p for p in others if p["from"] != f"{room}/bob"]
+    check([str(p["from"]) for p in others] == [f"{room}/alice"], "bob sees alice")
+    check(item(others[0]).get("jid") == str(alice.boundjid), "real JID missing (room must be non-anonymous)")
+
+    seen_by_alice = asyncio.ensure_future(alice.next_presence(lambda p: p["from"] == f"{room}/carol"))
+    _, _, others, _ = await carol["xep_0045"].join_muc_wait(room, "carol", timeout=TIMEOUT)
+    check(sorted(str(p["from"]) for p in others if p["from"] != f"{room}/carol") == [f"{room}/alice", f"{room}/bob"], "carol sees both")
+    check(item(await seen_by_alice).get("jid") == str(carol.boundjid), "alice sees carol's real JID")
+
+    # Unknown presence payload (the Jitsi clients' state) reaches everyone unchanged.
+    update = bob.make_presence(pto=f"{room}/bob")
+    update.xml.append(ET.fromstring('<stats-id xmlns="jabber:client">Maybelle-Kzx</stats-id>'))
+    update.xml.append(ET.fromstring('<SourceInfo xmlns="jabber:client">{"a0":{"muted":false}}</SourceInfo>'))
+    update.xml.append(ET.fromstring('<custom xmlns="urn:example:x" k="v"><deep><er/></deep></custom>'))
+    update.send()
+    for watcher in (alice, carol):
+        got = await watcher.next_presence(lambda p: p["from"] == f"{room}/bob" and p.xml.find("{jabber:client}stats-id") is not None)
+        check(got.xml.find("{jabber:client}SourceInfo").text == '{"a0":{"muted":false}}', "SourceInfo changed")
+        custom = got.xml.find("{urn:example:x}custom")
+        check(custom is not None and custom.get("k") == "v" and custom.find("{urn:example:x}deep/{urn:example:x}er") is not None, "custom payload changed")
+
+    # Group chat and private messages.
+    alice.send_message(mto=room, mbody="hello room", mtype="groupchat")
+    for reader in (alice, bob, carol):
+        got = await reader.next_message(lambda m: m["type"] == "groupchat" and m["body"])
+        check(got["body"] == "hello room" and got["from"] == f"{room}/alice", f"groupchat {got}")
+    bob.send_message(mto=f"{room}/carol", mbody="psst", mtype="chat")
+    got = await carol.next_message(lambda m: m["type"] == "chat")
+    check(got["body"] == "psst" and got["from"] == f"{room}/bob", f"private {got}")
+
+    # IQ between occupants, rewritten to occupant JIDs both ways (how Jingle flows).
+    await alice["xep_0199"].send_ping(f"{room}/bob", timeout=TIMEOUT)
+    try:
+        await alice["xep_0199"].send_ping(f"{room}/nobody", timeout=TIMEOUT)
+        raise AssertionError("iq to a missing occupant was answered")
+    except IqError as error:
+        check(error.condition == "item-not-found", error.condition)
+
+    # Subject: moderators only.
+    alice["xep_0045"].set_subject(room, "daily")
+    while (got := await asyncio.wait_for(carol.subjects.get(), TIMEOUT))["subject"] != "daily":
+        pass
+
+    # Affiliation grant by bare JID (what the focus does for the first participant).
+    await alice["xep_0045"].set_affiliation(room, "owner", jid=carol.boundjid.bare, timeout=TIMEOUT)
+    got = await bob.next_presence(lambda p: p["from"] == f"{room}/carol" and item(p) is not None and item(p).get("affiliation") == "owner")
+    check(item(got).get("role") == "moderator", "owner is moderator")
+
+    # Presence going away.
+    carol["xep_0045"].leave_muc(room, "carol")
+    got = await bob.next_presence(lambda p: p["from"] == f"{room}/carol")
+    check(got["type"] == "unavailable" and item(got).get("role") == "none", "carol left")
+
+    # Kick.
+    await alice["xep_0045"].set_role(room, "bob", "none", reason="bye", timeout=TIMEOUT)
+    got = await bob.next_presence(lambda p: p["from"] == f"{room}/bob" and p["type"] == "unavailable")
+    check({307, 110} <= statuses(got), f"kick statuses {statuses(got)}")
+    check(item(got).find(NS_MUC_USER + "reason").text == "bye", "kick reason")
+
+    # Nickname conflict.
+    try:
+        await bob["xep_0045"].join_muc_wait(room, "alice", timeout=TIMEOUT)
+        raise AssertionError("nickname conflict accepted")
+    except PresenceError as error:
+        check(error.condition == "conflict", error.condition)
+
+    # Password-protected room.
+    form = alice["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#roomconfig")
+    form.add_field(var="muc#roomconfig_roomsecret", value="s3cret")
+    form.add_field(var="muc#roomconfig_passwordprotectedroom", value="1")
+    await alice["xep_0045"].set_room_config(room, form, timeout=TIMEOUT)
+    info = await bob["xep_0030"].get_info(jid=room, timeout=TIMEOUT)
+    check("muc_passwordprotected" in info["disco_info"]["features"], "room not marked password protected")
+    for password in (None, "wrong"):
+        try:
+            await bob["xep_0045"].join_muc_wait(room, "bob", password=password, timeout=TIMEOUT)
+            raise AssertionError(f"joined with password {password}")
+        except PresenceError as error:
+            check(error.condition == "not-authorized", error.condition)
+    await bob["xep_0045"].join_muc_wait(room, "bob", password="s3cret", timeout=TIMEOUT)
+
+    # Members-only room.
+    form = alice["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#roomconfig")
+    form.add_field(var="muc#roomconfig_membersonly", value="1")
+    await alice["xep_0045"].set_room_config(room, form, timeout=TIMEOUT)
+    dave = await Client(DOMAIN).start()
+    try:
+        await dave["xep_0045"].join_muc_wait(room, "dave", password="s3cret", timeout=TIMEOUT)
+        raise AssertionError("non-member joined a members-only room")
+    except PresenceError as error:
+        check(error.condition == "registration-required", error.condition)
+
+    # Everyone leaves: the room is destroyed (the Rust side checks the room count).
+    bob["xep_0045"].leave_muc(room, "bob")
+    alice["xep_0045"].leave_muc(room, "alice")
+    await alice.next_presence(lambda p: p["from"] == f"{room}/alice" and p["type"] == "unavailable")
+    for client in (alice, bob, carol, dave):
+        await client.stop()
+
+
+async def second_resource():
+    """Two resources of one account both work; binding a taken resource is a conflict."""
+    user, password = ARGS["user"], ARGS["password"]
+    one = await Client(f"{user}@{DOMAIN}/one", password, "SCRAM-SHA-1").start()
+    two = await Client(f"{user}@{DOMAIN}/two", password, "SCRAM-SHA-1").start()
+    other = await Client(DOMAIN).start()
+    one.send_message(mto=f"{user}@{DOMAIN}/two", mbody="to two")
+    check((await two.next_message())["body"] == "to two", "full JID delivery")
+    other.send_message(mto=f"{user}@{DOMAIN}", mbody="to all", mtype="chat")
+    for resource in (one, two):
+        got = await resource.next_message()
+        check(got["body"] == "to all" and got["from"] == other.boundjid, "bare JID delivery")
+    # A third stream asking for the resource "one" gets <conflict/> on bind.
+    reader, writer = await asyncio.open_connection(HOST, PORT)
+    stream = RawStream(reader, writer)
+    await stream.open()
+    await stream.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{b64(chr(0) + user + chr(0) + password)}</auth>")
+    await stream.expect("<success")
+    await stream.open()
+    await stream.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>one</resource></bind></iq>")
+    answer = await stream.expect("</iq>")
+    check("type='error'" in answer.replace('"', "'") and "<conflict" in answer, answer)
+    writer.close()
+    await one["xep_0199"].ping(jid=DOMAIN, timeout=TIMEOUT)
+    for client in (one, two, other):
+        await client.stop()
+
+
+async def wrong_password():
+    """A wrong password is answered <not-authorized/>; the next try is delayed."""
+    for attempt in range(2):
+        client = Client(f"{ARGS['user']}@{DOMAIN}/x", "not-the-password", "SCRAM-SHA-256")
+        started = time.monotonic()
+        client.connect(HOST, PORT)
+        failure = await asyncio.wait_for(client.failed, TIMEOUT)
+        elapsed = time.monotonic() - started
+        check(failure.xml.find("{urn:ietf:params:xml:ns:xmpp-sasl}not-authorized") is not None, str(failure))
+        if attempt == 1:
+            check(elapsed >= 0.2, f"second failure not throttled ({elapsed:.3f}s)")
+        client.disconnect()
+    right = await Client(f"{ARGS['user']}@{DOMAIN}/y", ARGS["password"], "SCRAM-SHA-256").start()
+    await right.stop()
+
+
+# --- raw streams for hostile input -----------------------------------------------------
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+class RawStream:
+    """A bare TCP XMPP stream, for input no well-behaved library would send."""
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer, self.buffer = reader, writer, ""
+
+    async def send(self, text):
+        self.writer.write(text.encode() if isinstance(text, str) else text)
+        await self.writer.drain()
+
+    async def open(self):
+        await self.send(f"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>")
+        await self.expect("</stream:features>")
+
+    async def expect(self, marker):
+        while marker not in self.buffer:
+            data = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
+            if not data:
+                raise AssertionError(f"closed before {marker!r}; got {self.buffer!r}")
+            self.buffer += data.decode()
+        head, _, self.buffer = self.buffer.partition(marker)
+        return head + marker
+
+    async def expect_stream_error(self, condition):
+        """Reads until the server closes; the stream must end with this error."""
+        while True:
+            data = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
+            if not data:
+                break
+            self.buffer += data.decode(errors="replace")
+        check(re.search(f"<{condition} xmlns=[\"']urn:ietf:params:xml:ns:xmpp-streams", self.buffer), f"wanted {condition}, got {self.buffer[-400:]!r}")
+        check(self.buffer.rstrip().endswith("</stream:stream>"), "stream not closed")
+
+
+async def raw(setup=None):
+    reader, writer = await asyncio.open_connection(HOST, PORT)
+    stream = RawStream(reader, writer)
+    if setup == "open":
+        await stream.open()
+    elif setup == "bound":
+        await stream.open()
+        await stream.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
+        await stream.expect("<success")
+        await stream.open()
+        await stream.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        await stream.expect("</iq>")
+    return stream
+
+
+async def bad_input():
+    bystander = await Client(DOMAIN).start()
+
+    stream = await raw("open")
+    await stream.send("<message><body>unclosed</message>")
+    await stream.expect_stream_error("not-well-formed")
+    print("malformed XML -> not-well-formed")
+
+    stream = await raw()
+    await stream.send("<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'><!ENTITY lol2 '&lol;&lol;&lol;&lol;'>]>"
+                      "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='x'>&lol2;")
+    await stream.expect_stream_error("not-well-formed")
+    print("entity bomb -> not-well-formed")
+
+    stream = await raw("bound")
+    await stream.send("<message to='a@b'><body>" + "x" * (70 * 1024) + "</body></message>")
+    await stream.expect_stream_error("policy-violation")
+    print("oversized stanza -> policy-violation")
+
+    stream = await raw("bound")
+    await stream.send("<message>" + "<a>" * 100 + "</a>" * 100 + "</message>")
+    await stream.expect_stream_error("policy-violation")
+    print("deep nesting -> policy-violation")
+
+    stream = await raw("bound")
+    await stream.send("".join(f"<iq type='get' id='f{i}'><ping xmlns='urn:xmpp:ping'/></iq>" for i in range(1000)))
+    await stream.expect_stream_error("policy-violation")
+    print("flood -> policy-violation")
+
+    stream = await raw("open")
+    await stream.send("<message to='x@y'><body>before auth</body></message>")
+    await stream.expect_stream_error("not-authorized")
+    print("stanza before auth -> not-authorized")
+
+    # The well-behaved client on the same server noticed nothing.
+    await bystander["xep_0199"].ping(jid=DOMAIN, timeout=TIMEOUT)
+
+    # Unauthenticated connections per address (the test server allows 8).
+    held = []
+    for index in range(8):
+        try:
+            held.append(await raw("open"))
+        except AssertionError as error:
+            raise AssertionError(f"unauthenticated connection {index} refused") from error
+    extra = await raw()
+    await extra.send(f"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>")
+    await extra.expect_stream_error("policy-violation")
+    print("too many unauthenticated connections -> policy-violation")
+    for stream in held:
+        stream.writer.close()
+    await bystander.stop()
+
+
+# --- stream management over WebSocket --------------------------------------------------
+
+
+async def resume():
+    """XEP-0198 resumption over RFC 7395: stanzas sent while the socket was gone arrive
+    once on the new socket, including one that was sent but never acknowledged."""
+    import websockets
+
+    url = ARGS["ws"]
+
+    async def ws_login(previd=None, h=0):
+        ws = await websockets.connect(url, subprotocols=["xmpp"])
+        check(ws.subprotocol == "xmpp", "subprotocol not echoed")
+        frames = []
+
+        async def recv(marker):
+            while True:
+                frame = await asyncio.wait_for(ws.recv(), TIMEOUT)
+                frames.append(frame)
+                if marker in frame:
+                    return frame
+
+        await ws.send(f"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{DOMAIN}' version='1.0'/>")
+        opened = await recv("<open")
+        check(re.search(r"xmlns=[\"']urn:ietf:params:xml:ns:xmpp-framing", opened) and re.search(r"version=[\"']1.0", opened), opened)
+        features = await recv("features")
+        check("ANONYMOUS" in features, features)
+        await ws.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
+        await recv("<success")
+        await ws.send(f"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{DOMAIN}' version='1.0'/>")
+        features = await recv("features")
+        check("urn:xmpp:sm:3" in features and "<optional" in features, features)
+        if previd:
+            await ws.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='{h}'/>")
+            resumed = await recv("resumed")
+            return ws, recv, resumed
+        await ws.send("<iq type='set' id='b1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        bound = await recv("</iq>")
+        jid = re.search(r"<jid>([^<]+)</jid>", bound).group(1)
+        check(re.fullmatch(r"[0-9a-f]{8}", jid[:8]), jid)
+        await ws.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        enabled = await recv("enabled")
+        smid = re.search(r"id=[\"']([^\"']+)", enabled).group(1)
+        return ws, recv, jid, smid
+
+    ws, recv, jid, smid = await ws_login()
+    # Join a room: occupancy must survive the cut.
+    room = f"resumption@{MUC}"
+    await ws.send(f"<presence xmlns='jabber:client' to='{room}/{jid[:8]}'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    await recv("</message>")  # the subject closes the join
+
+    sender = await Client(DOMAIN).start()
+    sender.send_message(mto=jid, mbody="m1", mtype="chat")
+    await recv(">m1<")
+    # Acknowledge everything so far: the two presence/subject stanzas and m1.
+    await ws.send("<a xmlns='urn:xmpp:sm:3' h='3'/>")
+    sender.send_message(mto=jid, mbody="m2", mtype="chat")
+    await recv(">m2<")  # received but never acknowledged
+    ws.transport.abort()  # cut: no WebSocket close, no XMPP <close/>
+    await asyncio.sleep(0.3)
+
+    watcher = await Client(DOMAIN).start()
+    _, _, others, _ = await watcher["xep_0045"].join_muc_wait(room, "watcher", timeout=TIMEOUT)
+    others = [str(p["from"]) for p in others if p["from"] != f"{room}/watcher"]
+    check(others == [f"{room}/{jid[:8]}"], f"detached session left the room: {others}")
+    for body in ("m3", "m4"):
+        sender.send_message(mto=jid, mbody=body, mtype="chat")
+    await asyncio.sleep(0.3)
+
+    ws, recv, resumed = await ws_login(previd=smid, h=3)
+    check(smid in resumed, resumed)
+    bodies = []
+    while len(bodies) < 3:
+        frame = await recv("<")
+        bodies += re.findall(r"<body>(m\d)</body>", frame)
+    check(bodies == ["m2", "m3", "m4"], f"after resumption got {bodies}")
+    # Nothing more, nothing twice.
+    sender.send_message(mto=jid, mbody="m5", mtype="chat")
+    frame = await recv(">m5<")
+    check(not re.findall(r"<body>(m[1-4])</body>", frame), frame)
+    await ws.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+    await recv("close")
+    await watcher.stop()
+    await sender.stop()
+
+
+async def main():
+    scenario = sys.argv[1]
+    await {"login": login, "muc": muc, "second-resource": second_resource,
+           "wrong-password": wrong_password, "bad-input": bad_input, "resume": resume}[scenario]()
+    print(f"PASS {scenario}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
