@@ -307,16 +307,32 @@ pub struct Focus {
     conferences: HashMap<String, Conference>,
 }
 
+impl Addresses {
+    fn new(domain: &str) -> Self {
+        Addresses {
+            component: format!("focus.{domain}"),
+            bare: format!("focus@auth.{domain}"),
+            full: format!("focus@auth.{domain}/{FOCUS_NICK}"),
+            muc: format!("conference.{domain}"),
+        }
+    }
+}
+
+/// The addresses the XMPP server must route to the focus of `domain`: `focus.D`, where
+/// clients send the conference request, and `focus@auth.D/focus`, its real JID in rooms.
+pub fn addresses(domain: &str) -> Result<Vec<Jid>, jid::Error> {
+    let addresses = Addresses::new(domain);
+    [addresses.component, addresses.full]
+        .iter()
+        .map(|address| Jid::new(address))
+        .collect()
+}
+
 impl Focus {
     pub fn new(domain: &str, config: Config) -> Self {
         Focus {
             out: Outbox {
-                addresses: Addresses {
-                    component: format!("focus.{domain}"),
-                    bare: format!("focus@auth.{domain}"),
-                    full: format!("focus@auth.{domain}/{FOCUS_NICK}"),
-                    muc: format!("conference.{domain}"),
-                },
+                addresses: Addresses::new(domain),
                 config,
                 outputs: VecDeque::new(),
                 bridge: BridgeQueues::default(),
@@ -324,11 +340,6 @@ impl Focus {
             },
             conferences: HashMap::new(),
         }
-    }
-
-    /// The addresses the XMPP server must route to this focus.
-    pub fn addresses(&self) -> [&str; 2] {
-        [&self.out.addresses.component, &self.out.addresses.full]
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {

@@ -15,6 +15,6 @@ pub mod sources;
 mod stanza;
 mod xml;
 
-pub use core::{FOCUS_NICK, Focus, Output, RequestId};
+pub use core::{FOCUS_NICK, Focus, Output, RequestId, addresses};
 pub use shell::spawn;
 pub use xml::ParseError;

@@ -15,7 +15,7 @@ use tracing::info;
 use crate::{Config, Focus, Output};
 
 /// Starts the focus for `domain`. `link` must be attached to the XMPP server under
-/// [`Focus::addresses`] (`focus.D` and `focus@auth.D/focus`). The task ends when the XMPP
+/// [`addresses`](crate::addresses) (`focus.D` and `focus@auth.D/focus`). The task ends when the XMPP
 /// server drops the link.
 pub fn spawn(
     domain: &str,

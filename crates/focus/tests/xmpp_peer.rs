@@ -1,0 +1,72 @@
+//! The focus attached to the real XMPP server and the real bridge, with slixmpp participants
+//! (`tests/peer.py`) joining a room, answering the focus's Jingle and leaving.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+const DOMAIN: &str = "convene.test";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_get_sessions_through_the_xmpp_server_and_the_bridge() {
+    let data_dir = std::env::temp_dir().join(format!(
+        "convene-focus-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let xmpp_config = convene_xmpp::Config {
+        c2s_listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let xmpp = convene_xmpp::XmppServer::start(DOMAIN, &data_dir, xmpp_config)
+        .await
+        .unwrap();
+    let bridge_config = convene_bridge::Config {
+        udp_port: 0,
+        addresses: vec!["127.0.0.1".parse().unwrap()],
+        ..Default::default()
+    };
+    let mut bridge = convene_bridge::Bridge::start(bridge_config, "ws://127.0.0.1:9".into())
+        .await
+        .unwrap();
+    let link = xmpp.attach_internal(convene_focus::addresses(DOMAIN).unwrap());
+    let focus = convene_focus::spawn(
+        DOMAIN,
+        convene_focus::Config::default(),
+        link,
+        bridge.handle(),
+        bridge.take_events().unwrap(),
+    );
+
+    let python = std::env::var("CONVENE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peer.py");
+    let child = tokio::process::Command::new(python)
+        .arg(script)
+        .arg("conference")
+        .arg(format!("port={}", xmpp.c2s_addr().port()))
+        .arg(format!("domain={DOMAIN}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python with slixmpp (set CONVENE_PYTHON)");
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("peer script timed out")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("PASS conference"),
+        "--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+
+    // The last participant left: the focus left too, and the room is gone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(xmpp.room_count(), 0);
+    assert!(!focus.is_finished(), "the focus keeps serving");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
