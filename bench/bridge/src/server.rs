@@ -1,9 +1,10 @@
 //! The server side of a benchmark run: `bench-bridge server bridge|relay`, controlled by
 //! [`ControlRequest`] lines on stdin and answering with [`ControlReply`] lines on stdout.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::{Context, Result};
+use convene_bridge::Bridge;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Stdout};
 
 use crate::control::{ControlReply, ControlRequest, ServerKind};
@@ -42,7 +43,28 @@ pub async fn serve(kind: ServerKind) -> Result<()> {
                 reply(&mut stdout, &answer).await?;
             }
         }
-        ServerKind::Bridge => anyhow::bail!("the bridge is not integrated yet"),
+        ServerKind::Bridge => {
+            let config = convene_bridge::Config {
+                udp_port: 0,
+                addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                ..Default::default()
+            };
+            // The colibri-ws URL goes into offers only; the benchmark opens no bridge channel.
+            let bridge = Bridge::start(config, "ws://127.0.0.1:0".into()).await?;
+            let handle = bridge.handle();
+            let media = bridge.udp_addrs().first().copied();
+            reply(&mut stdout, &ControlReply::Ready { media }).await?;
+            while let Some(line) = lines.next_line().await? {
+                let answer = match serde_json::from_str(&line) {
+                    Ok(ControlRequest::Bridge(request)) => {
+                        ControlReply::Bridge(handle.request(request).await)
+                    }
+                    Ok(other) => ControlReply::Failed(format!("the bridge cannot {other:?}")),
+                    Err(e) => ControlReply::Failed(format!("bad request: {e}")),
+                };
+                reply(&mut stdout, &answer).await?;
+            }
+        }
     }
     Ok(())
 }
