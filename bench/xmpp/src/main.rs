@@ -55,6 +55,9 @@ struct Cli {
     /// Idle logged-in clients for the memory figure.
     #[arg(long, default_value_t = 500)]
     idle_clients: usize,
+    /// Runs of every workload on every server; the table shows the median.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -71,11 +74,22 @@ enum Workload {
     Memory,
 }
 
-/// One figure of the table: a value per server, and whether more is better.
+/// One figure of the table: the values measured on each server, and whether more is
+/// better.
 struct Figure {
     name: String,
-    unit_higher_is_better: bool,
-    values: [Option<f64>; 2],
+    higher_is_better: bool,
+    values: [Vec<f64>; 2],
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
 }
 
 fn slot(kind: Kind) -> usize {
@@ -96,17 +110,20 @@ impl Report {
             None => {
                 self.figures.push(Figure {
                     name: name.to_owned(),
-                    unit_higher_is_better: higher_is_better,
-                    values: [None, None],
+                    higher_is_better,
+                    values: [Vec::new(), Vec::new()],
                 });
                 self.figures.len() - 1
             }
         };
-        self.figures[index].values[slot(kind)] = Some(value);
+        self.figures[index].values[slot(kind)].push(value);
     }
 
-    fn print(&self) {
+    fn print(&self, runs: usize) {
         println!();
+        if runs > 1 {
+            println!("median of {runs} runs");
+        }
         println!(
             "{:<52} {:>12} {:>12} {:>10}",
             "figure", "Convene", "Prosody", "advantage"
@@ -117,9 +134,10 @@ impl Report {
                 Some(v) => format!("{v:.2}"),
                 None => "—".to_owned(),
             };
-            let advantage = match figure.values {
-                [Some(convene), Some(prosody)] if convene > 0.0 && prosody > 0.0 => {
-                    let ratio = if figure.unit_higher_is_better {
+            let (convene, prosody) = (median(&figure.values[0]), median(&figure.values[1]));
+            let advantage = match (convene, prosody) {
+                (Some(convene), Some(prosody)) if convene > 0.0 && prosody > 0.0 => {
+                    let ratio = if figure.higher_is_better {
                         convene / prosody
                     } else {
                         prosody / convene
@@ -131,8 +149,8 @@ impl Report {
             println!(
                 "{:<52} {:>12} {:>12} {:>10}",
                 figure.name,
-                cell(figure.values[0]),
-                cell(figure.values[1]),
+                cell(convene),
+                cell(prosody),
                 advantage
             );
         }
@@ -264,20 +282,22 @@ fn main() -> anyhow::Result<()> {
         figures: Vec::new(),
     };
     let mut failures = 0;
-    for &workload in &cli.workloads {
+    for (run, &workload) in
+        (0..cli.repeat).flat_map(|run| cli.workloads.iter().map(move |w| (run, w)))
+    {
         for &server in &cli.servers {
             let kind = match server {
                 ServerArg::Convene => Kind::Convene,
                 ServerArg::Prosody => Kind::Prosody,
             };
-            eprintln!("{workload:?} against a fresh {kind}...");
+            eprintln!("run {}: {workload:?} against a fresh {kind}...", run + 1);
             if let Err(error) = run_workload(&runtime, &cli, workload, kind, &mut report) {
                 failures += 1;
                 eprintln!("  {kind} {workload:?} FAILED: {error:#}");
             }
         }
     }
-    report.print();
+    report.print(cli.repeat);
     if failures > 0 {
         anyhow::bail!("{failures} workload runs failed (see above)");
     }

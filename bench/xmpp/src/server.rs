@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+
 use anyhow::{Context, bail};
 
 /// The XMPP domain both servers serve; guests on `guest.D`, rooms on `conference.D`
@@ -81,10 +83,20 @@ fn free_loopback_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let output = command
-        .output()
+/// Runs a set-up command to completion, with `input` on its standard input.
+fn run(command: &mut Command, input: &str) -> anyhow::Result<()> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("cannot run {command:?}"))?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
+    let output = child.wait_with_output()?;
     if !output.status.success() {
         bail!(
             "{command:?} failed: {}{}",
@@ -212,10 +224,13 @@ Component "{MUC_DOMAIN}" "muc"
     );
     std::fs::write(&config_path, config)?;
     for user in 0..users {
-        run(Command::new(&programs.prosodyctl)
-            .arg("--config")
-            .arg(&config_path)
-            .args(["register", &format!("bench{user}"), DOMAIN, PASSWORD]))?;
+        run(
+            Command::new(&programs.prosodyctl)
+                .arg("--config")
+                .arg(&config_path)
+                .args(["register", &format!("bench{user}"), DOMAIN, PASSWORD]),
+            "",
+        )?;
     }
     let mut command = Command::new(&programs.prosody);
     command.arg("--config").arg(&config_path).arg("-F");
@@ -245,12 +260,14 @@ stanza_burst = 100000.0
     );
     std::fs::write(&config_path, config)?;
     for user in 0..users {
-        run(Command::new(&programs.convene)
-            .arg("--config")
-            .arg(&config_path)
-            .args(["user", "add", &format!("bench{user}@{DOMAIN}")])
-            .env("CONVENE_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn"))?;
+        run(
+            Command::new(&programs.convene)
+                .arg("--config")
+                .arg(&config_path)
+                .args(["user", "add", &format!("bench{user}")])
+                .env("RUST_LOG", "warn"),
+            &format!("{PASSWORD}\n"),
+        )?;
     }
     let mut command = Command::new(&programs.convene);
     command
