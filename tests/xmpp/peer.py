@@ -436,7 +436,8 @@ async def resume():
         if previd:
             await ws.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='{h}'/>")
             resumed = await recv("resumed")
-            return ws, recv, resumed
+            frames.clear()
+            return ws, recv, resumed, frames
         await ws.send("<iq type='set' id='b1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
         bound = await recv("</iq>")
         jid = re.search(r"<jid>([^<]+)</jid>", bound).group(1)
@@ -470,7 +471,7 @@ async def resume():
         sender.send_message(mto=jid, mbody=body, mtype="chat")
     await asyncio.sleep(0.3)
 
-    ws, recv, resumed = await ws_login(previd=smid, h=3)
+    ws, recv, resumed, frames = await ws_login(previd=smid, h=3)
     check(smid in resumed, resumed)
     bodies = []
     while len(bodies) < 3:
@@ -481,6 +482,19 @@ async def resume():
     sender.send_message(mto=jid, mbody="m5", mtype="chat")
     frame = await recv(">m5<")
     check(not re.findall(r"<body>(m[1-4])</body>", frame), frame)
+
+    # The client reconnects before the server noticed that the old socket died: the new
+    # connection takes the session over and the old one gets <conflict/>.
+    await asyncio.sleep(0.2)
+    h = 3 + sum(1 for f in frames if re.match(r"<(message|presence|iq)[\s>]", f))
+    old = ws
+    ws, recv, resumed, frames = await ws_login(previd=smid, h=h)
+    check(smid in resumed, resumed)
+    goodbye = [await asyncio.wait_for(old.recv(), TIMEOUT) for _ in range(2)]
+    check("conflict" in goodbye[0] and "close" in goodbye[1], f"old connection got {goodbye}")
+    sender.send_message(mto=jid, mbody="m6", mtype="chat")
+    frame = await recv("<message")
+    check(re.findall(r"<body>(m\d)</body>", frame) == ["m6"], f"after takeover got {frame}")
     await ws.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
     await recv("close")
     await watcher.stop()

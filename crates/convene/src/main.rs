@@ -2,6 +2,7 @@
 
 mod config;
 mod serve;
+mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,11 @@ struct Cli {
 enum Command {
     /// Run every role (the default).
     Run,
+    /// Manage XMPP accounts (like `prosodyctl register`).
+    User {
+        #[command(subcommand)]
+        action: user::UserAction,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,5 +63,6 @@ fn main() -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => tokio::runtime::Runtime::new()?.block_on(serve::run(config)),
+        Command::User { action } => user::run(&config, action),
     }
 }

@@ -32,6 +32,10 @@ pub struct Config {
     pub resume_timeout_secs: u64,
     /// Stanzas kept for a client that does not acknowledge them.
     pub max_unacked: usize,
+    /// Seconds of silence from a bound client before the server probes it (WebSocket ping
+    /// frame, or an XEP-0199 ping on TCP); after twice this the connection counts as dead
+    /// (and its session is kept for resumption if stream management is on).
+    pub keepalive_secs: u64,
 }
 
 impl Default for Config {
@@ -48,6 +52,7 @@ impl Default for Config {
             auth_timeout_secs: 30,
             resume_timeout_secs: 60,
             max_unacked: 5000,
+            keepalive_secs: 60,
         }
     }
 }

@@ -12,8 +12,14 @@ use crate::XmppServer;
 use crate::router::BindError;
 use crate::sasl::{CredentialLookup, ScramCredentials, ScramHash};
 use crate::session::{Action, Env, Session, SessionConfig, StreamError, Transport};
-use crate::stanza::ns;
+use crate::stanza::{n, ns};
 use crate::xml::{Limits, XmlError};
+
+/// Events for a connection that do not come from its socket.
+pub enum Outside {
+    Delivery(Element),
+    TakenOver,
+}
 
 /// What the shell writes, framed its own way.
 #[derive(Debug)]
@@ -32,6 +38,8 @@ pub struct Conn {
     receiver: Option<mpsc::UnboundedReceiver<Element>>,
     /// Resumption id, when the client enabled stream management with resume.
     resumable: Option<String>,
+    /// Fires when a newer connection resumes this session.
+    taken_over: Option<tokio::sync::oneshot::Receiver<()>>,
     counted_unauthenticated: bool,
     /// A stream error decided before the stream opened (connection limit).
     rejected: Option<StreamError>,
@@ -67,6 +75,7 @@ impl Conn {
             peer,
             receiver: None,
             resumable: None,
+            taken_over: None,
             counted_unauthenticated: true,
             rejected,
             clean_close: false,
@@ -134,6 +143,11 @@ impl Conn {
                 tokio::time::sleep(delay).await;
             }
         }
+        if element.is("resume", ns::SM)
+            && let Some(previd) = element.attr("previd")
+        {
+            self.take_over(previd).await;
+        }
         let mut actions = Vec::new();
         let mut env = ServerEnv {
             server: &self.server,
@@ -143,11 +157,67 @@ impl Conn {
         self.perform(actions)
     }
 
-    /// The next stanza routed to this session (pending forever before binding).
-    pub async fn next_delivery(&mut self) -> Option<Element> {
-        match self.receiver.as_mut() {
-            Some(receiver) => receiver.recv().await,
-            None => std::future::pending().await,
+    /// If the session `previd` is still attached to an older connection (the client noticed
+    /// the drop before we did), makes that connection let go and waits until it has.
+    async fn take_over(&mut self, previd: &str) {
+        let parked = self.server.inner.parked_changed.notified();
+        let signal = self.server.shared().attached.remove(previd);
+        if let Some(signal) = signal
+            && signal.send(()).is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(2), parked).await;
+        }
+    }
+
+    /// Seconds of client silence before a probe.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.server.inner.config.keepalive_secs.max(1))
+    }
+
+    /// An XEP-0199 ping to a silent TCP client; its answer counts as a sign of life.
+    pub fn probe(&self) -> Vec<Write> {
+        let ping = Element::builder("iq", ns::CLIENT)
+            .attr(n("type"), "get")
+            .attr(n("id"), format!("probe-{}", crate::session::random_hex(4)))
+            .attr(n("from"), self.server.inner.domains.main.as_str())
+            .append(Element::bare("ping", ns::PING))
+            .build();
+        vec![Write::Element(ping)]
+    }
+
+    pub fn is_bound(&self) -> bool {
+        self.session.jid().is_some()
+    }
+
+    /// The next thing that happens to this session from outside the socket: a stanza
+    /// routed to it, or a newer connection resuming it. Pending forever before binding.
+    pub async fn next_outside(&mut self) -> Outside {
+        loop {
+            let receiver = self.receiver.as_mut();
+            let taken_over = self.taken_over.as_mut();
+            let delivery = async {
+                match receiver {
+                    Some(receiver) => receiver.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let takeover = async {
+                match taken_over {
+                    Some(signal) => signal.await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(stanza) = delivery => return Outside::Delivery(stanza),
+                taken = takeover => {
+                    if taken {
+                        return Outside::TakenOver;
+                    }
+                    // The registration went away without a takeover: stop listening.
+                    self.taken_over = None;
+                }
+                else => std::future::pending::<()>().await,
+            }
         }
     }
 
@@ -189,7 +259,7 @@ impl Conn {
                         self.server.route(&from, stanza);
                     }
                 }
-                Action::SmEnabled(id) => self.resumable = Some(id),
+                Action::SmEnabled(id) => self.attach(id),
                 Action::Resume { previd, h } => {
                     let more = self.resume(previd, h);
                     writes.extend(self.perform(more));
@@ -235,12 +305,20 @@ impl Conn {
         match parked {
             Some(parked) => {
                 self.receiver = Some(parked.receiver);
-                self.resumable = Some(previd);
+                self.attach(previd);
                 self.session.resume(parked.detached, h, &mut actions);
             }
             None => self.session.resume_failed(&mut actions),
         }
         actions
+    }
+
+    /// Registers this connection as the holder of resumable session `id`.
+    fn attach(&mut self, id: String) {
+        let (signal, taken_over) = tokio::sync::oneshot::channel();
+        self.server.shared().attached.insert(id.clone(), signal);
+        self.taken_over = Some(taken_over);
+        self.resumable = Some(id);
     }
 
     fn uncount_unauthenticated(&mut self) {
@@ -264,8 +342,16 @@ impl Drop for Conn {
         let Some(jid) = self.session.jid().cloned() else {
             return;
         };
-        let resumable = self.resumable.take().filter(|_| !self.clean_close);
-        match (resumable, self.session.detach(), self.receiver.take()) {
+        let resumable = self.resumable.take();
+        if let Some(id) = &resumable {
+            self.server.shared().attached.remove(id);
+        }
+        let detached = self.session.detach();
+        match (
+            resumable.filter(|_| !self.clean_close),
+            detached,
+            self.receiver.take(),
+        ) {
             (Some(id), Some(detached), Some(receiver)) => {
                 tracing::debug!("{jid} detached, resumable");
                 self.server.park(id, detached, receiver);

@@ -82,6 +82,9 @@ struct Shared {
     /// Where stanzas for each bound JID or internal address go.
     sinks: HashMap<Jid, mpsc::UnboundedSender<Element>>,
     parked: HashMap<String, Parked>,
+    /// Live connections with resumable sessions: signalling one makes it let go of its
+    /// session so that a newer connection can resume it.
+    attached: HashMap<String, tokio::sync::oneshot::Sender<()>>,
     unauthenticated: HashMap<IpAddr, usize>,
 }
 
@@ -93,6 +96,8 @@ struct Inner {
     shared: Mutex<Shared>,
     throttle: Mutex<throttle::Throttle>,
     c2s_addr: SocketAddr,
+    /// Woken when a session is parked (a resumption may be waiting for it).
+    parked_changed: tokio::sync::Notify,
 }
 
 impl XmppServer {
@@ -128,6 +133,7 @@ impl XmppServer {
             router: Router::new((*domains).clone()),
             sinks: HashMap::new(),
             parked: HashMap::new(),
+            attached: HashMap::new(),
             unauthenticated: HashMap::new(),
         };
         let server = Self {
@@ -139,6 +145,7 @@ impl XmppServer {
                 shared: Mutex::new(shared),
                 throttle: Mutex::new(throttle::Throttle::default()),
                 c2s_addr,
+                parked_changed: tokio::sync::Notify::new(),
             }),
         };
         tracing::info!("XMPP c2s listening on {c2s_addr}");

@@ -248,3 +248,288 @@ fn reply(answer: Option<Element>, out: &mut Vec<Delivery>) {
         out.push(Delivery { to, stanza: answer });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::{Limits, parse_frame};
+
+    const LIMITS: Limits = Limits {
+        max_stanza_bytes: 65536,
+        max_depth: 16,
+    };
+    const ROOM: &str = "standup@conference.d.test";
+
+    fn xml(text: &str) -> Element {
+        parse_frame(text, LIMITS).unwrap()
+    }
+
+    fn jid(text: &str) -> Jid {
+        Jid::new(text).unwrap()
+    }
+
+    fn router() -> Router {
+        let mut router = Router::new(Domains::new("d.test"));
+        router.attach_internal(&[jid("focus.d.test"), jid("focus@auth.d.test/focus")]);
+        router
+    }
+
+    fn send(router: &mut Router, from: &str, text: &str) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        router.route(&jid(from), xml(text), &mut out);
+        out
+    }
+
+    fn to<'a>(out: &'a [Delivery], who: &str) -> Vec<&'a Element> {
+        out.iter()
+            .filter(|d| d.to.as_str() == who)
+            .map(|d| &d.stanza)
+            .collect()
+    }
+
+    fn item(presence: &Element) -> &Element {
+        presence
+            .get_child("x", ns::MUC_USER)
+            .and_then(|x| x.get_child("item", ns::MUC_USER))
+            .unwrap()
+    }
+
+    fn statuses(presence: &Element) -> Vec<String> {
+        let x = presence.get_child("x", ns::MUC_USER).unwrap();
+        x.children()
+            .filter_map(|c| c.attr("code").map(str::to_owned))
+            .collect()
+    }
+
+    const FOCUS: &str = "focus@auth.d.test/focus";
+    const ALICE: &str = "3f2a9c1e-0000-4000-8000-000000000000@guest.d.test/web";
+
+    /// The Jitsi conference set-up: focus creates the room, a guest joins, the focus
+    /// grants it ownership and exchanges Jingle-style IQs through occupant JIDs.
+    #[test]
+    fn focus_and_guest_conference_flow() {
+        let mut router = router();
+        router.bind(&jid(ALICE)).unwrap();
+
+        let out = send(
+            &mut router,
+            FOCUS,
+            &format!(
+                "<presence to='{ROOM}/focus'><x xmlns='{}'/></presence>",
+                ns::MUC
+            ),
+        );
+        let own = to(&out, FOCUS);
+        assert_eq!(own.len(), 2, "self-presence and subject");
+        assert_eq!(statuses(own[0]), ["100", "110", "201"]);
+        assert_eq!(item(own[0]).attr("affiliation"), Some("owner"));
+        assert_eq!(item(own[0]).attr("role"), Some("moderator"));
+
+        let join = format!(
+            "<presence to='{ROOM}/3f2a9c1e'><x xmlns='{}'><password/></x><stats-id>Kzx</stats-id>\
+             <x xmlns='{}'><item affiliation='owner' role='moderator'/></x>\
+             <SourceInfo>{{\"a\":1}}</SourceInfo></presence>",
+            ns::MUC,
+            ns::MUC_USER
+        );
+        let out = send(&mut router, ALICE, &join);
+        let seen_by_alice = to(&out, ALICE);
+        assert_eq!(
+            seen_by_alice[0].attr("from"),
+            Some(&*format!("{ROOM}/focus"))
+        );
+        assert_eq!(item(seen_by_alice[0]).attr("jid"), Some(FOCUS));
+        assert_eq!(statuses(seen_by_alice[1]), ["100", "110"]);
+        assert_eq!(
+            item(seen_by_alice[1]).attr("role"),
+            Some("participant"),
+            "forged muc#user ignored"
+        );
+        let seen_by_focus = to(&out, FOCUS);
+        assert_eq!(seen_by_focus.len(), 1);
+        let presence = seen_by_focus[0];
+        assert_eq!(item(presence).attr("jid"), Some(ALICE));
+        assert_eq!(
+            presence.get_child("stats-id", ns::CLIENT).unwrap().text(),
+            "Kzx"
+        );
+        assert_eq!(
+            presence.get_child("SourceInfo", ns::CLIENT).unwrap().text(),
+            "{\"a\":1}"
+        );
+        assert!(presence.get_child("x", ns::MUC).is_none());
+        assert_eq!(
+            presence
+                .children()
+                .filter(|c| c.is("x", ns::MUC_USER))
+                .count(),
+            1
+        );
+
+        let grant = format!(
+            "<iq type='set' id='g' to='{ROOM}'><query xmlns='{}'><item affiliation='owner' \
+             jid='3f2a9c1e-0000-4000-8000-000000000000@guest.d.test'/></query></iq>",
+            ns::MUC_ADMIN
+        );
+        let out = send(&mut router, FOCUS, &grant);
+        assert!(
+            to(&out, FOCUS)
+                .iter()
+                .any(|s| s.attr("type") == Some("result"))
+        );
+        let updated = to(&out, ALICE)[0];
+        assert_eq!(item(updated).attr("affiliation"), Some("owner"));
+        assert_eq!(item(updated).attr("role"), Some("moderator"));
+
+        let offer = format!(
+            "<iq type='set' id='j1' to='{ROOM}/3f2a9c1e'><jingle xmlns='urn:xmpp:jingle:1'/></iq>"
+        );
+        let out = send(&mut router, FOCUS, &offer);
+        let delivered = to(&out, ALICE)[0];
+        assert_eq!(delivered.attr("from"), Some(&*format!("{ROOM}/focus")));
+        assert_eq!(delivered.attr("to"), Some(ALICE));
+        let out = send(
+            &mut router,
+            ALICE,
+            &format!("<iq type='result' id='j1' to='{ROOM}/focus'/>"),
+        );
+        let answer = to(&out, FOCUS)[0];
+        assert_eq!(answer.attr("from"), Some(&*format!("{ROOM}/3f2a9c1e")));
+        assert_eq!(answer.attr("id"), Some("j1"));
+
+        // Stanzas to the focus component address reach the internal entity unchanged.
+        let out = send(
+            &mut router,
+            ALICE,
+            "<iq type='set' id='c' to='focus.d.test'><conference xmlns='http://jitsi.org/protocol/focus'/></iq>",
+        );
+        assert_eq!(out[0].to.as_str(), "focus.d.test");
+        assert_eq!(out[0].stanza.attr("from"), Some(ALICE));
+    }
+
+    #[test]
+    fn last_occupant_leaving_destroys_the_room() {
+        let mut router = router();
+        router.bind(&jid(ALICE)).unwrap();
+        send(
+            &mut router,
+            FOCUS,
+            &format!("<presence to='{ROOM}/focus'/>"),
+        );
+        send(
+            &mut router,
+            ALICE,
+            &format!("<presence to='{ROOM}/alice'/>"),
+        );
+        let out = send(
+            &mut router,
+            FOCUS,
+            &format!("<presence type='unavailable' to='{ROOM}/focus'/>"),
+        );
+        let gone = to(&out, ALICE)[0];
+        assert_eq!(gone.attr("type"), Some("unavailable"));
+        assert_eq!(item(gone).attr("role"), Some("none"));
+        assert_eq!(
+            router.room_count(),
+            1,
+            "an internal entity leaving leaves others in place"
+        );
+        let mut out = Vec::new();
+        router.unbind(&jid(ALICE), &mut out);
+        assert_eq!(router.room_count(), 0);
+    }
+
+    #[test]
+    fn join_errors_nick_conflict_and_password() {
+        let mut router = router();
+        let bob = "bob@d.test/x";
+        for who in [ALICE, bob] {
+            router.bind(&jid(who)).unwrap();
+        }
+        send(
+            &mut router,
+            ALICE,
+            &format!("<presence to='{ROOM}/alice'/>"),
+        );
+        let out = send(&mut router, bob, &format!("<presence to='{ROOM}/alice'/>"));
+        let error = to(&out, bob)[0];
+        assert_eq!(error.attr("type"), Some("error"));
+        assert!(
+            error
+                .get_child("error", ns::CLIENT)
+                .unwrap()
+                .has_child("conflict", ns::STANZAS)
+        );
+
+        let config = format!(
+            "<iq type='set' id='c' to='{ROOM}'><query xmlns='{}'><x xmlns='{}' type='submit'>\
+             <field var='muc#roomconfig_roomsecret'><value>pw</value></field></x></query></iq>",
+            ns::MUC_OWNER,
+            ns::DATA_FORMS
+        );
+        let out = send(&mut router, bob, &config);
+        assert_eq!(
+            to(&out, bob)[0].attr("type"),
+            Some("error"),
+            "only owners configure"
+        );
+        send(&mut router, ALICE, &config);
+        let wrong = format!(
+            "<presence to='{ROOM}/bob'><x xmlns='{}'><password>nope</password></x></presence>",
+            ns::MUC
+        );
+        let out = send(&mut router, bob, &wrong);
+        assert!(
+            to(&out, bob)[0]
+                .get_child("error", ns::CLIENT)
+                .unwrap()
+                .has_child("not-authorized", ns::STANZAS)
+        );
+        let right = wrong.replace("nope", "pw");
+        let out = send(&mut router, bob, &right);
+        // alice's presence, bob's own presence, then the subject.
+        assert_eq!(statuses(to(&out, bob)[1]), ["100", "110"]);
+    }
+
+    #[test]
+    fn routing_between_accounts_and_errors() {
+        let mut router = router();
+        for who in ["a@d.test/1", "a@d.test/2", "b@d.test/1"] {
+            router.bind(&jid(who)).unwrap();
+        }
+        assert_eq!(router.bind(&jid("a@d.test/1")), Err(BindError::Conflict));
+        let out = send(
+            &mut router,
+            "b@d.test/1",
+            "<message to='a@d.test' type='chat'><body>hi</body></message>",
+        );
+        let mut targets: Vec<&str> = out.iter().map(|d| d.to.as_str()).collect();
+        targets.sort_unstable();
+        assert_eq!(targets, ["a@d.test/1", "a@d.test/2"]);
+        let out = send(
+            &mut router,
+            "b@d.test/1",
+            "<iq type='get' id='p' to='a@d.test/gone'><ping xmlns='urn:xmpp:ping'/></iq>",
+        );
+        assert_eq!(out[0].to.as_str(), "b@d.test/1");
+        assert!(
+            out[0]
+                .stanza
+                .get_child("error", ns::CLIENT)
+                .unwrap()
+                .has_child("service-unavailable", ns::STANZAS)
+        );
+        let out = send(
+            &mut router,
+            "b@d.test/1",
+            "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>",
+        );
+        assert_eq!(out[0].stanza.attr("type"), Some("result"));
+        let out = send(
+            &mut router,
+            "b@d.test/1",
+            "<iq type='result' id='x' to='a@d.test/gone'/>",
+        );
+        assert!(out.is_empty(), "results are never answered with errors");
+    }
+}

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::XmppServer;
-use crate::conn::{Conn, Write};
+use crate::conn::{Conn, Outside, Write};
 use crate::session::{StreamError, Transport};
 use crate::stanza::ns;
 use crate::xml::{self, StreamEvent, StreamParser};
@@ -58,13 +58,18 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut events = Vec::new();
     let mut header_sent = false;
     let deadline = tokio::time::Instant::now() + conn.auth_deadline();
+    let mut last_heard = tokio::time::Instant::now();
+    let mut probed = false;
     loop {
+        let silence_limit = last_heard + conn.keepalive() * if probed { 2 } else { 1 };
         let writes = tokio::select! {
             read = stream.read(&mut buffer) => {
                 let read = read?;
                 if read == 0 {
                     return Ok(None);
                 }
+                last_heard = tokio::time::Instant::now();
+                probed = false;
                 events.clear();
                 match parser.feed(&buffer[..read], &mut events) {
                     Ok(()) => {
@@ -90,9 +95,19 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     Err(e) => vec![Write::Close(Some(conn.xml_error(&e)))],
                 }
             }
-            Some(stanza) = conn.next_delivery() => conn.deliver(stanza),
+            outside = conn.next_outside() => match outside {
+                Outside::Delivery(stanza) => conn.deliver(stanza),
+                Outside::TakenOver => vec![Write::Close(Some(StreamError::Conflict))],
+            },
             _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
                 vec![Write::Close(Some(StreamError::ConnectionTimeout))]
+            }
+            _ = tokio::time::sleep_until(silence_limit), if conn.is_bound() => {
+                if probed {
+                    return Ok(None); // dead peer: no clean close, so the session may resume
+                }
+                probed = true;
+                conn.probe()
             }
         };
         let mut out = String::new();

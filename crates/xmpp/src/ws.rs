@@ -14,7 +14,7 @@ use axum::{Extension, Router};
 use minidom::Element;
 
 use crate::XmppServer;
-use crate::conn::{Conn, Write};
+use crate::conn::{Conn, Outside, Write};
 use crate::session::{StreamError, Transport};
 use crate::stanza::{n, ns};
 use crate::xml;
@@ -48,9 +48,15 @@ async fn upgrade(
 async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
     let mut conn = Conn::new(server, Transport::WebSocket, peer);
     let deadline = tokio::time::Instant::now() + conn.auth_deadline();
+    let mut last_heard = tokio::time::Instant::now();
+    let mut probed = false;
     loop {
+        let silence_limit = last_heard + conn.keepalive() * if probed { 2 } else { 1 };
         let writes = tokio::select! {
-            message = socket.recv() => match message {
+            message = socket.recv() => {
+                last_heard = tokio::time::Instant::now();
+                probed = false;
+                match message {
                 Some(Ok(Message::Text(text))) => match xml::parse_frame(text.as_str(), conn.limits()) {
                     Ok(element) if element.is("open", ns::FRAMING) => {
                         conn.open(element.attr("to"), element.attr("version"))
@@ -62,10 +68,23 @@ async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
                 Some(Ok(Message::Binary(_))) => vec![Write::Close(Some(StreamError::UnsupportedStanzaType))],
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+            }},
+            outside = conn.next_outside() => match outside {
+                Outside::Delivery(stanza) => conn.deliver(stanza),
+                Outside::TakenOver => vec![Write::Close(Some(StreamError::Conflict))],
             },
-            Some(stanza) = conn.next_delivery() => conn.deliver(stanza),
             _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
                 vec![Write::Close(Some(StreamError::ConnectionTimeout))]
+            }
+            _ = tokio::time::sleep_until(silence_limit), if conn.is_bound() => {
+                if probed {
+                    return; // dead peer: no clean close, so the session may resume
+                }
+                probed = true;
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+                continue;
             }
         };
         for write in writes {
