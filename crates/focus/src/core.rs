@@ -41,6 +41,10 @@ pub const FOCUS_NICK: &str = "focus";
 /// How long the MUC may take to confirm the focus's join before the conference request is
 /// answered `ready="false"` (the client then retries with back-off).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client that was told the room is ready may take to join it. Until then (or
+/// until it joins) the conference stays up even with nobody in the room, so that the focus
+/// neither leaves under a joining client's feet nor stays forever for one that never comes.
+const JOIN_GRACE: Duration = Duration::from_secs(20);
 /// Session restarts allowed per participant within [`RESTART_WINDOW`] (as Jicofo's
 /// `restart-request-rate-limits`), whether the client asks or the bridge drops it.
 const MAX_RESTARTS: usize = 3;
@@ -262,6 +266,10 @@ struct Conference {
     participants: Vec<Participant>,
     /// A participant to whom owner was granted and whose new presence has not come yet.
     owner_granted: Option<String>,
+    /// Clients told the room is ready that have not joined yet, with their deadline.
+    expected: Vec<(Jid, Instant)>,
+    /// Whether any endpoint was ever allocated, so the bridge knows the conference.
+    used_bridge: bool,
 }
 
 /// Why a Jingle request was refused.
@@ -350,31 +358,32 @@ impl Focus {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conferences
             .values()
-            .filter(|c| !c.joined)
-            .map(|c| c.join_deadline)
+            .filter_map(Conference::next_deadline)
             .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: Vec<String> = self
-            .conferences
-            .values()
-            .filter(|c| !c.joined && c.join_deadline <= now)
-            .map(|c| c.room.clone())
-            .collect();
-        for room in expired {
-            warn!(%room, "the MUC did not confirm the focus's join in time");
-            if let Some(mut conference) = self.conferences.remove(&room) {
-                conference.answer_waiting(&mut self.out, false);
-                conference.leave_room(&mut self.out);
+        let mut ended = Vec::new();
+        for conference in self.conferences.values_mut() {
+            conference.forget_late_joiners(now);
+            if !conference.joined && conference.join_deadline <= now {
+                warn!(room = %conference.room, "the MUC did not confirm the focus's join in time");
+                ended.push(conference.room.clone());
+            } else if conference.joined && conference.is_idle() {
+                info!(room = %conference.room, "nobody came; the conference ends");
+                ended.push(conference.room.clone());
             }
+        }
+        for room in ended {
+            let mut conference = self.conferences.remove(&room).expect("collected above");
+            conference.close(&mut self.out);
         }
     }
 
     pub fn handle_stanza(&mut self, now: Instant, stanza: Element) {
         match stanza.name() {
             "iq" => self.on_iq(now, stanza),
-            "presence" => self.on_presence(stanza),
+            "presence" => self.on_presence(now, stanza),
             _ => {}
         }
     }
@@ -510,17 +519,23 @@ impl Focus {
                 waiting: Vec::new(),
                 participants: Vec::new(),
                 owner_granted: None,
+                expected: Vec::new(),
+                used_bridge: false,
             };
             conference.join_room(&mut self.out);
             conference
         });
         conference.waiting.push(WaitingRequest(request.clone()));
+        if let Some(client) = request.attr("from").and_then(|from| Jid::new(from).ok()) {
+            conference.expected.retain(|(jid, _)| *jid != client);
+            conference.expected.push((client, now + JOIN_GRACE));
+        }
         if conference.joined {
             conference.answer_waiting(&mut self.out, true);
         }
     }
 
-    fn on_presence(&mut self, presence: Element) {
+    fn on_presence(&mut self, now: Instant, presence: Element) {
         let Some((room, nick)) = presence.attr("from").and_then(|from| self.occupant(from)) else {
             return;
         };
@@ -540,7 +555,7 @@ impl Focus {
                     // Kicked, or the room was destroyed: the conference is over.
                     warn!(%room, "the focus was removed from the room");
                     let mut conference = self.conferences.remove(&room).expect("present");
-                    conference.close(&mut self.out, false);
+                    conference.close(&mut self.out);
                 }
                 None if !conference.joined => {
                     info!(%room, "focus joined the room");
@@ -555,10 +570,11 @@ impl Focus {
             None => conference.on_occupant_presence(&mut self.out, &nick, &presence),
             Some("unavailable") => {
                 conference.on_occupant_left(&mut self.out, &nick);
-                if conference.participants.is_empty() {
+                conference.forget_late_joiners(now);
+                if conference.is_idle() {
                     info!(%room, "last participant left; the conference ends");
                     let mut conference = self.conferences.remove(&room).expect("present");
-                    conference.close(&mut self.out, true);
+                    conference.close(&mut self.out);
                 }
             }
             _ => {}
@@ -667,18 +683,37 @@ impl Conference {
         }
     }
 
-    /// Ends the conference on the bridge, and leaves the room if still in it.
-    fn close(&mut self, out: &mut Outbox, leave: bool) {
-        out.bridge(
-            BridgeRequest::ExpireConference {
-                conference: self.conference_id(),
-            },
-            Purpose::Other,
-        );
-        if leave {
-            self.leave_room(out);
+    /// Ends the conference on the bridge, and leaves the room if in it.
+    fn close(&mut self, out: &mut Outbox) {
+        if self.used_bridge {
+            out.bridge(
+                BridgeRequest::ExpireConference {
+                    conference: self.conference_id(),
+                },
+                Purpose::Other,
+            );
         }
+        self.leave_room(out);
         self.answer_waiting(out, false);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if !self.joined {
+            Some(self.join_deadline)
+        } else if self.participants.is_empty() {
+            self.expected.iter().map(|&(_, deadline)| deadline).min()
+        } else {
+            None
+        }
+    }
+
+    fn forget_late_joiners(&mut self, now: Instant) {
+        self.expected.retain(|&(_, deadline)| deadline > now);
+    }
+
+    /// Nobody in the room and nobody on the way.
+    fn is_idle(&self) -> bool {
+        self.participants.is_empty() && self.expected.is_empty()
     }
 
     fn on_occupant_presence(&mut self, out: &mut Outbox, nick: &str, presence: &Element) {
@@ -690,10 +725,13 @@ impl Conference {
                 .unwrap_or("none")
                 .to_owned()
         };
-        let real_jid = item
+        let full_jid = item
             .and_then(|item| item.attr("jid"))
-            .and_then(|jid| Jid::new(jid).ok())
-            .map(|jid| jid.to_bare());
+            .and_then(|jid| Jid::new(jid).ok());
+        if let Some(jid) = &full_jid {
+            self.expected.retain(|(expected, _)| expected != jid);
+        }
+        let real_jid = full_jid.map(|jid| jid.to_bare());
         let (role, affiliation) = (attr("role"), attr("affiliation"));
         match self.participant_mut(nick) {
             Some(participant) => {
@@ -767,6 +805,7 @@ impl Conference {
     fn start_session(&mut self, out: &mut Outbox, nick: &str) {
         let conference = self.conference_id();
         let room = self.room.clone();
+        self.used_bridge = true;
         let Some(participant) = self.participant_mut(nick) else {
             return;
         };

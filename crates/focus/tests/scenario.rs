@@ -41,7 +41,7 @@ fn the_conference_request_is_answered_once_the_focus_is_in_the_room() {
     let answer = h.open_conference();
     assert_result(&answer);
     assert_eq!(answer.attr("from"), Some("focus.example.com"));
-    assert_eq!(answer.attr("to"), Some("anon1@example.com/r1"));
+    assert_eq!(answer.attr("to"), Some("alice@example.com/web"));
     let conference = answer
         .get_child("conference", "http://jitsi.org/protocol/focus")
         .unwrap();
@@ -72,16 +72,13 @@ fn a_room_of_another_service_is_refused() {
 #[test]
 fn a_join_the_muc_never_confirms_is_answered_not_ready() {
     let mut h = Harness::new(Config::default());
-    h.send_xml(&format!(
-        r#"<iq xmlns="jabber:client" type="set" id="c1" from="anon1@example.com/r1" to="focus.example.com">
-             <conference xmlns="http://jitsi.org/protocol/focus" room="{ROOM}"/></iq>"#
-    ));
+    h.conference_request("alice");
     h.take_stanzas();
     assert!(h.focus.poll_timeout().is_some());
     h.advance(Duration::from_secs(5));
     assert!(h.stanzas.is_empty(), "still waiting after 5 s");
     h.advance(Duration::from_secs(6));
-    let answer = take_reply(&mut h.stanzas, "c1");
+    let answer = take_reply(&mut h.stanzas, "c-alice");
     let conference = answer
         .get_child("conference", "http://jitsi.org/protocol/focus")
         .unwrap();
@@ -482,4 +479,54 @@ fn every_iq_is_answered() {
         r#"<iq xmlns="jabber:client" type="set" id="e1" from="a@example.com/r" to="focus.example.com"/>"#,
     );
     assert_eq!(error_of(&reply).0, "bad-request");
+}
+
+#[test]
+fn a_conference_nobody_joins_ends_after_the_grace_period() {
+    let mut h = Harness::new(Config::default());
+    h.open_conference();
+    h.advance(Duration::from_secs(19));
+    assert!(h.stanzas.is_empty(), "still waiting for alice");
+    h.advance(Duration::from_secs(2));
+    let leave = h.take_stanzas();
+    assert_eq!(leave.len(), 1);
+    assert_eq!(leave[0].attr("type"), Some("unavailable"));
+    assert!(
+        h.take_bridge_log().is_empty(),
+        "the bridge never heard of it"
+    );
+    assert_eq!(h.focus.poll_timeout(), None);
+}
+
+#[test]
+fn the_focus_stays_for_a_client_on_its_way() {
+    let mut h = Harness::new(Config::default());
+    h.open_conference();
+    h.join("alice");
+    h.conference_request("bob");
+    assert_result(&take_reply(&mut h.stanzas, "c-bob"));
+    h.leave("alice");
+    h.take_stanzas();
+    assert!(
+        !h.take_bridge_log()
+            .contains(&BridgeRequest::ExpireConference {
+                conference: conference()
+            }),
+        "bob is on his way"
+    );
+    let offer = h.join("bob");
+    assert_eq!(owned_ssrcs(&offer), with_bridge(vec![]));
+    h.take_stanzas();
+    h.leave("bob");
+    assert!(
+        h.take_bridge_log()
+            .contains(&BridgeRequest::ExpireConference {
+                conference: conference()
+            })
+    );
+    assert!(
+        h.take_stanzas()
+            .iter()
+            .any(|s| s.attr("type") == Some("unavailable"))
+    );
 }

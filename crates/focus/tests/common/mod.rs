@@ -191,13 +191,9 @@ impl Harness {
 
     /// The conference request and the MUC's confirmation of the focus's join; returns the
     /// focus's answer.
+    /// `alice` asks for the room; returns the focus's answer.
     pub fn open_conference(&mut self) -> Element {
-        self.send_xml(&format!(
-            r#"<iq xmlns="jabber:client" type="set" id="c1" from="anon1@example.com/r1" to="focus.example.com">
-                 <conference xmlns="http://jitsi.org/protocol/focus" room="{ROOM}" machine-uid="m1">
-                   <property name="visitors-version" value="1"/>
-                 </conference></iq>"#
-        ));
+        self.conference_request("alice");
         let join = self.take_stanzas();
         assert_eq!(
             join.len(),
@@ -216,6 +212,17 @@ impl Harness {
         let mut answer = self.take_stanzas();
         assert_eq!(answer.len(), 1);
         answer.remove(0)
+    }
+
+    /// The conference request of `nick`'s client (real JID `nick@example.com/web`, as in
+    /// [`Harness::presence`]).
+    pub fn conference_request(&mut self, nick: &str) {
+        self.send_xml(&format!(
+            r#"<iq xmlns="jabber:client" type="set" id="c-{nick}" from="{nick}@example.com/web" to="focus.example.com">
+                 <conference xmlns="http://jitsi.org/protocol/focus" room="{ROOM}" machine-uid="m1">
+                   <property name="visitors-version" value="1"/>
+                 </conference></iq>"#
+        ));
     }
 
     /// An occupant presence as the MUC relays it to the focus.
