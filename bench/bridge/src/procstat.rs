@@ -51,6 +51,29 @@ fn parse_rss(status: &str) -> Result<u64> {
     Ok(kib * 1024)
 }
 
+/// Datagrams the kernel dropped so far (receive buffer full) on the loopback UDP sockets
+/// bound to `ports`, from `/proc/net/udp`.
+pub fn udp_drops(ports: &[u16]) -> Result<u64> {
+    let table = std::fs::read_to_string("/proc/net/udp").context("reading /proc/net/udp")?;
+    Ok(parse_udp_drops(&table, ports))
+}
+
+fn parse_udp_drops(table: &str, ports: &[u16]) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // `local_address` is `IP:PORT` in hex; `drops` is the last column.
+            let (_, port) = fields.get(1)?.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            ports
+                .contains(&port)
+                .then(|| fields.last()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +89,16 @@ mod tests {
     fn parses_rss() {
         let status = "Name:\tx\nVmRSS:\t   2048 kB\nThreads:\t3\n";
         assert_eq!(parse_rss(status).unwrap(), 2048 * 1024);
+    }
+
+    #[test]
+    fn sums_drops_of_the_given_ports() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            \x20 1: 0100007F:2710 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 5\n\
+            \x20 2: 0100007F:2711 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2 2 0000000000000000 7\n\
+            \x20 3: 0100007F:0050 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 3 2 0000000000000000 9\n";
+        assert_eq!(parse_udp_drops(table, &[10000, 10001]), 12);
+        assert_eq!(parse_udp_drops(table, &[1]), 0);
     }
 
     #[test]

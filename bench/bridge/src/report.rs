@@ -23,6 +23,8 @@ pub struct Figures {
     pub memory_per_endpoint_kib: f64,
     pub top_layer_percent: f64,
     pub load_generator_cores: f64,
+    pub server_socket_drops: f64,
+    pub load_generator_socket_drops: f64,
 }
 
 impl Figures {
@@ -49,6 +51,8 @@ impl Figures {
             top_layer_percent: 100.0 * window.video_packets_by_layer[TOP_LAYER] as f64
                 / video.max(1) as f64,
             load_generator_cores: m.load_generator_cpu.as_secs_f64() / wall,
+            server_socket_drops: m.server_socket_drops as f64,
+            load_generator_socket_drops: m.load_generator_socket_drops as f64,
         }
     }
 }
@@ -56,7 +60,7 @@ impl Figures {
 /// A row: label, how to read the figure, and the figure.
 type Row = (&'static str, &'static str, fn(&Figures) -> f64);
 
-const ROWS: [Row; 11] = [
+const ROWS: [Row; 13] = [
     ("packets forwarded /s", "wall", |f| f.packets_per_second),
     ("Mb/s forwarded (RTP)", "wall", |f| f.megabits_per_second),
     ("server CPU (cores)", "wall", |f| f.server_cores),
@@ -77,6 +81,12 @@ const ROWS: [Row; 11] = [
     }),
     ("load generator CPU (cores)", "wall", |f| {
         f.load_generator_cores
+    }),
+    ("kernel drops, server socket", "in window", |f| {
+        f.server_socket_drops
+    }),
+    ("kernel drops, load generator", "in window", |f| {
+        f.load_generator_socket_drops
     }),
 ];
 

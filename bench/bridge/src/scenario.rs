@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::bind_udp;
 use crate::control::{ServerKind, ServerProcess};
 use crate::plain_client::PlainEndpoint;
-use crate::procstat::{cpu_time, rss_bytes};
+use crate::procstat::{cpu_time, rss_bytes, udp_drops};
 use crate::recorder::{Recorder, Window};
 use crate::source::MediaSource;
 use crate::traffic::{SenderSsrcs, TOP_LAYER};
@@ -98,11 +98,16 @@ pub struct Measurement {
     pub window: Window,
     /// Streams that reached their receivers before the window, of those expected.
     pub streams_ready: (usize, usize),
+    /// Datagrams the kernel dropped in the window because a receive buffer was full: at
+    /// the server's media socket, and at the load generator's sockets.
+    pub server_socket_drops: u64,
+    pub load_generator_socket_drops: u64,
 }
 
-fn local_socket() -> Result<UdpSocket> {
+fn local_socket(ports: &mut Vec<u16>) -> Result<UdpSocket> {
     let socket = bind_udp(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     socket.set_nonblocking(true)?;
+    ports.push(socket.local_addr()?.port());
     Ok(UdpSocket::from_std(socket)?)
 }
 
@@ -128,6 +133,11 @@ pub async fn run(
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let connected = Arc::new(AtomicUsize::new(0));
+    let server_port = server
+        .media
+        .context("server did not say where it listens")?
+        .port();
+    let mut client_ports = Vec::new();
     match kind {
         ServerKind::Bridge => {
             let conference = ConferenceId(format!("bench-{scenario}@conference.localhost"));
@@ -156,7 +166,7 @@ pub async fn run(
                     .collect();
                 let client = WebrtcEndpoint::new(
                     &offer,
-                    local_socket()?,
+                    local_socket(&mut client_ports)?,
                     ssrcs[index],
                     &receives,
                     recorders[index].clone(),
@@ -177,7 +187,7 @@ pub async fn run(
         ServerKind::Relay => {
             let relay = server.media.context("relay did not say where it listens")?;
             let sockets = (0..endpoints)
-                .map(|_| local_socket())
+                .map(|_| local_socket(&mut client_ports))
                 .collect::<Result<Vec<_>>>()?;
             let addrs = sockets
                 .iter()
@@ -238,6 +248,9 @@ pub async fn run(
 
     let own_pid = std::process::id();
     let (server_cpu_start, own_cpu_start) = (cpu_time(pid)?, cpu_time(own_pid)?);
+    let drops =
+        || -> Result<(u64, u64)> { Ok((udp_drops(&[server_port])?, udp_drops(&client_ports)?)) };
+    let drops_start = drops()?;
     let started = Instant::now();
     recorders.iter().for_each(Recorder::start_window);
     tokio::time::sleep(timing.window).await;
@@ -248,6 +261,7 @@ pub async fn run(
     let wall = started.elapsed();
     let (server_cpu_end, own_cpu_end) = (cpu_time(pid)?, cpu_time(own_pid)?);
     let rss_after = rss_bytes(pid)?;
+    let drops_end = drops()?;
 
     stop.send(true)?;
     while let Some(ended) = tasks.join_next().await {
@@ -263,6 +277,8 @@ pub async fn run(
         rss_growth: rss_after.saturating_sub(rss_before),
         window,
         streams_ready,
+        server_socket_drops: drops_end.0 - drops_start.0,
+        load_generator_socket_drops: drops_end.1 - drops_start.1,
     })
 }
 

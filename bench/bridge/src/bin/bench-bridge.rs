@@ -42,7 +42,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 20)]
     connect_timeout_secs: u64,
     /// Seconds of media before measuring, for congestion control and layers to settle.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 8)]
     warmup_secs: u64,
     /// Seconds measured.
     #[arg(long, default_value_t = 10)]
