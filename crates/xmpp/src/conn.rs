@@ -19,6 +19,8 @@ use crate::xml::{Limits, XmlError};
 pub enum Outside {
     Delivery(Element),
     TakenOver,
+    /// The session was ended because it did not keep up with its stanzas.
+    Evicted,
 }
 
 /// What the shell writes, framed its own way.
@@ -35,7 +37,7 @@ pub struct Conn {
     server: XmppServer,
     session: Session,
     peer: IpAddr,
-    receiver: Option<mpsc::UnboundedReceiver<Element>>,
+    receiver: Option<mpsc::Receiver<Element>>,
     /// Resumption id, when the client enabled stream management with resume.
     resumable: Option<String>,
     /// Fires when a newer connection resumes this session.
@@ -198,7 +200,7 @@ impl Conn {
             let delivery = async {
                 match receiver {
                     Some(receiver) => receiver.recv().await,
-                    None => std::future::pending().await,
+                    None => std::future::pending::<Option<Element>>().await,
                 }
             };
             let takeover = async {
@@ -208,7 +210,16 @@ impl Conn {
                 }
             };
             tokio::select! {
-                Some(stanza) = delivery => return Outside::Delivery(stanza),
+                stanza = delivery => {
+                    return match stanza {
+                        Some(stanza) => Outside::Delivery(stanza),
+                        None => {
+                            // Nothing to park: the router already ended the session.
+                            self.resumable = None;
+                            Outside::Evicted
+                        }
+                    };
+                }
                 taken = takeover => {
                     if taken {
                         return Outside::TakenOver;
@@ -287,7 +298,7 @@ impl Conn {
         if self.receiver.is_some() {
             return; // resumed: the parked sink and receiver carry on
         }
-        let (sink, receiver) = mpsc::unbounded_channel();
+        let (sink, receiver) = mpsc::channel(self.server.inner.config.max_unacked.max(1));
         self.server.shared().sinks.insert(jid, sink);
         self.receiver = Some(receiver);
     }

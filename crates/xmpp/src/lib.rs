@@ -35,6 +35,9 @@ use crate::accounts::Accounts;
 use crate::router::{Delivery, Domains, Router};
 use crate::session::Detached;
 
+/// Stanzas queued for an in-process entity before it is considered stuck.
+const INTERNAL_QUEUE: usize = 65_536;
+
 /// An in-process XMPP entity (the focus) attached to the server's router.
 ///
 /// Stanzas addressed to any of the link's addresses arrive on `from_server`; stanzas sent on
@@ -74,13 +77,13 @@ pub struct XmppServer {
 /// A session parked after its connection dropped, with the stanzas queued for it since.
 struct Parked {
     detached: Detached,
-    receiver: mpsc::UnboundedReceiver<Element>,
+    receiver: mpsc::Receiver<Element>,
 }
 
 struct Shared {
     router: Router,
     /// Where stanzas for each bound JID or internal address go.
-    sinks: HashMap<Jid, mpsc::UnboundedSender<Element>>,
+    sinks: HashMap<Jid, mpsc::Sender<Element>>,
     parked: HashMap<String, Parked>,
     /// Live connections with resumable sessions: signalling one makes it let go of its
     /// session so that a newer connection can resume it.
@@ -166,8 +169,7 @@ impl XmppServer {
     /// Attaches an in-process entity answering at `addresses`.
     pub fn attach_internal(&self, addresses: Vec<Jid>) -> InternalLink {
         let (to_server, mut from_entity) = mpsc::channel::<Element>(1024);
-        let (to_entity, from_server) = mpsc::channel::<Element>(1024);
-        let (sink, mut inbox) = mpsc::unbounded_channel::<Element>();
+        let (sink, from_server) = mpsc::channel::<Element>(INTERNAL_QUEUE);
         {
             let mut shared = self.shared();
             shared.router.attach_internal(&addresses);
@@ -175,14 +177,6 @@ impl XmppServer {
                 shared.sinks.insert(address.clone(), sink.clone());
             }
         }
-        // Stanzas for the entity: a bounded hand-off, so a stuck entity is noticed in logs.
-        tokio::spawn(async move {
-            while let Some(stanza) = inbox.recv().await {
-                if to_entity.send(stanza).await.is_err() {
-                    break;
-                }
-            }
-        });
         let server = self.clone();
         tokio::spawn(async move {
             while let Some(stanza) = from_entity.recv().await {
@@ -230,7 +224,7 @@ impl XmppServer {
     }
 
     /// Keeps a dropped session resumable for the configured time, then ends it.
-    fn park(&self, id: String, detached: Detached, receiver: mpsc::UnboundedReceiver<Element>) {
+    fn park(&self, id: String, detached: Detached, receiver: mpsc::Receiver<Element>) {
         let jid = detached.jid.clone();
         self.shared()
             .parked
@@ -249,14 +243,33 @@ impl XmppServer {
 }
 
 impl Shared {
+    /// Hands stanzas to their sessions' queues without blocking. A session whose queue is
+    /// full (a client that stopped reading, or a detached one that gathered too much) is
+    /// ended: it leaves its rooms and its connection closes with `resource-constraint`.
     fn deliver(&mut self, deliveries: Vec<Delivery>) {
+        let mut overflowing = Vec::new();
         for Delivery { to, stanza } in deliveries {
-            match self.sinks.get(&to) {
-                Some(sink) => {
-                    let _ = sink.send(stanza);
+            let Some(sink) = self.sinks.get(&to) else {
+                tracing::trace!("dropping stanza for vanished {to}");
+                continue;
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = sink.try_send(stanza) {
+                if self.router.is_internal(&to) {
+                    tracing::error!(
+                        "internal entity {to} is not reading its stanzas; dropping one"
+                    );
+                } else if !overflowing.contains(&to) {
+                    overflowing.push(to);
                 }
-                None => tracing::trace!("dropping stanza for vanished {to}"),
             }
+        }
+        for jid in overflowing {
+            tracing::warn!("{jid} does not keep up with its stanzas; ending its session");
+            self.sinks.remove(&jid);
+            self.parked.retain(|_, parked| parked.detached.jid != jid);
+            let mut out = Vec::new();
+            self.router.unbind(&jid, &mut out);
+            self.deliver(out);
         }
     }
 }

@@ -91,8 +91,8 @@ impl Router {
         self.internal.extend(addresses.iter().cloned());
     }
 
-    pub fn is_bound(&self, jid: &Jid) -> bool {
-        self.internal.contains(jid) || self.session_exists(jid)
+    pub fn is_internal(&self, jid: &Jid) -> bool {
+        self.internal.contains(jid)
     }
 
     fn session_exists(&self, jid: &Jid) -> bool {

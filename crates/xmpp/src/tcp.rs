@@ -98,6 +98,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             outside = conn.next_outside() => match outside {
                 Outside::Delivery(stanza) => conn.deliver(stanza),
                 Outside::TakenOver => vec![Write::Close(Some(StreamError::Conflict))],
+                Outside::Evicted => vec![Write::Close(Some(StreamError::ResourceConstraint))],
             },
             _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
                 vec![Write::Close(Some(StreamError::ConnectionTimeout))]

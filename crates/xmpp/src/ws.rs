@@ -72,6 +72,7 @@ async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
             outside = conn.next_outside() => match outside {
                 Outside::Delivery(stanza) => conn.deliver(stanza),
                 Outside::TakenOver => vec![Write::Close(Some(StreamError::Conflict))],
+                Outside::Evicted => vec![Write::Close(Some(StreamError::ResourceConstraint))],
             },
             _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
                 vec![Write::Close(Some(StreamError::ConnectionTimeout))]

@@ -1,0 +1,111 @@
+//! A client that stops reading must not make the server buffer without bound: once its
+//! queue is full its session ends (it leaves its rooms), and everyone else carries on.
+
+use std::time::Duration;
+
+use convene_xmpp::{Config, XmppServer};
+use jid::Jid;
+use minidom::Element;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const DOMAIN: &str = "slow.test";
+const ROOM: &str = "room@conference.slow.test";
+
+async fn read_until(stream: &mut TcpStream, seen: &mut String, marker: &str) {
+    let mut buffer = [0u8; 4096];
+    while !seen.contains(marker) {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("server answers")
+            .unwrap();
+        assert!(n > 0, "closed before {marker}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    seen.clear();
+}
+
+fn element(xml: &str) -> Element {
+    xml.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_stops_reading_is_evicted() {
+    let data_dir = std::env::temp_dir().join(format!("convene-slow-{}", std::process::id()));
+    let config = Config {
+        c2s_listen: "127.0.0.1:0".parse().unwrap(),
+        max_unacked: 20,
+        ..Config::default()
+    };
+    let server = XmppServer::start(DOMAIN, &data_dir, config).await.unwrap();
+    let focus = Jid::new("focus@auth.slow.test/focus").unwrap();
+    let mut link = server.attach_internal(vec![focus.clone()]);
+    let join = format!("<presence xmlns='jabber:client' from='{focus}' to='{ROOM}/focus'/>");
+    link.to_server.send(element(&join)).await.unwrap();
+
+    // The slow client: logs in anonymously, joins, then never reads again.
+    let mut slow = TcpStream::connect(server.c2s_addr()).await.unwrap();
+    let mut seen = String::new();
+    let header = format!(
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>"
+    );
+    slow.write_all(header.as_bytes()).await.unwrap();
+    read_until(&mut slow, &mut seen, "</stream:features>").await;
+    slow.write_all(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
+        .await
+        .unwrap();
+    read_until(&mut slow, &mut seen, "<success").await;
+    slow.write_all(header.as_bytes()).await.unwrap();
+    read_until(&mut slow, &mut seen, "</stream:features>").await;
+    slow.write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        .await
+        .unwrap();
+    read_until(&mut slow, &mut seen, "</iq>").await;
+    slow.write_all(format!("<presence to='{ROOM}/slow'/>").as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut slow, &mut seen, "</message>").await;
+
+    // The focus floods the room with big messages until the slow client is gone.
+    let body = "x".repeat(4000);
+    let message = format!(
+        "<message xmlns='jabber:client' from='{focus}' to='{ROOM}' type='groupchat'><body>{body}</body></message>"
+    );
+    let evicted = async {
+        loop {
+            let stanza = link.from_server.recv().await.expect("link open");
+            if stanza.name() == "presence"
+                && stanza.attr("from") == Some(&*format!("{ROOM}/slow"))
+                && stanza.attr("type") == Some("unavailable")
+            {
+                return;
+            }
+        }
+    };
+    let flood = async {
+        for _ in 0..20_000 {
+            link.to_server.send(element(&message)).await.unwrap();
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            () = evicted => {}
+            () = flood => {}
+        }
+    })
+    .await
+    .expect("the slow reader was evicted");
+    // The room lives on with its other occupant.
+    assert_eq!(server.room_count(), 1);
+    // The slow client finds, after what was already on its way, the stream error.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest))
+        .await
+        .expect("connection closed")
+        .unwrap();
+    let tail = String::from_utf8_lossy(&rest[rest.len().saturating_sub(300)..]).into_owned();
+    assert!(tail.contains("<resource-constraint"), "{tail}");
+    assert!(tail.ends_with("</stream:stream>"), "{tail}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
