@@ -106,7 +106,6 @@ pub fn offered_media() -> Vec<MediaDescription> {
         fb("ccm", Some("fir")),
         fb("nack", None),
         fb("nack", Some("pli")),
-        fb("goog-remb", None),
         fb("transport-cc", None),
     ];
     let extensions = |wanted: &[u8]| {

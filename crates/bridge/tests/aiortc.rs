@@ -1,0 +1,501 @@
+//! The real bridge (UDP on loopback, colibri-ws over HTTP) against aiortc peers
+//! (`tests/bridge/peer.py`), driven through `BridgeHandle` as the focus would.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use convene_bridge::api::*;
+use convene_bridge::{Bridge, BridgeHandle, Config};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+const PEER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/bridge/peer.py");
+
+struct Running {
+    bridge: Bridge,
+    http: SocketAddr,
+}
+
+async fn start_bridge() -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = listener.local_addr().unwrap();
+    let config = Config {
+        udp_port: 0,
+        addresses: vec!["127.0.0.1".parse().unwrap()],
+        ..Config::default()
+    };
+    let bridge = Bridge::start(config, format!("ws://{http}")).await.unwrap();
+    let app = bridge.router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Running { bridge, http }
+}
+
+fn conference() -> ConferenceId {
+    ConferenceId("room@conference.localhost".into())
+}
+
+async fn allocate(handle: &BridgeHandle, endpoint: &str) -> EndpointOffer {
+    let request = BridgeRequest::AllocateEndpoint {
+        conference: conference(),
+        endpoint: EndpointId(endpoint.into()),
+    };
+    match handle.request(request).await.unwrap() {
+        BridgeResponse::EndpointAllocated(offer) => offer,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+struct Peer {
+    name: &'static str,
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Peer {
+    async fn spawn(name: &'static str, setup: Value) -> Peer {
+        let python = std::env::var("CONVENE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(&python)
+            .arg(PEER_SCRIPT)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {python} (set CONVENE_PYTHON to a python with aiortc): {e}")
+            });
+        let mut stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        stdin
+            .write_all(format!("{setup}\n").as_bytes())
+            .await
+            .unwrap();
+        Peer {
+            name,
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    async fn next(&mut self, event: &str) -> Value {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(20), self.stdout.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("{}: no output", self.name))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{}: peer exited", self.name));
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["event"] == event {
+                return v;
+            }
+        }
+    }
+
+    async fn command(&mut self, cmd: &str) {
+        self.stdin
+            .write_all(format!("{}\n", json!({ "cmd": cmd })).as_bytes())
+            .await
+            .unwrap();
+    }
+
+    async fn quit(mut self) {
+        self.command("quit").await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}
+
+/// The transport the focus would read from the peer's session-accept.
+fn transport_of(answer: &Value) -> TransportDescription {
+    let setup = match answer["setup"].as_str() {
+        Some("passive") => DtlsSetup::Passive,
+        _ => DtlsSetup::Active,
+    };
+    TransportDescription {
+        ufrag: answer["ufrag"].as_str().unwrap().into(),
+        pwd: answer["pwd"].as_str().unwrap().into(),
+        fingerprints: answer["fingerprints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| Fingerprint {
+                hash: f["hash"].as_str().unwrap().into(),
+                value: f["value"].as_str().unwrap().into(),
+                setup,
+            })
+            .collect(),
+        candidates: answer["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| IceCandidate {
+                foundation: c["foundation"].as_str().unwrap().into(),
+                component: c["component"].as_u64().unwrap() as u8,
+                protocol: c["protocol"].as_str().unwrap().into(),
+                priority: c["priority"].as_u64().unwrap() as u32,
+                ip: c["ip"].as_str().unwrap().parse().unwrap(),
+                port: c["port"].as_u64().unwrap() as u16,
+                typ: c["typ"].as_str().unwrap().into(),
+                tcptype: None,
+                generation: 0,
+            })
+            .collect(),
+    }
+}
+
+/// The sender's sources as Jingle would carry them: audio, and video layers as one SIM
+/// group with an FID (RTX) partner per layer, all under one source name.
+fn sources_of(endpoint: &str, answer: &Value) -> SourceSet {
+    let source = |ssrc: u64, kind, name: &str| Source {
+        ssrc: ssrc as u32,
+        kind,
+        name: Some(name.into()),
+        msid: Some(format!("{name}-msid")),
+        video_type: None,
+    };
+    let mut set = SourceSet::default();
+    for a in answer["audio"].as_array().unwrap() {
+        set.sources.push(source(
+            a.as_u64().unwrap(),
+            MediaKind::Audio,
+            &format!("{endpoint}-a0"),
+        ));
+    }
+    let video_name = format!("{endpoint}-v0");
+    let mut sim = Vec::new();
+    for layer in answer["video"].as_array().unwrap() {
+        let (ssrc, rtx) = (
+            layer["ssrc"].as_u64().unwrap(),
+            layer["rtx"].as_u64().unwrap(),
+        );
+        set.sources
+            .push(source(ssrc, MediaKind::Video, &video_name));
+        set.sources.push(source(rtx, MediaKind::Video, &video_name));
+        set.groups.push(SsrcGroup {
+            semantics: GroupSemantics::Fid,
+            kind: MediaKind::Video,
+            ssrcs: vec![ssrc as u32, rtx as u32],
+        });
+        sim.push(ssrc as u32);
+    }
+    if sim.len() > 1 {
+        set.groups.push(SsrcGroup {
+            semantics: GroupSemantics::Sim,
+            kind: MediaKind::Video,
+            ssrcs: sim,
+        });
+    }
+    set
+}
+
+/// What a receiver's peer needs to know about remote sources (Jingle source-add).
+fn remote_of(view: &SourceSet) -> Value {
+    let rtx_of = |ssrc: u32| {
+        view.groups
+            .iter()
+            .find(|g| g.semantics == GroupSemantics::Fid && g.ssrcs[0] == ssrc)
+            .map(|g| g.ssrcs[1])
+    };
+    let rtx_ssrcs: Vec<u32> = view.groups.iter().map(|g| g.ssrcs[1]).collect();
+    view.sources
+        .iter()
+        .filter(|s| !rtx_ssrcs.contains(&s.ssrc))
+        .map(|s| json!({"kind": s.kind, "ssrc": s.ssrc, "rtx": rtx_of(s.ssrc)}))
+        .collect()
+}
+
+async fn configure(handle: &BridgeHandle, endpoint: &str, answer: &Value, sources: SourceSet) {
+    let request = BridgeRequest::ConfigureEndpoint {
+        conference: conference(),
+        endpoint: EndpointId(endpoint.into()),
+        transport: transport_of(answer),
+        media: vec![],
+        sources,
+    };
+    handle.request(request).await.unwrap();
+}
+
+async fn metrics(http: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(http).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn video_frames_at(stats: &Value, height: u32) -> u64 {
+    stats["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "video")
+        .map(|f| f["heights"][height.to_string()].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn audio_frames(stats: &Value) -> u64 {
+    stats["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "audio")
+        .map(|f| f["count"].as_u64().unwrap())
+        .sum()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn ws_next(ws: &mut Ws, class: &str) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {class} on the bridge channel"))
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = msg {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["colibriClass"] == class {
+                return v;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiortc_peers_get_audio_video_nack_pli_and_simulcast_layers() {
+    let running = start_bridge().await;
+    let handle = running.bridge.handle();
+    let sender_offer = allocate(&handle, "sender").await;
+    let big_offer = allocate(&handle, "big").await;
+    let small_offer = allocate(&handle, "small").await;
+
+    // Bridge channels, open before media flows: "small" wants at most 72p; "big"
+    // says hello to everyone.
+    let (mut small_ws, _) = tokio_tungstenite::connect_async(&small_offer.colibri_ws_url)
+        .await
+        .unwrap();
+    ws_next(&mut small_ws, "ServerHello").await;
+    let constraints = json!({"colibriClass": "ReceiverVideoConstraints", "defaultConstraints": {"maxHeight": 72}});
+    small_ws
+        .send(Message::Text(constraints.to_string().into()))
+        .await
+        .unwrap();
+    let (mut big_ws, _) = tokio_tungstenite::connect_async(&big_offer.colibri_ws_url)
+        .await
+        .unwrap();
+    ws_next(&mut big_ws, "ServerHello").await;
+    let hello = json!({"colibriClass": "EndpointMessage", "to": "", "msgPayload": {"hi": 1}});
+    big_ws
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .unwrap();
+    let relayed = ws_next(&mut small_ws, "EndpointMessage").await;
+    assert_eq!(
+        (
+            relayed["from"].as_str(),
+            relayed["msgPayload"]["hi"].as_u64()
+        ),
+        (Some("big"), Some(1))
+    );
+
+    // Sender: audio and three simulcast layers (72p, 144p, 288p).
+    let mut sender = Peer::spawn(
+        "sender",
+        json!({"offer": sender_offer, "audio": true,
+               "video_layers": [[128, 72], [256, 144], [512, 288]]}),
+    )
+    .await;
+    let answer = sender.next("answer").await;
+    let sources = sources_of("sender", &answer);
+    configure(&handle, "sender", &answer, sources.clone()).await;
+
+    // Receivers know only the receiver view (first layer + its RTX), as from the focus.
+    let remote = remote_of(&sources.receiver_view());
+    let mut big = Peer::spawn(
+        "big",
+        json!({"offer": big_offer, "remote": remote, "drop_one": true}),
+    )
+    .await;
+    let mut small = Peer::spawn("small", json!({"offer": small_offer, "remote": remote})).await;
+    let big_answer = big.next("answer").await;
+    configure(&handle, "big", &big_answer, SourceSet::default()).await;
+    let small_answer = small.next("answer").await;
+    configure(&handle, "small", &small_answer, SourceSet::default()).await;
+
+    // Media: big gets 288p, small 72p, both decode audio; big's deliberately dropped
+    // packet comes back through NACK/RTX; nothing arrives out of order.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let (mut big_stats, mut small_stats);
+    loop {
+        big_stats = big.next("stats").await;
+        small_stats = small.next("stats").await;
+        let done = video_frames_at(&big_stats, 288) >= 10
+            && video_frames_at(&small_stats, 72) >= 10
+            && audio_frames(&big_stats) >= 50
+            && audio_frames(&small_stats) >= 50
+            && big_stats["recovered"] == true;
+        if done {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let text = metrics(running.http).await;
+            panic!(
+                "media did not flow as expected:\nbig: {big_stats}\nsmall: {small_stats}\n{text}"
+            );
+        }
+    }
+    for stats in [&big_stats, &small_stats] {
+        for (ssrc, s) in stats["received"].as_object().unwrap() {
+            assert_eq!(s["out_of_order"], 0, "ssrc {ssrc} out of order: {stats}");
+        }
+    }
+    let sent_ssrcs: Vec<String> = sources
+        .receiver_view()
+        .sources
+        .iter()
+        .map(|s| s.ssrc.to_string())
+        .collect();
+    for ssrc in big_stats["received"].as_object().unwrap().keys() {
+        assert!(
+            sent_ssrcs.contains(ssrc),
+            "receiver saw a layer SSRC {ssrc}, not the rewritten one"
+        );
+    }
+    assert_eq!(
+        video_frames_at(&small_stats, 288),
+        0,
+        "small got the top layer: {small_stats}"
+    );
+
+    // A receiver's PLI reaches the sender.
+    let plis_before = sender.next("stats").await["plis_received"]
+        .as_u64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    big.command("pli").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sender.next("stats").await["plis_received"]
+        .as_u64()
+        .unwrap()
+        <= plis_before
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "PLI did not reach the sender"
+        );
+    }
+
+    // SRTP with an SSRC the sender never signalled is dropped and counted.
+    sender.command("bogus_rtp").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = metrics(running.http).await;
+    assert!(
+        metric(
+            &text,
+            "convene_bridge_dropped_total{reason=\"unknown_ssrc\"}"
+        ) >= 1,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "convene_bridge_rtp_forwarded_total") > 100,
+        "{text}"
+    );
+    assert!(metric(&text, "convene_bridge_nacks_total") >= 1, "{text}");
+    assert!(
+        metric(&text, "convene_bridge_keyframe_requests_total") >= 1,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "convene_bridge_endpoints"), 3, "{text}");
+
+    for peer in [sender, big, small] {
+        peer.quit().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_datagrams_are_dropped_counted_and_harmless() {
+    let running = start_bridge().await;
+    let handle = running.bridge.handle();
+    let offer = allocate(&handle, "a").await;
+    let bridge_addr = running.bridge.udp_addrs()[0];
+    let attacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+
+    let mut rtp = vec![0x80, 100, 0, 1, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef];
+    rtp.extend_from_slice(&[0u8; 100]);
+    let rtcp = [0x80, 200, 0xff, 0xff, 0, 0, 0, 1];
+    // A STUN binding request naming the bridge's ufrag but from a stranger without the
+    // password: str0m's integrity check refuses it.
+    let username = format!("{}:evil", offer.transport.ufrag);
+    let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[7u8; 12]);
+    let attr_len = username.len() as u16;
+    stun.extend_from_slice(&[0x00, 0x06]);
+    stun.extend_from_slice(&attr_len.to_be_bytes());
+    stun.extend_from_slice(username.as_bytes());
+    while stun.len() % 4 != 0 {
+        stun.push(0);
+    }
+    let body_len = (stun.len() - 20) as u16;
+    stun[2..4].copy_from_slice(&body_len.to_be_bytes());
+
+    let datagrams: Vec<Vec<u8>> = vec![
+        vec![0xff; 50],         // garbage
+        vec![],                 // empty
+        rtp,                    // RTP from an unauthenticated address
+        rtcp.to_vec(),          // RTCP from an unauthenticated address
+        vec![0x80; 4000],       // oversized
+        stun,                   // STUN without valid integrity
+        vec![0x00, 0x01, 0x00], // truncated STUN
+    ];
+    for d in &datagrams {
+        attacker.send_to(d, bridge_addr).await.unwrap();
+    }
+    let series = |reason: &str| format!("convene_bridge_dropped_total{{reason=\"{reason}\"}}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = metrics(running.http).await;
+        let counts = [
+            metric(&text, &series("garbage")),
+            metric(&text, &series("unauthenticated")),
+            metric(&text, &series("oversized")),
+        ];
+        if counts[0] >= 2 && counts[1] >= 2 && counts[0] + counts[1] >= 5 && counts[2] >= 1 {
+            assert_eq!(
+                metric(&text, "convene_bridge_packets_in_total"),
+                0,
+                "{text}"
+            );
+            assert_eq!(
+                metric(&text, "convene_bridge_rtp_forwarded_total"),
+                0,
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "drops not counted: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The bridge still serves requests, and a wrong channel password is refused.
+    allocate(&handle, "b").await;
+    let wrong = offer.colibri_ws_url.replace("pwd=", "pwd=x");
+    let err = tokio_tungstenite::connect_async(&wrong).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+}
