@@ -20,6 +20,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
     let port = listener.local_addr()?.port();
+    // Bridge: media on its own UDP port, colibri-ws and /metrics on the HTTP listener.
+    let mut bridge = convene_bridge::Bridge::start(
+        config.bridge.clone(),
+        format!("ws://{}:{port}", config.domain),
+    )
+    .await
+    .context("cannot start the bridge")?;
+    let app = app.merge(bridge.router());
+    // Focus: an in-process XMPP entity that drives the bridge.
+    let focus_addresses =
+        convene_focus::addresses(&config.domain).context("the domain is not a valid JID")?;
+    let bridge_events = bridge.take_events().context("bridge events already taken")?;
+    convene_focus::spawn(
+        &config.domain,
+        config.focus.clone(),
+        xmpp.attach_internal(focus_addresses),
+        bridge.handle(),
+        bridge_events,
+    );
     println!(
         "Convene is running. Open http://{}:{port}/<room> in a browser to join a room.",
         config.domain

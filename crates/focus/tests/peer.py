@@ -53,7 +53,7 @@ class Participant(slixmpp.ClientXMPP):
         self.nick = nick
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
-        self["feature_mechanisms"].use_mech = "ANONYMOUS"
+        self.plugin["feature_mechanisms"].use_mech = "ANONYMOUS"
         self.jingles = asyncio.Queue()
         self.presences = asyncio.Queue()
         self.add_event_handler("presence", self.presences.put_nowait)
