@@ -678,3 +678,226 @@ pub fn random_hex(bytes: usize) -> String {
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sasl::{ScramCredentials, ScramHash};
+    use crate::xml::{Limits, parse_frame};
+
+    struct NoAccounts;
+
+    impl CredentialLookup for NoAccounts {
+        fn credentials(&self, _: &str, _: ScramHash) -> Option<ScramCredentials> {
+            None
+        }
+    }
+
+    impl Env for NoAccounts {
+        fn bind(&mut self, _: &Jid) -> Result<(), BindError> {
+            Ok(())
+        }
+    }
+
+    fn xml(text: &str) -> Element {
+        parse_frame(
+            text,
+            Limits {
+                max_stanza_bytes: 4096,
+                max_depth: 8,
+            },
+        )
+        .unwrap()
+    }
+
+    fn config(burst: f64) -> SessionConfig {
+        SessionConfig {
+            transport: Transport::WebSocket,
+            loopback: false,
+            tls_available: false,
+            stanzas_per_second: 1.0,
+            stanza_burst: burst,
+            max_unacked: 100,
+            resume_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn sent(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send(e) => Some(String::from(e)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Opens, logs in anonymously, binds and enables resumable stream management.
+    fn bound_session(now: Instant) -> (Session, Jid) {
+        let mut session = Session::new(
+            config(100.0),
+            std::sync::Arc::new(Domains::new("d.test")),
+            now,
+        );
+        let mut out = Vec::new();
+        session.open(Some("d.test"), Some("1.0"), &mut out);
+        assert!(
+            sent(&out)[0].contains("ANONYMOUS") && !sent(&out)[0].contains("PLAIN"),
+            "PLAIN needs TLS or loopback"
+        );
+        let mut env = NoAccounts;
+        session.element(
+            xml("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>"),
+            now,
+            &mut env,
+            &mut out,
+        );
+        session.open(Some("d.test"), Some("1.0"), &mut out);
+        session.element(
+            xml("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>"),
+            now,
+            &mut env,
+            &mut out,
+        );
+        let jid = session.jid().cloned().expect("bound");
+        assert!(
+            jid.node()
+                .unwrap()
+                .as_str()
+                .chars()
+                .take(8)
+                .all(|c| c.is_ascii_hexdigit())
+        );
+        out.clear();
+        session.element(
+            xml("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"),
+            now,
+            &mut env,
+            &mut out,
+        );
+        assert!(matches!(out[0], Action::SmEnabled(_)));
+        (session, jid)
+    }
+
+    #[test]
+    fn unacknowledged_stanzas_are_resent_once_on_resumption() {
+        let now = Instant::now();
+        let (mut session, jid) = bound_session(now);
+        let mut out = Vec::new();
+        for i in 1..=3 {
+            session.deliver(
+                xml(&format!("<message><body>m{i}</body></message>")),
+                &mut out,
+            );
+        }
+        session.request_ack(&mut out);
+        session.request_ack(&mut out);
+        assert_eq!(
+            sent(&out).iter().filter(|s| s.contains("<r ")).count(),
+            1,
+            "one outstanding ack request"
+        );
+        session.element(
+            xml("<a xmlns='urn:xmpp:sm:3' h='1'/>"),
+            now,
+            &mut NoAccounts,
+            &mut out,
+        );
+        session.element(
+            xml("<message to='x@d.test'><body>in</body></message>"),
+            now,
+            &mut NoAccounts,
+            &mut out,
+        );
+        let detached = session.detach().expect("resumable");
+        assert_eq!(detached.jid, jid);
+        assert!(detached.may_resume(&None));
+
+        let mut fresh = Session::new(
+            config(100.0),
+            std::sync::Arc::new(Domains::new("d.test")),
+            now,
+        );
+        let mut out = Vec::new();
+        fresh.resume(detached, 2, &mut out);
+        let sent = sent(&out);
+        assert!(
+            sent[0].starts_with("<resumed") && sent[0].contains("h='1'"),
+            "{}",
+            sent[0]
+        );
+        let resent: Vec<&String> = sent.iter().filter(|s| s.contains("<body>")).collect();
+        assert_eq!(resent.len(), 1);
+        assert!(resent[0].contains("m3"));
+        assert_eq!(fresh.jid(), Some(&jid));
+    }
+
+    #[test]
+    fn flood_beyond_the_burst_is_a_policy_violation() {
+        let now = Instant::now();
+        let mut session = Session::new(
+            config(3.0),
+            std::sync::Arc::new(Domains::new("d.test")),
+            now,
+        );
+        let mut out = Vec::new();
+        session.open(Some("d.test"), Some("1.0"), &mut out);
+        for _ in 0..3 {
+            session.element(
+                xml("<r xmlns='urn:xmpp:sm:3'/>"),
+                now,
+                &mut NoAccounts,
+                &mut out,
+            );
+        }
+        assert!(!out.iter().any(|a| matches!(a, Action::Close(_))));
+        session.element(
+            xml("<r xmlns='urn:xmpp:sm:3'/>"),
+            now,
+            &mut NoAccounts,
+            &mut out,
+        );
+        assert!(matches!(
+            out.last(),
+            Some(Action::Close(Some(StreamError::PolicyViolation)))
+        ));
+        // One token per second comes back.
+        let mut out = Vec::new();
+        session.element(
+            xml("<r xmlns='urn:xmpp:sm:3'/>"),
+            now + Duration::from_secs(1),
+            &mut NoAccounts,
+            &mut out,
+        );
+        assert!(!out.iter().any(|a| matches!(a, Action::Close(_))));
+    }
+
+    #[test]
+    fn unknown_host_and_early_stanzas_are_stream_errors() {
+        let now = Instant::now();
+        let domains = std::sync::Arc::new(Domains::new("d.test"));
+        let mut out = Vec::new();
+        Session::new(config(10.0), domains.clone(), now).open(
+            Some("elsewhere"),
+            Some("1.0"),
+            &mut out,
+        );
+        assert!(matches!(
+            out.last(),
+            Some(Action::Close(Some(StreamError::HostUnknown)))
+        ));
+        let mut session = Session::new(config(10.0), domains, now);
+        let mut out = Vec::new();
+        session.open(Some("d.test"), Some("1.0"), &mut out);
+        session.element(
+            xml("<message to='a@d.test'/>"),
+            now,
+            &mut NoAccounts,
+            &mut out,
+        );
+        assert!(matches!(
+            out.last(),
+            Some(Action::Close(Some(StreamError::NotAuthorized)))
+        ));
+    }
+}

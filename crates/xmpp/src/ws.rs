@@ -57,6 +57,8 @@ async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
                 last_heard = tokio::time::Instant::now();
                 probed = false;
                 match message {
+                // Whitespace keep-alives are not RFC 7395, but harmless: ignore them.
+                Some(Ok(Message::Text(text))) if text.trim().is_empty() => continue,
                 Some(Ok(Message::Text(text))) => match xml::parse_frame(text.as_str(), conn.limits()) {
                     Ok(element) if element.is("open", ns::FRAMING) => {
                         conn.open(element.attr("to"), element.attr("version"))
