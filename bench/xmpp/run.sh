@@ -15,10 +15,17 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet prosody 2>/dev
     echo "note: a system Prosody is running; the benchmark starts its own instances" >&2
 fi
 
-cargo build --release -p convene -p convene-bench-xmpp
+# CONVENE_BIN: measure an already built binary instead of building this checkout's.
+if [ -n "${CONVENE_BIN:-}" ]; then
+    cargo build --release -p convene-bench-xmpp
+else
+    cargo build --release -p convene -p convene-bench-xmpp
+    CONVENE_BIN=target/release/convene
+fi
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "Prosody: $(dpkg-query -W -f '${Version}' prosody 2>/dev/null || prosodyctl about 2>/dev/null | head -1)"
 echo "Convene: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-exec target/release/convene-bench-xmpp --convene target/release/convene "$@"
+echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)"
+exec target/release/convene-bench-xmpp --convene "$CONVENE_BIN" "$@"

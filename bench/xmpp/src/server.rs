@@ -2,13 +2,12 @@
 //! resident memory from /proc, and stopping it.
 
 use std::fmt;
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use std::io::Write;
 
 use anyhow::{Context, bail};
 
