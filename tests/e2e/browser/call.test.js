@@ -83,6 +83,13 @@ describe('a three-party call in the browser', { timeout: 240_000 }, () => {
           MEDIA_TIMEOUT,
         );
       }
+
+      // The fake microphones beep: speaking indicators light up, and the bridge names a
+      // dominant speaker, whose tile every other page highlights.
+      for (const page of pages) {
+        await page.locator('.tile.speaking').first().waitFor({ state: 'attached', timeout: 15_000 });
+        await page.locator('.tile.dominant').first().waitFor({ state: 'attached', timeout: 15_000 });
+      }
     }));
 
   it('sends three simulcast layers and receives only the layer its small tiles ask for', () =>
@@ -123,6 +130,12 @@ describe('a three-party call in the browser', { timeout: 240_000 }, () => {
         await waitFor(async () => (await page.locator('#unread').textContent()) === '1', 'the unread badge');
       }
       await alice.click('#btn-chat');
+      // The participants panel lists everyone with their names.
+      await bob.click('#btn-people');
+      await waitFor(async () => (await bob.locator('#people-list .person').count()) === 3, 'three people listed');
+      const names = await bob.locator('#people-list .person-name').allTextContents();
+      assert.deepEqual(names.sort(), ['Alice', 'Bob (you)', 'Carol']);
+      await bob.click('#btn-people');
     }));
 
   it('stops the flow when a participant mutes microphone and camera', () =>
@@ -187,4 +200,46 @@ describe('a three-party call in the browser', { timeout: 240_000 }, () => {
       const before = (await receivedMedia(alice))[ids[1]];
       await waitFor(async () => ((await receivedMedia(alice))[ids[1]]?.frames ?? 0) > before.frames + 5, 'media after a leave');
     }));
+});
+
+describe('reconnection after the server restarts', { timeout: 180_000 }, () => {
+  it('tells the person the connection dropped, rejoins by itself, and media flows again', async () => {
+    requireIsolatedNetwork();
+    const server = await startConvene();
+    const browser = await launchChromium();
+    try {
+      const pages = [];
+      for (const name of ['Erin', 'Frank']) {
+        const page = await (await browser.newContext()).newPage();
+        await page.goto(`${server.url}/e2e-reconnect#config.prejoinConfig.enabled=false&userInfo.displayName="${name}"`);
+        pages.push(page);
+      }
+      const framesFromAnyone = async (/** @type {import('playwright-core').Page} */ page) =>
+        Object.values(await receivedMedia(page)).reduce((n, m) => n + m.frames, 0);
+      for (const page of pages) await waitFor(async () => (await framesFromAnyone(page)) > 0, 'media before the restart', MEDIA_TIMEOUT);
+      const before = await Promise.all(pages.map((p) => endpointId(p)));
+
+      await server.restart();
+      for (const page of pages) {
+        await page.locator('#banner', { hasText: 'Connection lost' }).waitFor({ state: 'visible', timeout: 30_000 });
+      }
+      for (const page of pages) {
+        await page.locator('#banner', { hasText: 'Reconnected' }).waitFor({ state: 'visible', timeout: 60_000 });
+        await waitFor(async () => (await framesFromAnyone(page)) > 0, 'media after the rejoin', MEDIA_TIMEOUT);
+      }
+      const after = await Promise.all(pages.map((p) => endpointId(p)));
+      assert.notDeepEqual(after, before, 'a rejoin is a new endpoint');
+      // Only the current participants are shown: the old endpoints are gone from the grid.
+      for (const [i, page] of pages.entries()) {
+        const keys = await page.locator('.tile').evaluateAll((tiles) => tiles.map((t) => /** @type {HTMLElement} */ (t).dataset.key));
+        assert.deepEqual(keys.sort(), ['local', after[1 - i]].sort());
+      }
+    } catch (err) {
+      console.log(`--- convene log ---\n${server.log().slice(-20_000)}`);
+      throw err;
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
 });

@@ -46,7 +46,9 @@ async function freePort() {
 
 /**
  * Starts `target/debug/convene` on a free loopback port with a data dir of its own.
- * @returns {Promise<{ url: string, stop: () => Promise<void>, log: () => string }>}
+ * `restart()` stops it and starts it again on the same port and data dir (a server
+ * restart as the clients see it: every connection drops).
+ * @returns {Promise<{ url: string, stop: () => Promise<void>, restart: () => Promise<void>, log: () => string }>}
  */
 export async function startConvene() {
   const binary = process.env.CONVENE_BIN ?? path.join(repoRoot, 'target/debug/convene');
@@ -55,36 +57,52 @@ export async function startConvene() {
   const port = await freePort();
   const logPath = path.join(dir, 'convene.log');
   const logFile = createWriteStream(logPath);
-  const child = spawn(binary, ['--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'], {
-    cwd: dir,
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout.pipe(logFile, { end: false });
-  child.stderr.pipe(logFile, { end: false });
   const url = `http://127.0.0.1:${port}`;
   const log = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`convene exited with ${child.exitCode}:\n${log()}`);
-    try {
-      const res = await fetch(`${url}/config.js`);
-      if (res.ok) break;
-    } catch {
-      // not listening yet
+
+  const launch = async () => {
+    const child = spawn(binary, ['--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'], {
+      cwd: dir,
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.pipe(logFile, { end: false });
+    child.stderr.pipe(logFile, { end: false });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`convene exited with ${child.exitCode}:\n${log()}`);
+      try {
+        const res = await fetch(`${url}/config.js`);
+        if (res.ok) return child;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`convene did not start:\n${log()}`);
+      await new Promise((r) => setTimeout(r, 100));
     }
-    if (Date.now() > deadline) throw new Error(`convene did not start:\n${log()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  };
+  /** @param {import('node:child_process').ChildProcess} child */
+  const kill = async (child) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+
+  let child = await launch();
   return {
     url,
     log,
+    restart: async () => {
+      await kill(child);
+      child = await launch();
+    },
     stop: async () => {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 5000))]);
-        if (child.exitCode === null) child.kill('SIGKILL');
-      }
+      await kill(child);
       logFile.end();
       if (!process.env.CONVENE_KEEP_LOGS) rmSync(dir, { recursive: true, force: true });
     },
