@@ -20,8 +20,9 @@ pub mod webrtc_client;
 
 use std::net::SocketAddr;
 
-/// Socket buffers for the load generator's and the relay's sockets: large enough that a
-/// frame burst from every sender never overflows them (the kernel caps this at rmem_max).
+/// Socket buffers for the load generator's sockets: large enough that a frame burst from
+/// every sender never overflows them (the kernel caps this at rmem_max), so that losses
+/// are the server's.
 const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
 /// A UDP socket bound to `addr` with [`SOCKET_BUFFER_BYTES`] of buffer each way.

@@ -51,6 +51,16 @@ fn parse_rss(status: &str) -> Result<u64> {
     Ok(kib * 1024)
 }
 
+/// The 1-minute load average from `/proc/loadavg`.
+pub fn load_average() -> Result<f64> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    let first = loadavg
+        .split_whitespace()
+        .next()
+        .context("empty /proc/loadavg")?;
+    Ok(first.parse()?)
+}
+
 /// Datagrams the kernel dropped so far (receive buffer full) on the loopback UDP sockets
 /// bound to `ports`, from `/proc/net/udp`.
 pub fn udp_drops(ports: &[u16]) -> Result<u64> {
@@ -105,6 +115,7 @@ mod tests {
     fn reads_own_process() {
         let pid = std::process::id();
         assert!(rss_bytes(pid).unwrap() > 0);
+        assert!(load_average().unwrap() >= 0.0);
         cpu_time(pid).unwrap();
     }
 }

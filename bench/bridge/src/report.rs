@@ -146,6 +146,16 @@ pub fn table(bridge: Option<&Measurement>, relay: Option<&Measurement>) -> Strin
             }
         );
     }
+    let _ = writeln!(
+        out,
+        "\nMachine load average (1 min) at the end of each window: {}.",
+        [bridge, relay]
+            .into_iter()
+            .flatten()
+            .map(|m| format!("{:?} {:.2}", m.kind, m.load_average))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for m in [bridge, relay].into_iter().flatten() {
         let (ready, expected) = m.streams_ready;
         if ready < expected {

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::bind_udp;
 use crate::control::{ServerKind, ServerProcess};
 use crate::plain_client::PlainEndpoint;
-use crate::procstat::{cpu_time, rss_bytes, udp_drops};
+use crate::procstat::{cpu_time, load_average, rss_bytes, udp_drops};
 use crate::recorder::{Recorder, Window};
 use crate::source::MediaSource;
 use crate::traffic::{SenderSsrcs, TOP_LAYER};
@@ -102,6 +102,9 @@ pub struct Measurement {
     /// the server's media socket, and at the load generator's sockets.
     pub server_socket_drops: u64,
     pub load_generator_socket_drops: u64,
+    /// The machine's 1-minute load average at the end of the window (other processes
+    /// compete for the same cores).
+    pub load_average: f64,
 }
 
 fn local_socket(ports: &mut Vec<u16>) -> Result<UdpSocket> {
@@ -262,6 +265,7 @@ pub async fn run(
     let (server_cpu_end, own_cpu_end) = (cpu_time(pid)?, cpu_time(own_pid)?);
     let rss_after = rss_bytes(pid)?;
     let drops_end = drops()?;
+    let load_average = load_average()?;
 
     stop.send(true)?;
     while let Some(ended) = tasks.join_next().await {
@@ -279,6 +283,7 @@ pub async fn run(
         streams_ready,
         server_socket_drops: drops_end.0 - drops_start.0,
         load_generator_socket_drops: drops_end.1 - drops_start.1,
+        load_average,
     })
 }
 

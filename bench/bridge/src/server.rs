@@ -24,7 +24,9 @@ pub async fn serve(kind: ServerKind) -> Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     match kind {
         ServerKind::Relay => {
-            let socket = crate::bind_udp(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            // Default socket buffers, as the bridge's tokio socket has: the same kernel
+            // queue in front of both servers.
+            let socket = std::net::UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
             let media = socket.local_addr()?;
             let (routes, routes_rx) = std::sync::mpsc::channel();
             std::thread::Builder::new()
