@@ -126,15 +126,19 @@ export class Grid {
   /** Picks the column count that gives the largest 16:9 tiles for the space available. */
   layout() {
     const n = Math.max(1, this.tiles.size);
-    const { clientWidth: w, clientHeight: hgt } = this.container;
-    let best = { cols: 1, size: 0 };
+    const style = getComputedStyle(this.container);
+    const gap = parseFloat(style.columnGap) || 0;
+    const w = this.container.clientWidth - (parseFloat(style.paddingLeft) || 0) - (parseFloat(style.paddingRight) || 0);
+    const hgt = this.container.clientHeight - (parseFloat(style.paddingTop) || 0) - (parseFloat(style.paddingBottom) || 0);
+    let best = { cols: 1, width: 0 };
     for (let cols = 1; cols <= n; cols++) {
       const rows = Math.ceil(n / cols);
-      const tileW = Math.min(w / cols, ((hgt / rows) * 16) / 9);
-      if (tileW > best.size) best = { cols, size: tileW };
+      const width = Math.min((w - (cols - 1) * gap) / cols, (((hgt - (rows - 1) * gap) / rows) * 16) / 9);
+      if (width > best.width) best = { cols, width };
     }
-    this.container.style.setProperty('--cols', String(best.cols));
-    this.container.style.setProperty('--rows', String(Math.ceil(n / best.cols)));
+    const width = Math.max(0, Math.floor(best.width));
+    this.container.style.setProperty('--tile-w', `${width}px`);
+    this.container.style.setProperty('--tile-h', `${Math.floor((width * 9) / 16)}px`);
     this.container.dataset.count = String(n);
     this.onLayout();
   }
