@@ -48,6 +48,8 @@ const JOIN_GRACE: Duration = Duration::from_secs(20);
 /// Session restarts allowed per participant within [`RESTART_WINDOW`] (as Jicofo's
 /// `restart-request-rate-limits`), whether the client asks or the bridge drops it.
 const MAX_RESTARTS: usize = 3;
+/// Delay before asking the bridge again for an endpoint it failed to allocate.
+const ALLOCATION_RETRY: Duration = Duration::from_secs(2);
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 /// Identifies a bridge request, so its response can be matched.
@@ -230,6 +232,8 @@ struct Participant {
     /// The sources this participant sends, as accepted.
     sources: SourceSet,
     restarts: VecDeque<Instant>,
+    /// When to ask the bridge again after a failed allocation.
+    retry_at: Option<Instant>,
 }
 
 impl Participant {
@@ -366,6 +370,7 @@ impl Focus {
         let mut ended = Vec::new();
         for conference in self.conferences.values_mut() {
             conference.forget_late_joiners(now);
+            conference.retry_allocations(&mut self.out, now);
             if !conference.joined && conference.join_deadline <= now {
                 warn!(room = %conference.room, "the MUC did not confirm the focus's join in time");
                 ended.push(conference.room.clone());
@@ -390,6 +395,7 @@ impl Focus {
 
     pub fn handle_bridge_response(
         &mut self,
+        now: Instant,
         id: RequestId,
         result: Result<BridgeResponse, BridgeError>,
     ) {
@@ -415,6 +421,11 @@ impl Focus {
                     && participant.session.as_ref().is_some_and(|s| s.sid == sid)
                 {
                     participant.session = None;
+                    // Retry later, within the restart budget; then the participant stays
+                    // without media until it re-joins.
+                    if participant.allow_restart(now) {
+                        participant.retry_at = Some(now + ALLOCATION_RETRY);
+                    }
                 }
             }
             (Purpose::Other, Err(error)) => {
@@ -703,7 +714,23 @@ impl Conference {
         } else if self.participants.is_empty() {
             self.expected.iter().map(|&(_, deadline)| deadline).min()
         } else {
-            None
+            self.participants.iter().filter_map(|p| p.retry_at).min()
+        }
+    }
+
+    /// Retries the allocations whose time has come.
+    fn retry_allocations(&mut self, out: &mut Outbox, now: Instant) {
+        let due: Vec<String> = self
+            .participants
+            .iter_mut()
+            .filter(|p| p.retry_at.is_some_and(|at| at <= now))
+            .map(|p| {
+                p.retry_at = None;
+                p.nick.clone()
+            })
+            .collect();
+        for nick in due {
+            self.start_session(out, &nick);
         }
     }
 
@@ -751,6 +778,7 @@ impl Conference {
                     session: None,
                     sources: SourceSet::default(),
                     restarts: VecDeque::new(),
+                    retry_at: None,
                 });
                 self.start_session(out, nick);
             }

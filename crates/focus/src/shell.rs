@@ -66,7 +66,7 @@ pub fn spawn(
                         return;
                     }
                 },
-                Some((id, result)) = responses.recv() => focus.handle_bridge_response(id, result),
+                Some((id, result)) = responses.recv() => focus.handle_bridge_response(Instant::now(), id, result),
                 event = bridge_events.recv(), if events_open => match event {
                     Some(event) => focus.handle_bridge_event(Instant::now(), event),
                     None => events_open = false,

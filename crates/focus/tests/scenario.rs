@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use convene_bridge::api::{BridgeEvent, BridgeRequest, ConferenceId, EndpointId, VideoType};
+use convene_bridge::api::{
+    BridgeError, BridgeEvent, BridgeRequest, ConferenceId, EndpointId, VideoType,
+};
 use convene_focus::Config;
 use convene_focus::jingle::Action;
 
@@ -528,5 +530,41 @@ fn the_focus_stays_for_a_client_on_its_way() {
         h.take_stanzas()
             .iter()
             .any(|s| s.attr("type") == Some("unavailable"))
+    );
+}
+
+#[test]
+fn a_failed_allocation_is_retried_a_few_times() {
+    let mut h = Harness::new(Config::default());
+    h.open_conference();
+    h.presence("alice", "none", "participant");
+    h.take_stanzas();
+    for attempt in 0..3 {
+        h.fail_bridge(BridgeError::Unavailable);
+        assert!(h.stanzas.is_empty(), "attempt {attempt}: no offer");
+        assert!(
+            h.focus.poll_timeout().is_some(),
+            "attempt {attempt}: a retry is planned"
+        );
+        h.advance(Duration::from_secs(2));
+    }
+    // The budget is spent: no more retries...
+    h.fail_bridge(BridgeError::Unavailable);
+    assert!(h.stanzas.is_empty());
+    assert_eq!(h.focus.poll_timeout(), None);
+}
+
+#[test]
+fn an_allocation_succeeds_on_retry() {
+    let mut h = Harness::new(Config::default());
+    h.open_conference();
+    h.presence("alice", "none", "participant");
+    h.take_stanzas();
+    h.fail_bridge(BridgeError::Unavailable);
+    h.advance(Duration::from_secs(2));
+    h.run_bridge();
+    assert_eq!(
+        take_jingle(&mut h.stanzas, "alice", Action::SessionInitiate).len(),
+        1
     );
 }

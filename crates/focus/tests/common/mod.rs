@@ -8,9 +8,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use convene_bridge::api::{
-    BridgeRequest, BridgeResponse, DtlsSetup, EndpointOffer, Fingerprint, GroupSemantics,
-    HeaderExtension, IceCandidate, MediaDescription, MediaKind, PayloadType, Source, SourceSet,
-    TransportDescription,
+    BridgeError, BridgeRequest, BridgeResponse, DtlsSetup, EndpointOffer, Fingerprint,
+    GroupSemantics, HeaderExtension, IceCandidate, MediaDescription, MediaKind, PayloadType,
+    Source, SourceSet, TransportDescription,
 };
 use convene_focus::jingle::{Action, Jingle};
 use convene_focus::{Config, Focus, Output, RequestId};
@@ -174,7 +174,17 @@ impl Harness {
                 }
                 _ => BridgeResponse::Done,
             };
-            self.focus.handle_bridge_response(id, Ok(response));
+            self.focus
+                .handle_bridge_response(self.now, id, Ok(response));
+            self.drain();
+        }
+    }
+
+    /// Plays a bridge that fails every pending request with `error`.
+    pub fn fail_bridge(&mut self, error: BridgeError) {
+        while let Some((id, _)) = self.pending.pop_front() {
+            self.focus
+                .handle_bridge_response(self.now, id, Err(error.clone()));
             self.drain();
         }
     }
