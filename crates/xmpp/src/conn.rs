@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 
 use crate::XmppServer;
 use crate::router::BindError;
-use crate::sasl::{CredentialLookup, ScramCredentials, ScramHash};
-use crate::session::{Action, Env, Session, SessionConfig, StreamError, Transport};
+use crate::sasl::{CredentialLookup, Mechanism, ScramCredentials, ScramHash, claimed_username};
+use crate::session::{Action, Env, Session, SessionConfig, StreamError, Transport, decode_sasl};
 use crate::stanza::{n, ns};
 use crate::xml::{Limits, XmlError};
 
@@ -136,7 +136,12 @@ impl Conn {
 
     pub async fn element(&mut self, element: Element) -> Vec<Write> {
         if element.ns() == ns::SASL && matches!(element.name(), "auth" | "response") {
-            let keys = self.throttle_keys(None);
+            let claimed = element
+                .attr("mechanism")
+                .and_then(Mechanism::parse)
+                .zip(decode_sasl(&element.text()))
+                .and_then(|(mechanism, initial)| claimed_username(mechanism, &initial));
+            let keys = self.throttle_keys(claimed.as_deref());
             let delay = match self.server.inner.throttle.lock() {
                 Ok(throttle) => throttle.delay(&keys, Instant::now()),
                 Err(_) => Duration::ZERO,

@@ -152,6 +152,18 @@ impl Failure {
     }
 }
 
+/// The account an `<auth/>` initial response claims (PLAIN, SCRAM), lowercased, for
+/// throttling before the exchange runs.
+pub fn claimed_username(mechanism: Mechanism, initial: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(initial).ok()?;
+    let name = match mechanism {
+        Mechanism::Anonymous => return None,
+        Mechanism::Plain => text.split('\0').nth(1)?,
+        Mechanism::Scram(_) => text.split(',').find_map(|a| a.strip_prefix("n="))?,
+    };
+    Some(name.to_lowercase())
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     Challenge(Vec<u8>),
@@ -455,6 +467,20 @@ mod tests {
                 .respond(format!("c=biws,r={nonce},p={}", BASE64.encode([0u8; 32])).as_bytes());
             assert_eq!(step, failure(Failure::NotAuthorized, Some(user.into())));
         }
+    }
+
+    #[test]
+    fn claimed_username_is_read_before_the_exchange() {
+        assert_eq!(
+            claimed_username(Mechanism::Plain, b"\0Bob\0pw").as_deref(),
+            Some("bob")
+        );
+        let scram = Mechanism::Scram(ScramHash::Sha1);
+        assert_eq!(
+            claimed_username(scram, b"n,,n=bob,r=x").as_deref(),
+            Some("bob")
+        );
+        assert_eq!(claimed_username(Mechanism::Anonymous, b""), None);
     }
 
     #[test]

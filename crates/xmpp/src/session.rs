@@ -652,7 +652,7 @@ fn sasl_failure(condition: sasl::Failure) -> Element {
 }
 
 /// SASL payloads are base64; `=` stands for an empty initial response.
-fn decode_sasl(text: &str) -> Option<Vec<u8>> {
+pub fn decode_sasl(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
     if text.is_empty() || text == "=" {
         return Some(Vec::new());

@@ -76,11 +76,26 @@ fn generate(domain: &str, cert_path: &Path, key_path: &Path) -> Result<(), TlsEr
             source,
         })
     };
-    write(key_path, generated.signing_key.serialize_pem())?;
+    write_private(key_path, &generated.signing_key.serialize_pem()).map_err(|source| {
+        TlsError::Write {
+            path: key_path.display().to_string(),
+            source,
+        }
+    })?;
     write(cert_path, generated.cert.pem())?;
     tracing::info!(
         "generated a self-signed XMPP certificate in {}",
         cert_path.display()
     );
     Ok(())
+}
+
+/// The private key file is created readable by its owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
