@@ -9,10 +9,16 @@ pub struct Config {
     /// Grant `owner` (moderator) to the longest-present participant whenever the room has
     /// no moderator, as Jicofo's "auto owner".
     pub auto_owner: bool,
+    /// Most conferences at once; further conference requests for new rooms are refused
+    /// (`resource-constraint`), since each one makes the focus join a room.
+    pub max_conferences: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { auto_owner: true }
+        Self {
+            auto_owner: true,
+            max_conferences: 1000,
+        }
     }
 }

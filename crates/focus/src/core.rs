@@ -521,6 +521,18 @@ impl Focus {
             return;
         };
         let room = room.to_string();
+        if !self.conferences.contains_key(&room)
+            && self.conferences.len() >= self.out.config.max_conferences
+        {
+            warn!(%room, "too many conferences; refusing a new one");
+            self.out.send(iq_error(
+                request,
+                Condition::ResourceConstraint,
+                None,
+                Some("too many conferences"),
+            ));
+            return;
+        }
         let conference = self.conferences.entry(room.clone()).or_insert_with(|| {
             info!(%room, "focus joins the room");
             let conference = Conference {

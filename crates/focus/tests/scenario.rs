@@ -424,7 +424,10 @@ fn owner_passes_to_the_next_participant() {
     h.leave("alice");
     assert_eq!(grants(&h.take_stanzas()), ["bob@example.com"]);
 
-    let mut h = Harness::new(Config { auto_owner: false });
+    let mut h = Harness::new(Config {
+        auto_owner: false,
+        ..Config::default()
+    });
     h.open_conference();
     h.join("alice");
     assert!(grants(&h.take_stanzas()).is_empty());
@@ -567,4 +570,29 @@ fn an_allocation_succeeds_on_retry() {
         take_jingle(&mut h.stanzas, "alice", Action::SessionInitiate).len(),
         1
     );
+}
+
+#[test]
+fn conferences_are_bounded() {
+    let mut h = Harness::new(Config {
+        max_conferences: 2,
+        ..Config::default()
+    });
+    let request = |room: &str| {
+        format!(
+            r#"<iq xmlns="jabber:client" type="set" id="c-{room}" from="mallory@example.com/x" to="focus.example.com">
+                 <conference xmlns="http://jitsi.org/protocol/focus" room="{room}@conference.example.com"/></iq>"#
+        )
+    };
+    h.send_xml(&request("one"));
+    h.send_xml(&request("two"));
+    assert_eq!(h.take_stanzas().len(), 2, "two joins");
+    let reply = h.request_xml(&request("three"));
+    assert_eq!(error_of(&reply).0, "resource-constraint");
+    assert!(h.stanzas.is_empty(), "no third join");
+    // Rooms nobody joins end, which makes room again.
+    h.advance(Duration::from_secs(11));
+    h.take_stanzas();
+    h.send_xml(&request("three"));
+    assert_eq!(h.take_stanzas().len(), 1);
 }
