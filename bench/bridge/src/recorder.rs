@@ -27,18 +27,26 @@ impl SeqExtender {
     }
 }
 
-/// Lowest and highest extended sequence number seen on one stream, and how many arrived.
+/// Lowest and highest extended sequence number seen on one stream.
 #[derive(Debug, Clone, Copy)]
 struct SeqSpan {
     lowest: u64,
     highest: u64,
-    received: u64,
+}
+
+/// One stream inside the window: its span and which sequence numbers already arrived.
+#[derive(Debug, Default)]
+struct StreamWindow {
+    span: Option<SeqSpan>,
+    arrived: HashSet<u64>,
 }
 
 /// Counters of one measurement window.
 #[derive(Debug, Default, Clone)]
 pub struct Window {
+    /// Distinct packets; copies of a packet that already arrived count as duplicates.
     pub packets: u64,
+    pub duplicates: u64,
     /// RTP header plus payload (no SRTP tag, no UDP/IP overhead).
     pub bytes: u64,
     pub latencies_us: Vec<u32>,
@@ -53,20 +61,13 @@ impl Window {
         self.spans.iter().map(|s| s.highest - s.lowest + 1).sum()
     }
 
-    /// Packets that arrived more than once (retransmissions that also got through).
-    fn duplicates(&self) -> u64 {
-        self.spans
-            .iter()
-            .map(|s| s.received.saturating_sub(s.highest - s.lowest + 1))
-            .sum()
-    }
-
     pub fn lost_packets(&self) -> u64 {
-        (self.expected_packets() + self.duplicates()).saturating_sub(self.packets)
+        self.expected_packets().saturating_sub(self.packets)
     }
 
     pub fn merge(&mut self, other: Window) {
         self.packets += other.packets;
+        self.duplicates += other.duplicates;
         self.bytes += other.bytes;
         self.latencies_us.extend(other.latencies_us);
         for (mine, theirs) in self
@@ -84,9 +85,9 @@ impl Window {
 #[derive(Debug, Default)]
 struct State {
     seen: HashSet<u32>,
-    /// Open while measuring; `spans` holds its per-SSRC sequence spans.
+    /// Open while measuring; `streams` holds its per-SSRC sequence state.
     window: Option<Window>,
-    spans: HashMap<u32, SeqSpan>,
+    streams: HashMap<u32, StreamWindow>,
 }
 
 /// One receiving endpoint's statistics, shared between its task and the driver.
@@ -106,22 +107,27 @@ impl Recorder {
         let State {
             seen,
             window,
-            spans,
+            streams,
         } = &mut *state;
         seen.insert(ssrc);
         let Some(window) = window.as_mut() else {
             return;
         };
-        window.packets += 1;
-        window.bytes += rtp_len as u64;
-        let span = spans.entry(ssrc).or_insert(SeqSpan {
+        let stream = streams.entry(ssrc).or_default();
+        if !stream.arrived.insert(seq) {
+            // A retransmission (or RTX probe padding) of a packet already counted: its
+            // payload carries the original send time, so it says nothing about latency.
+            window.duplicates += 1;
+            return;
+        }
+        let span = stream.span.get_or_insert(SeqSpan {
             lowest: seq,
             highest: seq,
-            received: 0,
         });
         span.lowest = span.lowest.min(seq);
         span.highest = span.highest.max(seq);
-        span.received += 1;
+        window.packets += 1;
+        window.bytes += rtp_len as u64;
         if let Some(trailer) = read_trailer(payload, at) {
             let micros = trailer.latency.as_micros().min(u128::from(u32::MAX)) as u32;
             window.latencies_us.push(micros);
@@ -144,13 +150,17 @@ impl Recorder {
     pub fn start_window(&self) {
         let mut state = self.lock();
         state.window = Some(Window::default());
-        state.spans.clear();
+        state.streams.clear();
     }
 
     pub fn take_window(&self) -> Window {
         let mut state = self.lock();
         let mut window = state.window.take().unwrap_or_default();
-        window.spans = state.spans.drain().map(|(_, span)| span).collect();
+        window.spans = state
+            .streams
+            .drain()
+            .filter_map(|(_, stream)| stream.span)
+            .collect();
         window
     }
 }
@@ -191,11 +201,12 @@ mod tests {
             "nothing outside a window"
         );
         recorder.start_window();
-        for seq in [10, 11, 13, 14] {
+        for seq in [10, 11, 13, 14, 11] {
             recorder.record(7, seq, 112, &payload, now);
         }
         let window = recorder.take_window();
         assert_eq!(window.packets, 4);
+        assert_eq!(window.duplicates, 1);
         assert_eq!(window.expected_packets(), 5);
         assert_eq!(window.lost_packets(), 1);
         assert_eq!(window.audio_packets, 4);

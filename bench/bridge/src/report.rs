@@ -20,6 +20,7 @@ pub struct Figures {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub loss_percent: f64,
+    pub duplicate_percent: f64,
     pub memory_per_endpoint_kib: f64,
     pub top_layer_percent: f64,
     pub load_generator_cores: f64,
@@ -47,6 +48,7 @@ impl Figures {
             latency_p50_ms: millis(quantile(&mut latencies, 0.50)),
             latency_p99_ms: millis(quantile(&mut latencies, 0.99)),
             loss_percent: 100.0 * window.lost_packets() as f64 / expected.max(1) as f64,
+            duplicate_percent: 100.0 * window.duplicates as f64 / packets.max(1.0),
             memory_per_endpoint_kib: m.rss_growth as f64 / 1024.0 / m.scenario.endpoints() as f64,
             top_layer_percent: 100.0 * window.video_packets_by_layer[TOP_LAYER] as f64
                 / video.max(1) as f64,
@@ -60,7 +62,7 @@ impl Figures {
 /// A row: label, how to read the figure, and the figure.
 type Row = (&'static str, &'static str, fn(&Figures) -> f64);
 
-const ROWS: [Row; 13] = [
+const ROWS: [Row; 14] = [
     ("packets forwarded /s", "wall", |f| f.packets_per_second),
     ("Mb/s forwarded (RTP)", "wall", |f| f.megabits_per_second),
     ("server CPU (cores)", "wall", |f| f.server_cores),
@@ -73,6 +75,7 @@ const ROWS: [Row; 13] = [
     ("latency p50 (ms)", "lower=better", |f| f.latency_p50_ms),
     ("latency p99 (ms)", "lower=better", |f| f.latency_p99_ms),
     ("loss (%)", "lower=better", |f| f.loss_percent),
+    ("duplicates, e.g. RTX (%)", "", |f| f.duplicate_percent),
     ("server memory / endpoint (KiB)", "lower=better", |f| {
         f.memory_per_endpoint_kib
     }),
