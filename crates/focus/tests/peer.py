@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Jitsi-style participants, written with slixmpp (a library we did not write), talking to a
-running Convene XMPP server with the focus and the bridge attached.
+"""Jitsi-style participants, written with slixmpp and aiortc (libraries we did not write),
+talking to a running Convene XMPP server with the focus and the bridge attached.
 
 Run by crates/focus/tests/xmpp_peer.rs as
-    peer.py conference port=C2S_PORT domain=DOMAIN
+    peer.py SCENARIO port=C2S_PORT domain=DOMAIN
 Each participant logs in anonymously, sends the focus's conference request, joins the room
 and answers the focus's Jingle the way lib-jitsi-meet does (its session-accept and
-source-add shapes). Raises on the first unexpected answer; success prints "PASS conference".
+source-add shapes).
+  conference: signalling only (offers, sources, hostile answers, leaving).
+  media: aiortc turns the focus's offers into SDP and answers them; bob must decode
+         alice's audio and video, forwarded by the bridge.
+Raises on the first unexpected answer; success prints "PASS <scenario>".
 """
 import asyncio
 import ssl
@@ -260,7 +264,174 @@ async def conference():
     print("PASS conference")
 
 
-SCENARIOS = {"conference": conference}
+# --- media: aiortc peers (a WebRTC stack we did not write) answering the focus's offers ---
+
+
+def offer_sdp(offer):
+    """The SDP a Jitsi client derives from a session-initiate: one m-line per content,
+    BUNDLE, the bridge's transport, and the other participants' sources (not the bridge's
+    feedback SSRCs, which need no track). Video is kept to VP8 and its RTX for aiortc."""
+    names = [c.get("name") for c in offer.findall(q(JINGLE, "content"))]
+    lines = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", f"a=group:BUNDLE {' '.join(names)}", "a=msid-semantic: WMS *"]
+    for content in offer.findall(q(JINGLE, "content")):
+        description = content.find(q(RTP, "description"))
+        kind = description.get("media")
+        pts = description.findall(q(RTP, "payload-type"))
+        if kind == "video":
+            vp8 = [p.get("id") for p in pts if p.get("name") == "VP8"]
+            pts = [
+                p for p in pts
+                if p.get("name") == "VP8"
+                or (p.get("name") == "rtx" and any(x.get("name") == "apt" and x.get("value") in vp8 for x in p))
+            ]
+        transport = content.find(q(ICE, "transport"))
+        lines += [
+            f"m={kind} 9 UDP/TLS/RTP/SAVPF {' '.join(p.get('id') for p in pts)}",
+            "c=IN IP4 0.0.0.0",
+            f"a=ice-ufrag:{transport.get('ufrag')}",
+            f"a=ice-pwd:{transport.get('pwd')}",
+        ]
+        fingerprint = transport.find(q(DTLS, "fingerprint"))
+        lines += [
+            f"a=fingerprint:{fingerprint.get('hash')} {fingerprint.text.strip()}",
+            f"a=setup:{fingerprint.get('setup')}",
+            f"a=mid:{content.get('name')}",
+            "a=sendrecv",
+            "a=rtcp-mux",
+        ]
+        for pt in pts:
+            channels = f"/{pt.get('channels')}" if pt.get("channels") else ""
+            lines.append(f"a=rtpmap:{pt.get('id')} {pt.get('name')}/{pt.get('clockrate')}{channels}")
+            params = [f"{x.get('name')}={x.get('value')}" for x in pt if x.tag.endswith("parameter")]
+            if params:
+                lines.append(f"a=fmtp:{pt.get('id')} {';'.join(params)}")
+            for fb in pt.findall("{urn:xmpp:jingle:apps:rtp:rtcp-fb:0}rtcp-fb"):
+                lines.append(f"a=rtcp-fb:{pt.get('id')} {fb.get('type')}{' ' + fb.get('subtype') if fb.get('subtype') else ''}")
+        for ext in description.findall("{urn:xmpp:jingle:apps:rtp:rtp-hdrext:0}rtp-hdrext"):
+            lines.append(f"a=extmap:{ext.get('id')} {ext.get('uri')}")
+        for c in transport.findall(q(ICE, "candidate")):
+            lines.append(
+                f"a=candidate:{c.get('foundation')} {c.get('component')} {c.get('protocol')} "
+                f"{c.get('priority')} {c.get('ip')} {c.get('port')} typ {c.get('type')}"
+            )
+        for group_el in description.findall(q(SSMA, "ssrc-group")):
+            lines.append(f"a=ssrc-group:{group_el.get('semantics')} {' '.join(x.get('ssrc') for x in group_el)}")
+        for src in description.findall(q(SSMA, "source")):
+            owner = src.find("{http://jitsi.org/jitmeet}ssrc-info").get("owner")
+            if owner == "jvb":
+                continue
+            msid = next(x.get("value") for x in src if x.get("name") == "msid")
+            lines += [f"a=ssrc:{src.get('ssrc')} cname:{owner}", f"a=ssrc:{src.get('ssrc')} msid:{msid}"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def answer_jingle(offer, sdp, nick):
+    """The session-accept lib-jitsi-meet would send for `sdp` (SDP.ts toJingle, in short)."""
+    answer = ET.Element(q(JINGLE, "jingle"), {"action": "session-accept", "sid": offer.get("sid")})
+    sections = ("\r\n" + sdp).split("\r\nm=")[1:]
+    session = sdp.split("\r\nm=")[0]
+    for section, content in zip(sections, offer.findall(q(JINGLE, "content"))):
+        lines = ("m=" + section).split("\r\n")
+        kind = lines[0][2:].split()[0]
+        accepted = lines[0].split()[3:]
+        attr = lambda name: [l[len(name) + 3:] for l in lines + session.split("\r\n") if l.startswith(f"a={name}:")]
+        out = ET.SubElement(answer, q(JINGLE, "content"), {"creator": "responder", "name": content.get("name"), "senders": "both"})
+        description = ET.SubElement(out, q(RTP, "description"), {"media": kind})
+        for pt in content.find(q(RTP, "description")).findall(q(RTP, "payload-type")):
+            if pt.get("id") in accepted:
+                description.append(pt)
+        msids = {}
+        for line in attr("ssrc"):
+            ssrc, rest = line.split(" ", 1)
+            if rest.startswith("msid:"):
+                msids[ssrc] = rest[len("msid:"):]
+        if not msids and attr("msid"):
+            msids = {line.split(" ", 1)[0]: attr("msid")[0] for line in attr("ssrc")}
+        for ssrc, msid in msids.items():
+            description.append(source(int(ssrc), f"{nick}-{kind[0]}0", msid, "camera" if kind == "video" else None))
+        for line in attr("ssrc-group"):
+            semantics, *ssrcs = line.split()
+            description.append(group(semantics, [int(x) for x in ssrcs]))
+        ET.SubElement(description, q(RTP, "rtcp-mux"))
+        transport = ET.SubElement(out, q(ICE, "transport"), {"ufrag": attr("ice-ufrag")[0], "pwd": attr("ice-pwd")[0]})
+        hash_, value = attr("fingerprint")[0].split(" ", 1)
+        fingerprint = ET.SubElement(transport, q(DTLS, "fingerprint"), {"hash": hash_, "setup": attr("setup")[0]})
+        fingerprint.text = value
+        for i, line in enumerate(attr("candidate")):
+            foundation, component, protocol, priority, ip, port, _, typ = line.split()[:8]
+            ET.SubElement(transport, q(ICE, "candidate"), {
+                "foundation": foundation, "component": component, "protocol": protocol.lower(),
+                "priority": priority, "ip": ip, "port": port, "type": typ, "generation": "0",
+                "id": f"{nick}{i}", "network": "0",
+            })
+    return answer
+
+
+async def answer_with_aiortc(participant, offer, send, on_track=None):
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+    pc = RTCPeerConnection()
+    if on_track:
+        pc.on("track", on_track)
+    await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(offer), "offer"))
+    if send:
+        pc.addTrack(AudioStreamTrack())
+        pc.addTrack(VideoStreamTrack())
+    await pc.setLocalDescription(await pc.createAnswer())
+    await participant.send_jingle(answer_jingle(offer, pc.localDescription.sdp, participant.nick))
+    return pc
+
+
+async def media():
+    import time
+
+    import aioice.ice
+
+    # Loopback only: aioice skips 127.0.0.1 by default.
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+    alice = await Participant("a11ce000").start()
+    await alice.conference_request()
+    alice.join()
+    alice_pc = await answer_with_aiortc(alice, await alice.next_jingle("session-initiate"), send=True)
+
+    started = time.monotonic()
+    bob = await Participant("b0b00000").start()
+    await bob.conference_request()
+    bob.join()
+    offer = await bob.next_jingle("session-initiate")
+    check({o for o, _ in ssrcs_by_owner(offer)} == {"jvb", "a11ce000"}, "bob is offered alice's sources")
+    frames = {"audio": asyncio.get_event_loop().create_future(), "video": asyncio.get_event_loop().create_future()}
+    counts = {"audio": 0, "video": 0}
+
+    async def consume(track):
+        while True:
+            try:
+                await track.recv()
+            except Exception:
+                return
+            counts[track.kind] += 1
+            if counts[track.kind] >= 10 and not frames[track.kind].done():
+                frames[track.kind].set_result(time.monotonic() - started)
+
+    bob_pc = await answer_with_aiortc(bob, offer, send=False, on_track=lambda t: asyncio.ensure_future(consume(t)))
+    try:
+        video_after = await asyncio.wait_for(frames["video"], 30)
+        audio_after = await asyncio.wait_for(frames["audio"], 30)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"bob decoded too little of alice's media: {counts}")
+    print(f"bob joined -> 10 decoded video frames from alice in {video_after:.2f} s, audio in {audio_after:.2f} s")
+    for pc in (alice_pc, bob_pc):
+        await pc.close()
+    for participant in (alice, bob):
+        participant.leave()
+        participant.disconnect()
+        await participant.wait_until("disconnected", TIMEOUT)
+    print("PASS media")
+
+
+SCENARIOS = {"conference": conference, "media": media}
 
 if __name__ == "__main__":
     asyncio.run(SCENARIOS[sys.argv[1]]())
