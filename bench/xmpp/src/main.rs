@@ -290,7 +290,13 @@ fn main() -> anyhow::Result<()> {
                 ServerArg::Convene => Kind::Convene,
                 ServerArg::Prosody => Kind::Prosody,
             };
-            eprintln!("run {}: {workload:?} against a fresh {kind}...", run + 1);
+            // Other processes competing for the CPUs distort every figure: show it.
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let load = load.split(' ').next().unwrap_or("?");
+            eprintln!(
+                "run {}: {workload:?} against a fresh {kind} (load average {load})...",
+                run + 1
+            );
             if let Err(error) = run_workload(&runtime, &cli, workload, kind, &mut report) {
                 failures += 1;
                 eprintln!("  {kind} {workload:?} FAILED: {error:#}");
