@@ -74,14 +74,18 @@ describe('a three-party call in the browser', { timeout: 240_000 }, () => {
       // Each one decodes video and receives audio from both others (getStats, not the DOM).
       for (const [i, page] of pages.entries()) {
         const others = ids.filter((_, j) => j !== i);
+        let media = {};
         await waitFor(
           async () => {
-            const media = await receivedMedia(page);
-            return others.every((id) => (media[id]?.frames ?? 0) > 0 && (media[id]?.audioPackets ?? 0) > 0) && media;
+            media = await receivedMedia(page);
+            return others.every((id) => (media[id]?.frames ?? 0) > 0 && (media[id]?.audioPackets ?? 0) > 0);
           },
           `${NAMES[i]} receiving audio and video from both others`,
           MEDIA_TIMEOUT,
-        );
+        ).catch(async (err) => {
+          const slots = await page.evaluate(() => /** @type {any} */ (window).convene.conference.session.model.slots.map((/** @type {any} */ s) => `${s.mid}:${s.kind}:${s.direction}:${s.source?.name ?? ''}:${s.source?.ssrcs ?? ''}`));
+          throw new Error(`${err.message}; others ${others}; received ${JSON.stringify(media)}; m-lines ${slots.join(' ')}`);
+        });
       }
 
       // The fake microphones beep: speaking indicators light up, and the bridge names a
@@ -130,7 +134,7 @@ describe('a three-party call in the browser', { timeout: 240_000 }, () => {
       }
     }));
 
-  it('delivers a chat message to the others, with an unread count', () =>
+  it('delivers a chat message with an unread count, and a reaction, to the others', () =>
     track(async () => {
       const [alice, bob, carol] = pages;
       await alice.click('#btn-chat');
@@ -141,6 +145,12 @@ describe('a three-party call in the browser', { timeout: 240_000 }, () => {
         await waitFor(async () => (await page.locator('#unread').textContent()) === '1', 'the unread badge');
       }
       await alice.click('#btn-chat');
+      // A reaction goes over the bridge channel (EndpointMessage) and floats over Alice's tile.
+      await alice.click('#btn-react');
+      await alice.click('.reaction-choice[data-reaction="clap"]');
+      for (const page of [bob, carol]) {
+        await page.locator(`.tile[data-key="${ids[0]}"] .reaction`, { hasText: '👏' }).waitFor({ state: 'attached', timeout: 10_000 });
+      }
       // The participants panel lists everyone with their names.
       await bob.click('#btn-people');
       await waitFor(async () => (await bob.locator('#people-list .person').count()) === 3, 'three people listed');

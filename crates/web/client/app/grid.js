@@ -72,6 +72,14 @@ export class Tile {
     this.el.classList.toggle('speaking', speaking);
   }
 
+  /** Floats an emoji over the tile for a few seconds. @param {string} emoji */
+  showReaction(emoji) {
+    const bubble = h('span', 'reaction', emoji);
+    bubble.setAttribute('role', 'img');
+    this.el.append(bubble);
+    setTimeout(() => bubble.remove(), 3000);
+  }
+
   /** @param {boolean} dominant */
   setDominant(dominant) {
     this.el.classList.toggle('dominant', dominant);

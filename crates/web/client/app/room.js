@@ -4,7 +4,7 @@
  * with automatic rejoin after a lost connection. Protocol work is in `../lib/`.
  */
 
-import { Conference } from '../lib/conference.js';
+import { Conference, REACTIONS } from '../lib/conference.js';
 import { byId, h } from './dom.js';
 import { Grid } from './grid.js';
 import { icons } from './icons.js';
@@ -167,6 +167,9 @@ let constraintsTimer;
 /** @type {Set<string> | undefined} */
 let forwarded;
 
+// Closing the tab leaves the room at once instead of waiting for the server to notice.
+window.addEventListener('pagehide', () => state.conference?.leave());
+
 function enterMeeting() {
   byId('meeting').hidden = false;
   grid = new Grid(byId('grid'), () => {
@@ -226,6 +229,10 @@ async function connect() {
     for (const [id, p] of conference.participants) applyParticipant(grid.ensure(id, p.displayName || 'Guest'), p);
   });
   conference.on('chat', addChatMessage);
+  conference.on('reaction', ({ from, reaction }) => {
+    const emoji = REACTIONS.get(reaction);
+    if (emoji) grid.tiles.get(from)?.showReaction(emoji);
+  });
   conference.on('simulcast', (on) => {
     if (!on && !config.disableSimulcast) console.warn('simulcast unavailable: sending a single video layer');
   });
@@ -325,6 +332,10 @@ function renderToolbar() {
   screen.classList.toggle('active', !!state.screen);
   screen.title = state.screen ? 'Stop sharing your screen' : 'Share your screen';
   screen.setAttribute('aria-label', screen.title);
+  const react = byId('btn-react');
+  react.innerHTML = icons.react;
+  react.title = 'Send a reaction';
+  react.setAttribute('aria-label', react.title);
   const chat = byId('btn-chat');
   chat.innerHTML = icons.chat + (state.unread > 0 ? `<span class="badge" id="unread">${state.unread}</span>` : '');
   chat.title = state.unread > 0 ? `Chat (${state.unread} unread)` : 'Chat';
@@ -357,6 +368,27 @@ function setupToolbar() {
     await state.conference?.setTrack('video', state.camMuted ? null : state.cam);
   };
   byId('btn-screen').onclick = () => (state.screen ? stopScreenShare(true) : startScreenShare());
+  const menu = byId('reactions-menu');
+  menu.replaceChildren(
+    ...[...REACTIONS].map(([name, emoji]) => {
+      const item = h('button', 'reaction-choice', emoji);
+      item.type = 'button';
+      item.dataset.reaction = name;
+      item.title = name;
+      item.setAttribute('role', 'menuitem');
+      item.onclick = () => {
+        state.conference?.sendReaction(name);
+        grid.tiles.get(LOCAL)?.showReaction(emoji);
+        menu.hidden = true;
+        byId('btn-react').setAttribute('aria-expanded', 'false');
+      };
+      return item;
+    }),
+  );
+  byId('btn-react').onclick = () => {
+    menu.hidden = !menu.hidden;
+    byId('btn-react').setAttribute('aria-expanded', String(!menu.hidden));
+  };
   byId('btn-chat').onclick = () => togglePanel('chat');
   byId('btn-people').onclick = () => togglePanel('people');
   byId('btn-leave').onclick = () => {

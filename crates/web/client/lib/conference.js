@@ -53,9 +53,18 @@ import { IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {{ reason: string }} disconnected the connection or the conference is lost
  * @property {JingleSession} media-session a new media session (PeerConnection) started
  * @property {boolean} simulcast whether our camera sends simulcast layers
+ * @property {{ from: string, reaction: string }} reaction an emoji reaction (Jitsi's `endpoint-reaction`)
  */
 
 const MAX_CHAT_LENGTH = 10_000;
+/** Jitsi Meet's reaction names; anything else from the bridge channel is ignored. */
+export const REACTIONS = new Map([
+  ['like', '👍'],
+  ['clap', '👏'],
+  ['laugh', '😂'],
+  ['surprised', '😮'],
+  ['love', '❤️'],
+]);
 const CONFERENCE_RETRIES = 6;
 
 /** @extends {Emitter<ConferenceEvents>} */
@@ -328,6 +337,12 @@ export class Conference extends Emitter {
     this.bridge = bridge;
     bridge.on('dominant-speaker', ({ endpoint }) => this.emit('dominant-speaker', endpoint));
     bridge.on('forwarded-sources', (names) => this.emit('forwarded-sources', new Set(names)));
+    bridge.on('endpoint-message', ({ from, payload }) => {
+      const reaction = payload.reaction;
+      if (payload.name === 'endpoint-reaction' && typeof reaction === 'string' && REACTIONS.has(reaction)) {
+        this.emit('reaction', { from, reaction });
+      }
+    });
     bridge.on('open', (open) => {
       if (open) bridge.sendVideoType(`${this.endpointId}-v0`, this.#tracks.video ? 'camera' : 'none');
     });
@@ -370,6 +385,15 @@ export class Conference extends Emitter {
         xml('nick', { xmlns: NS.nick }, this.displayName),
       ]),
     );
+  }
+
+  /**
+   * Sends an emoji reaction to everyone over the bridge channel, as Jitsi Meet does.
+   * @param {string} reaction one of `REACTIONS`
+   */
+  sendReaction(reaction) {
+    if (!REACTIONS.has(reaction)) return;
+    this.bridge?.sendEndpointMessage({ name: 'endpoint-reaction', reaction, timestamp: Date.now() });
   }
 
   /** @param {string} name */

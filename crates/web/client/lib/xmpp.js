@@ -254,7 +254,7 @@ export class XmppConnection extends Emitter {
       this.send(xml('iq', reply, result ? [result] : []));
     } catch (err) {
       const condition = err instanceof IqError ? err.condition : 'bad-request';
-      this.send(xml('iq', { ...reply, type: 'error' }, [stanzaError('modify', condition)]));
+      this.send(xml('iq', { ...reply, type: 'error' }, [stanzaError(errorType(condition), condition)]));
     }
   }
 
@@ -290,6 +290,20 @@ export class XmppConnection extends Emitter {
 /** @param {string} type @param {string} condition */
 export function stanzaError(type, condition) {
   return xml('error', { type }, [xml(condition, { xmlns: NS.stanzas })]);
+}
+
+/** The error type (RFC 6120 §8.3.2) that goes with a condition we send. @param {string} condition */
+function errorType(condition) {
+  switch (condition) {
+    case 'not-authorized':
+      return 'auth';
+    case 'item-not-found':
+    case 'service-unavailable':
+    case 'feature-not-implemented':
+      return 'cancel';
+    default:
+      return 'modify';
+  }
 }
 
 /** @param {XmlElement} stanza @returns {string} the defined condition of an error stanza */
