@@ -195,7 +195,7 @@ function ownerId(owner) {
 }
 
 /** @param {XmlElement} transport @returns {IceTransport} */
-export function parseTransport(transport) {
+function parseTransport(transport) {
   return {
     ufrag: transport.attr('ufrag') ?? '',
     pwd: transport.attr('pwd') ?? '',
@@ -272,7 +272,7 @@ function addJsonSources(result, text) {
 }
 
 /** @param {SsrcInfo} s */
-export function isBridgeSource(s) {
+function isBridgeSource(s) {
   return s.owner === BRIDGE_OWNER || (s.msid ?? '').includes('mixedmslabel');
 }
 
@@ -682,7 +682,7 @@ function descriptionFromAnswer(sections, kind, locals, options) {
 }
 
 /** @param {SdpMedia} section @param {Candidate[]} candidates */
-export function transportFromAnswer(section, candidates = []) {
+function transportFromAnswer(section, candidates = []) {
   const [hash, value] = (attrValue(section, 'fingerprint') ?? '').split(' ');
   const transport = xml('transport', {
     xmlns: NS.ice,
