@@ -574,7 +574,9 @@ impl Focus {
                     let mut conference = self.conferences.remove(&room).expect("present");
                     conference.answer_waiting(&mut self.out, false);
                 }
-                Some("unavailable") => {
+                // Before the join is confirmed, this is the echo of leaving the previous
+                // conference in this room.
+                Some("unavailable") if conference.joined => {
                     // Kicked, or the room was destroyed: the conference is over.
                     warn!(%room, "the focus was removed from the room");
                     let mut conference = self.conferences.remove(&room).expect("present");

@@ -596,3 +596,27 @@ fn conferences_are_bounded() {
     h.send_xml(&request("three"));
     assert_eq!(h.take_stanzas().len(), 1);
 }
+
+#[test]
+fn a_room_reopened_at_once_survives_the_echo_of_leaving_it() {
+    let mut h = Harness::new(Config::default());
+    h.open_conference();
+    h.join("alice");
+    h.leave("alice");
+    h.take_stanzas();
+    // A new request before the MUC has processed the focus's leave...
+    h.conference_request("bob");
+    h.take_stanzas();
+    // ... then the MUC's answer to the leave, then to the new join.
+    h.send_xml(&format!(
+        r#"<presence xmlns="jabber:client" type="unavailable" from="{ROOM}/focus" to="{FOCUS_FULL}">
+             <x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="none"/><status code="110"/></x></presence>"#
+    ));
+    assert!(h.stanzas.is_empty(), "{:?}", h.stanzas);
+    h.send_xml(&format!(
+        r#"<presence xmlns="jabber:client" from="{ROOM}/focus" to="{FOCUS_FULL}">
+             <x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator"/><status code="110"/></x></presence>"#
+    ));
+    assert_result(&take_reply(&mut h.stanzas, "c-bob"));
+    h.join("bob");
+}
