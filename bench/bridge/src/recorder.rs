@@ -50,6 +50,8 @@ pub struct Window {
     /// RTP header plus payload (no SRTP tag, no UDP/IP overhead).
     pub bytes: u64,
     pub latencies_us: Vec<u32>,
+    /// The audio subset of `latencies_us` (audio is paced ahead of video).
+    pub audio_latencies_us: Vec<u32>,
     pub video_packets_by_layer: [u64; LAYERS.len()],
     pub audio_packets: u64,
     spans: Vec<SeqSpan>,
@@ -70,6 +72,7 @@ impl Window {
         self.duplicates += other.duplicates;
         self.bytes += other.bytes;
         self.latencies_us.extend(other.latencies_us);
+        self.audio_latencies_us.extend(other.audio_latencies_us);
         for (mine, theirs) in self
             .video_packets_by_layer
             .iter_mut()
@@ -132,7 +135,10 @@ impl Recorder {
             let micros = trailer.latency.as_micros().min(u128::from(u32::MAX)) as u32;
             window.latencies_us.push(micros);
             match trailer.tag {
-                AUDIO_TAG => window.audio_packets += 1,
+                AUDIO_TAG => {
+                    window.audio_packets += 1;
+                    window.audio_latencies_us.push(micros);
+                }
                 layer => {
                     if let Some(count) = window.video_packets_by_layer.get_mut(layer as usize) {
                         *count += 1;

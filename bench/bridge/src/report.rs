@@ -19,6 +19,7 @@ pub struct Figures {
     pub core_percent_per_mbps: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    pub audio_latency_p99_ms: f64,
     pub loss_percent: f64,
     pub duplicate_percent: f64,
     pub memory_per_endpoint_kib: f64,
@@ -47,6 +48,7 @@ impl Figures {
             core_percent_per_mbps: 100.0 * cpu / megabits,
             latency_p50_ms: millis(quantile(&mut latencies, 0.50)),
             latency_p99_ms: millis(quantile(&mut latencies, 0.99)),
+            audio_latency_p99_ms: millis(quantile(&mut window.audio_latencies_us.clone(), 0.99)),
             loss_percent: 100.0 * window.lost_packets() as f64 / expected.max(1) as f64,
             duplicate_percent: 100.0 * window.duplicates as f64 / packets.max(1.0),
             memory_per_endpoint_kib: m.rss_growth as f64 / 1024.0 / m.scenario.endpoints() as f64,
@@ -62,7 +64,7 @@ impl Figures {
 /// A row: label, how to read the figure, and the figure.
 type Row = (&'static str, &'static str, fn(&Figures) -> f64);
 
-const ROWS: [Row; 14] = [
+const ROWS: [Row; 15] = [
     ("packets forwarded /s", "wall", |f| f.packets_per_second),
     ("Mb/s forwarded (RTP)", "wall", |f| f.megabits_per_second),
     ("server CPU (cores)", "wall", |f| f.server_cores),
@@ -74,6 +76,9 @@ const ROWS: [Row; 14] = [
     }),
     ("latency p50 (ms)", "lower=better", |f| f.latency_p50_ms),
     ("latency p99 (ms)", "lower=better", |f| f.latency_p99_ms),
+    ("audio latency p99 (ms)", "lower=better", |f| {
+        f.audio_latency_p99_ms
+    }),
     ("loss (%)", "lower=better", |f| f.loss_percent),
     ("duplicates, e.g. RTX (%)", "", |f| f.duplicate_percent),
     ("server memory / endpoint (KiB)", "lower=better", |f| {
