@@ -134,6 +134,39 @@ describe('a three-party call in the browser', { timeout: 240_000 }, () => {
       }
     }));
 
+  it('refuses Jingle that does not come from the focus, and the call goes on', () =>
+    track(async () => {
+      const [alice, bob] = pages;
+      // Bob's page forges Jingle to Alice's occupant JID; the MUC delivers it from Bob.
+      const answers = await bob.evaluate(async (aliceId) => {
+        /** @type {any} */
+        const conference = /** @type {any} */ (window).convene.conference;
+        const { xml, NS } = await import('/assets/lib/xml.js');
+        const sid = conference.session?.sid ?? 'x';
+        /** @type {string[]} */
+        const out = [];
+        for (const action of ['session-initiate', 'source-remove', 'session-terminate']) {
+          const jingle = xml('jingle', { xmlns: NS.jingle, action, sid }, []);
+          try {
+            await conference.xmpp.request(xml('iq', { type: 'set', to: `${conference.roomJid}/${aliceId}` }, [jingle]));
+            out.push(`${action}: accepted`);
+          } catch (err) {
+            out.push(`${action}: ${/** @type {any} */ (err).condition}`);
+          }
+        }
+        return out;
+      }, ids[0]);
+      assert.deepEqual(answers, ['session-initiate: not-authorized', 'source-remove: not-authorized', 'session-terminate: not-authorized']);
+      const before = await receivedMedia(alice);
+      await waitFor(
+        async () => {
+          const now = await receivedMedia(alice);
+          return [ids[1], ids[2]].every((id) => now[id].frames > before[id].frames + 5);
+        },
+        'media still flowing to Alice',
+      );
+    }));
+
   it('delivers a chat message with an unread count, and a reaction, to the others', () =>
     track(async () => {
       const [alice, bob, carol] = pages;
