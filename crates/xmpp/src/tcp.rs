@@ -54,7 +54,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
 ) -> std::io::Result<Option<S>> {
     let mut parser = StreamParser::new(conn.limits());
-    let mut buffer = vec![0u8; 16 * 1024];
+    // Small on purpose: it lives as long as the connection, and most stanzas are small.
+    let mut buffer = vec![0u8; 4 * 1024];
     let mut events = Vec::new();
     let mut header_sent = false;
     let deadline = tokio::time::Instant::now() + conn.auth_deadline();

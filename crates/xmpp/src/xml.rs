@@ -127,7 +127,14 @@ impl StreamParser {
             let result = self.parser.parse(&mut data, false);
             self.guard.count(before - data.len())?;
             match result {
-                Err(EndOrError::NeedMoreData) => return Ok(()),
+                Err(EndOrError::NeedMoreData) => {
+                    if self.guard.stack.is_empty() {
+                        // Between stanzas: give back the lexer's scratch buffers, which
+                        // otherwise stay allocated for every idle connection.
+                        self.parser.release_temporaries();
+                    }
+                    return Ok(());
+                }
                 Err(EndOrError::Error(e)) => return Err(XmlError::Malformed(e.to_string())),
                 Ok(None) => return Ok(()),
                 Ok(Some(event)) => {
