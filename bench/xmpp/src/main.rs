@@ -52,8 +52,8 @@ struct Cli {
     /// Messages not yet delivered to every occupant, at most, in the saturated phase.
     #[arg(long, default_value_t = 50)]
     window: usize,
-    /// Idle logged-in clients for the memory figure.
-    #[arg(long, default_value_t = 500)]
+    /// Idle logged-in clients for the memory figures.
+    #[arg(long, default_value_t = 2000)]
     idle_clients: usize,
     /// Runs of every workload on every server; the table shows the median.
     #[arg(long, default_value_t = 1)]
@@ -258,18 +258,29 @@ fn run_workload(
             Workload::Memory => {
                 let result = workloads::idle_memory(addr, pid, cli.idle_clients).await?;
                 eprintln!("  {kind} memory: {result:?}");
+                let clients = cli.idle_clients;
                 report.set(
-                    &format!("RSS per idle client, {} clients (KiB)", cli.idle_clients),
+                    &format!("RSS per idle client, 0 → {clients} clients (KiB)"),
                     false,
                     kind,
                     result.bytes_per_client() / 1024.0,
+                );
+                report.set(
+                    &format!(
+                        "RSS per idle client, {} → {clients} clients (KiB)",
+                        clients / 2
+                    ),
+                    false,
+                    kind,
+                    result.marginal_bytes_per_client() / 1024.0,
                 );
             }
         }
         anyhow::Ok(())
     });
-    if outcome.is_err() {
-        eprintln!("  {kind} log tail:\n{}", server.log_tail());
+    let log = server.log_tail();
+    if !log.is_empty() {
+        eprintln!("  {kind} logged:\n{log}");
     }
     server.stop();
     outcome

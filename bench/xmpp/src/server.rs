@@ -167,9 +167,13 @@ impl Server {
     }
 
     /// The last lines the server logged, for error reports.
+    /// (Both servers log warnings and errors only: console output and Prosody's log file.)
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
+        let log: String = ["server.log", "prosody-warnings.log"]
+            .iter()
+            .filter_map(|file| std::fs::read_to_string(self.dir.join(file)).ok())
+            .collect();
+        let lines: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
 

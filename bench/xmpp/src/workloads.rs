@@ -159,33 +159,54 @@ async fn anonymous_clients(
 pub struct MemoryResult {
     pub clients: usize,
     pub rss_before: u64,
+    /// With the first half of the clients connected.
+    pub rss_half: u64,
     pub rss_with_clients: u64,
 }
 
 impl MemoryResult {
+    /// Resident memory added per client, from no client to all of them.
     pub fn bytes_per_client(&self) -> f64 {
         (self.rss_with_clients as f64 - self.rss_before as f64) / self.clients as f64
     }
+
+    /// Resident memory added per client by the second half: without the one-time growth
+    /// (allocator arenas, tables) that the first clients pay for.
+    pub fn marginal_bytes_per_client(&self) -> f64 {
+        let second_half = self.clients - self.clients / 2;
+        (self.rss_with_clients as f64 - self.rss_half as f64) / second_half as f64
+    }
 }
 
-/// Resident memory added by `count` idle clients, logged in and available.
-pub async fn idle_memory(addr: SocketAddr, pid: u32, count: usize) -> anyhow::Result<MemoryResult> {
-    for client in anonymous_clients(addr, 10, 10).await? {
-        client.close().await?;
-    }
-    let settle = Duration::from_secs(2);
-    tokio::time::sleep(settle).await;
-    let rss_before = server::rss_bytes(pid)?;
+/// Logs in `count` idle anonymous clients that send their initial presence.
+async fn idle_clients(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<Client>> {
     let mut clients = anonymous_clients(addr, count, 50).await?;
     for client in &mut clients {
         client.send("<presence/>").await?;
     }
-    tokio::time::sleep(settle).await;
-    let rss_with_clients = server::rss_bytes(pid)?;
-    drop(clients);
+    Ok(clients)
+}
+
+/// Resident memory added by `count` idle clients, logged in and available, measured
+/// with none, half and all of them connected.
+pub async fn idle_memory(addr: SocketAddr, pid: u32, count: usize) -> anyhow::Result<MemoryResult> {
+    for client in anonymous_clients(addr, 10, 10).await? {
+        client.close().await?;
+    }
+    let settled_rss = || async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        server::rss_bytes(pid)
+    };
+    let rss_before = settled_rss().await?;
+    let first_half = idle_clients(addr, count / 2).await?;
+    let rss_half = settled_rss().await?;
+    let second_half = idle_clients(addr, count - count / 2).await?;
+    let rss_with_clients = settled_rss().await?;
+    drop((first_half, second_half));
     Ok(MemoryResult {
         clients: count,
         rss_before,
+        rss_half,
         rss_with_clients,
     })
 }
