@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { endpointId, launchChromium, receivedMedia, requireIsolatedNetwork, startConvene, waitFor } from '../support/harness.js';
+import { endpointId, launchChromium, receivedMedia, requireIsolatedNetwork, startConvene, startProxy, waitFor } from '../support/harness.js';
 
 const ROOM = 'e2e-call';
 const NAMES = ['Alice', 'Bob', 'Carol'];
@@ -293,6 +293,54 @@ describe('reconnection after the server restarts', { timeout: 180_000 }, () => {
       throw err;
     } finally {
       await browser.close();
+      await server.stop();
+    }
+  });
+});
+
+describe('a network blip on the signaling connection', { timeout: 180_000 }, () => {
+  it('resumes the XMPP stream (XEP-0198) without rejoining: same endpoint, same media session', async () => {
+    requireIsolatedNetwork();
+    const server = await startConvene();
+    const proxy = await startProxy(server.url);
+    const browser = await launchChromium();
+    try {
+      const pages = [];
+      for (const name of ['Gina', 'Hugo']) {
+        const page = await (await browser.newContext()).newPage();
+        await page.goto(`${proxy.url}/e2e-blip#config.prejoinConfig.enabled=false&userInfo.displayName="${name}"`);
+        pages.push(page);
+      }
+      const ids = [];
+      for (const page of pages) {
+        await waitFor(async () => Object.values(await receivedMedia(page)).some((m) => m.frames > 0), 'media before the blip', MEDIA_TIMEOUT);
+        ids.push(await endpointId(page));
+        await page.evaluate(() => Object.assign(window, { pcBeforeBlip: /** @type {any} */ (window).convene.pc }));
+      }
+
+      proxy.dropAll();
+      for (const page of pages) {
+        await waitFor(() => page.evaluate(() => /** @type {any} */ (window).convene.conference.xmpp.resumptions >= 1), 'the stream resumed');
+      }
+      for (const [i, page] of pages.entries()) {
+        assert.equal(await endpointId(page), ids[i], 'still the same endpoint');
+        assert.equal(await page.evaluate(() => /** @type {any} */ (window).convene.pc === /** @type {any} */ (window).pcBeforeBlip), true);
+        assert.equal(await page.locator('#banner', { hasText: 'Connection lost' }).count(), 0);
+      }
+      // Signaling works again: a chat message gets through, and media keeps flowing.
+      const [gina, hugo] = pages;
+      await gina.click('#btn-chat');
+      await gina.fill('#chat-input', 'still here');
+      await gina.press('#chat-input', 'Enter');
+      await hugo.locator('.chat-message', { hasText: 'still here' }).waitFor({ state: 'attached', timeout: 10_000 });
+      const before = (await receivedMedia(hugo))[ids[0]].frames;
+      await waitFor(async () => (await receivedMedia(hugo))[ids[0]].frames > before + 5, 'media after the blip');
+    } catch (err) {
+      console.log(`--- convene log ---\n${server.log().slice(-20_000)}`);
+      throw err;
+    } finally {
+      await browser.close();
+      proxy.close();
       await server.stop();
     }
   });

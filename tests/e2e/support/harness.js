@@ -175,3 +175,41 @@ export function receivedMedia(page) {
 export function endpointId(page) {
   return page.evaluate(() => /** @type {any} */ (window).convene?.conference?.endpointId ?? '');
 }
+
+/**
+ * A TCP proxy to `targetUrl` whose connections can all be cut at once: a network blip as
+ * the browser sees it (its WebSockets drop) while the server keeps running.
+ * @param {string} targetUrl
+ */
+export async function startProxy(targetUrl) {
+  const target = new URL(targetUrl);
+  /** @type {Set<net.Socket>} */
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = /** @type {net.AddressInfo} */ (server.address());
+  const dropAll = () => {
+    for (const socket of sockets) socket.destroy();
+  };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    dropAll,
+    close: () => {
+      dropAll();
+      server.close();
+    },
+  };
+}

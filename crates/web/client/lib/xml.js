@@ -13,6 +13,7 @@ export const NS = Object.freeze({
   bind: 'urn:ietf:params:xml:ns:xmpp-bind',
   stanzas: 'urn:ietf:params:xml:ns:xmpp-stanzas',
   ping: 'urn:xmpp:ping',
+  sm: 'urn:xmpp:sm:3',
   discoInfo: 'http://jabber.org/protocol/disco#info',
   muc: 'http://jabber.org/protocol/muc',
   mucUser: 'http://jabber.org/protocol/muc#user',

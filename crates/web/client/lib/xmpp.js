@@ -1,9 +1,11 @@
 // @ts-check
 /**
  * XMPP client over WebSocket (RFC 7395): framing, SASL ANONYMOUS, resource binding,
- * IQ request/response tracking, answers to ping and disco#info, and a keep-alive ping
- * that detects a dead connection. Stream management (XEP-0198) is not used: on a lost
- * connection the conference layer rejoins from scratch.
+ * IQ request/response tracking, answers to ping and disco#info, a keep-alive ping that
+ * detects a dead connection, and stream management (XEP-0198): stanzas are counted and
+ * acknowledged both ways, and when the WebSocket drops the session is resumed on a new
+ * one (unacknowledged stanzas are sent again), so a network blip costs no rejoin. Only
+ * when resumption fails does the conference layer see `disconnected`.
  */
 
 import { Emitter } from './emitter.js';
@@ -26,6 +28,12 @@ export const CLIENT_FEATURES = [
 ];
 
 const IQ_TIMEOUT_MS = 10_000;
+/** How long to keep trying to resume a dropped stream (the server keeps it 60 s). */
+const RESUME_WINDOW_MS = 30_000;
+/** Unacknowledged stanzas kept for resending; beyond this the stream is given up. */
+const MAX_UNACKED = 1000;
+const ACK_REQUEST_DELAY_MS = 1000;
+const STANZAS = new Set(['message', 'presence', 'iq']);
 const PING_INTERVAL_MS = 10_000;
 const PING_TIMEOUT_MS = 5_000;
 
@@ -61,8 +69,19 @@ export class XmppConnection extends Emitter {
   #pingTimer;
   #lastReceived = 0;
   #closed = false;
+  #resuming = false;
+  /**
+   * Stream management state (XEP-0198); counters are modulo 2^32. `id` is set when the
+   * server allows resumption; `unacked` holds sent stanzas not yet acknowledged.
+   * @type {{ enabled: boolean, id: string, inbound: number, outbound: number, unacked: string[] }}
+   */
+  #sm = { enabled: false, id: '', inbound: 0, outbound: 0, unacked: [] };
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #ackTimer;
   /** The bound full JID, once connected. */
   jid = '';
+  /** How many times the stream was resumed after a drop. */
+  resumptions = 0;
 
   /** @param {string} url WebSocket URL @param {string} domain XMPP domain */
   constructor(url, domain) {
@@ -89,19 +108,61 @@ export class XmppConnection extends Emitter {
 
   /** Opens the stream, authenticates anonymously and binds a resource. Resolves to the JID. */
   async connect() {
-    const socket = new WebSocket(this.url, 'xmpp');
+    const { socket, frames } = await this.#openSocket(this.url);
+    const features = await this.#authenticate(frames);
+    if (!features.child('bind', NS.bind)) throw new Error('server offers no resource binding');
+    const id = this.#id();
+    this.#write(xml('iq', { xmlns: NS.client, type: 'set', id }, [xml('bind', { xmlns: NS.bind })]));
+    const result = await frames.next();
+    const jid = result.child('bind', NS.bind)?.child('jid')?.text;
+    if (result.attr('type') !== 'result' || result.attr('id') !== id || !jid) {
+      throw new Error('resource binding failed');
+    }
+    this.jid = jid;
+    /** @type {XmlElement[]} */
+    const early = [];
+    if (features.child('sm', NS.sm)) {
+      this.#write(xml('enable', { xmlns: NS.sm, resume: 'true' }));
+      for (;;) {
+        const reply = await frames.next();
+        if (reply.name === 'enabled' && reply.ns === NS.sm) {
+          const resumable = ['true', '1'].includes(reply.attr('resume') ?? '');
+          this.#sm = { enabled: true, id: resumable ? (reply.attr('id') ?? '') : '', inbound: 0, outbound: 0, unacked: [] };
+          break;
+        }
+        if (reply.name === 'failed' && reply.ns === NS.sm) break;
+        early.push(reply);
+      }
+    }
+    this.#attach(socket, frames);
+    for (const stanza of early) this.#dispatch(stanza);
+    this.#pingTimer = setInterval(() => this.#keepAlive(), PING_INTERVAL_MS);
+    return jid;
+  }
+
+  /**
+   * Opens a WebSocket and collects its frames until the stream is attached.
+   * @param {string} url
+   * @returns {Promise<{ socket: WebSocket, frames: FrameQueue }>}
+   */
+  async #openSocket(url) {
+    const socket = new WebSocket(url, 'xmpp');
     this.#socket = socket;
     const frames = new FrameQueue();
     socket.onmessage = (ev) => frames.push(typeof ev.data === 'string' ? ev.data : '');
-    socket.onclose = (ev) => {
-      frames.fail(new Error(`WebSocket closed (${ev.code})`));
-      this.#onClosed(`socket closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`);
-    };
+    socket.onclose = (ev) => frames.fail(new Error(`WebSocket closed (${ev.code})`));
     await new Promise((resolve, reject) => {
       socket.onopen = resolve;
       socket.onerror = () => reject(new Error(`cannot reach ${this.url}`));
     });
+    return { socket, frames };
+  }
 
+  /**
+   * SASL ANONYMOUS and the stream restart; returns the features of the restarted stream.
+   * @param {FrameQueue} frames
+   */
+  async #authenticate(frames) {
     const features = await this.#openStream(frames);
     const mechanisms = features.child('mechanisms', NS.sasl)?.all('mechanism').map((m) => m.text) ?? [];
     if (!mechanisms.includes('ANONYMOUS')) throw new Error('server does not offer anonymous login');
@@ -111,22 +172,77 @@ export class XmppConnection extends Emitter {
       const text = auth.child('text')?.text;
       throw new Error(`login refused${text ? `: ${text}` : ''}`);
     }
-    const bound = await this.#openStream(frames);
-    if (!bound.child('bind', NS.bind)) throw new Error('server offers no resource binding');
-    const id = this.#id();
-    this.#write(xml('iq', { xmlns: NS.client, type: 'set', id }, [xml('bind', { xmlns: NS.bind })]));
-    const result = await frames.next();
-    const jid = result.child('bind', NS.bind)?.child('jid')?.text;
-    if (result.attr('type') !== 'result' || result.attr('id') !== id || !jid) {
-      throw new Error('resource binding failed');
-    }
-    this.jid = jid;
+    return this.#openStream(frames);
+  }
 
+  /** Hands a logged-in socket to the stanza dispatcher. @param {WebSocket} socket @param {FrameQueue} frames */
+  #attach(socket, frames) {
     socket.onmessage = (ev) => this.#onFrame(typeof ev.data === 'string' ? ev.data : '');
-    for (const frame of frames.drain()) this.#onFrame(frame);
+    socket.onclose = (ev) => this.#onSocketClosed(socket, `socket closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`);
     this.#lastReceived = Date.now();
-    this.#pingTimer = setInterval(() => this.#keepAlive(), PING_INTERVAL_MS);
-    return jid;
+    for (const frame of frames.drain()) this.#onFrame(frame);
+  }
+
+  /** @param {WebSocket} socket @param {string} reason */
+  #onSocketClosed(socket, reason) {
+    if (this.#closed || socket !== this.#socket) return;
+    if (this.#sm.id && !this.#resuming) this.#resume(reason);
+    else if (!this.#resuming) this.#onClosed(reason);
+  }
+
+  /**
+   * Resumes the stream on a new WebSocket (XEP-0198 §5), retrying with back-off while the
+   * server may still hold the session; gives up (→ `disconnected`) when it says no.
+   * @param {string} reason why the old socket went away
+   */
+  async #resume(reason) {
+    this.#resuming = true;
+    const deadline = Date.now() + RESUME_WINDOW_MS;
+    let delay = 250;
+    let why = reason;
+    while (!this.#closed && Date.now() < deadline) {
+      try {
+        const url = `${this.url}${this.url.includes('?') ? '&' : '?'}previd=${encodeURIComponent(this.#sm.id)}`;
+        const { socket, frames } = await this.#openSocket(url);
+        await this.#authenticate(frames);
+        this.#write(xml('resume', { xmlns: NS.sm, h: this.#sm.inbound, previd: this.#sm.id }));
+        const reply = await frames.next();
+        if (reply.name !== 'resumed') {
+          why = `${reason}; the server could not resume the session`;
+          socket.close(1000);
+          break;
+        }
+        this.#acknowledged(Number(reply.attr('h') ?? 0));
+        this.#resuming = false;
+        this.resumptions++;
+        this.#attach(socket, frames);
+        for (const stanza of this.#sm.unacked) socket.send(stanza);
+        this.#requestAck();
+        return;
+      } catch (err) {
+        why = `${reason}; resuming failed: ${err instanceof Error ? err.message : err}`;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 4000);
+      }
+    }
+    this.#resuming = false;
+    this.#onClosed(why);
+  }
+
+  /** The server acknowledged `h` stanzas in all: forget those. @param {number} h */
+  #acknowledged(h) {
+    const unackedCount = (this.#sm.outbound - h) >>> 0;
+    if (!Number.isInteger(h) || unackedCount > this.#sm.unacked.length) return; // bogus count
+    this.#sm.unacked.splice(0, this.#sm.unacked.length - unackedCount);
+  }
+
+  /** Asks the server for an acknowledgement soon (batched). */
+  #requestAck() {
+    if (this.#ackTimer !== undefined || !this.#sm.enabled) return;
+    this.#ackTimer = setTimeout(() => {
+      this.#ackTimer = undefined;
+      if (!this.#resuming && this.#sm.unacked.length > 0) this.#tryWrite(xml('r', { xmlns: NS.sm }));
+    }, ACK_REQUEST_DELAY_MS);
   }
 
   /** @param {FrameQueue} frames @returns {Promise<XmlElement>} the stream features */
@@ -139,10 +255,21 @@ export class XmppConnection extends Emitter {
     return features;
   }
 
-  /** @param {XmlElement} stanza */
+  /**
+   * Sends a stanza. With stream management it is kept until acknowledged, and a stanza
+   * sent while the stream is being resumed goes out once it is.
+   * @param {XmlElement} stanza
+   */
   send(stanza) {
     if (stanza.ns === undefined) stanza.ns = NS.client;
-    this.#write(stanza);
+    if (this.#closed) throw new Error('not connected');
+    if (!this.#sm.enabled) return this.#write(stanza);
+    if (this.#sm.unacked.length >= MAX_UNACKED) throw new Error('the server stopped acknowledging stanzas');
+    const text = stanza.toString();
+    this.#sm.unacked.push(text);
+    this.#sm.outbound = (this.#sm.outbound + 1) >>> 0;
+    if (!this.#resuming) this.#socket?.send(text);
+    this.#requestAck();
   }
 
   /**
@@ -170,20 +297,17 @@ export class XmppConnection extends Emitter {
     });
   }
 
-  /** Ends the stream politely. */
+  /** Ends the stream politely (the server then ends the session: no resumption). */
   close() {
     if (this.#closed) return;
-    try {
-      this.#write(xml('close', { xmlns: NS.framing }));
-    } catch {
-      // already gone
-    }
+    if (!this.#resuming) this.#tryWrite(xml('close', { xmlns: NS.framing }));
     this.#socket?.close(1000);
     this.#onClosed('closed by us');
   }
 
+  /** Whether stanzas can be sent (they are queued while the stream is being resumed). */
   get connected() {
-    return !this.#closed && this.#socket?.readyState === WebSocket.OPEN;
+    return !this.#closed && (this.#resuming || this.#socket?.readyState === WebSocket.OPEN);
   }
 
   #id() {
@@ -197,6 +321,15 @@ export class XmppConnection extends Emitter {
     socket.send(el.toString());
   }
 
+  /** Writes a non-stanza element if the socket is up (acks, close). @param {XmlElement} el */
+  #tryWrite(el) {
+    try {
+      this.#write(el);
+    } catch {
+      // the socket is gone; resumption or the close path takes over
+    }
+  }
+
   /** @param {string} frame */
   #onFrame(frame) {
     this.#lastReceived = Date.now();
@@ -207,6 +340,17 @@ export class XmppConnection extends Emitter {
       console.warn('dropping unparsable frame', err);
       return;
     }
+    this.#dispatch(stanza);
+  }
+
+  /** @param {XmlElement} stanza */
+  #dispatch(stanza) {
+    if (stanza.ns === NS.sm) {
+      if (stanza.name === 'r') this.#tryWrite(xml('a', { xmlns: NS.sm, h: this.#sm.inbound }));
+      else if (stanza.name === 'a') this.#acknowledged(Number(stanza.attr('h')));
+      return;
+    }
+    if (this.#sm.enabled && STANZAS.has(stanza.name)) this.#sm.inbound = (this.#sm.inbound + 1) >>> 0;
     switch (stanza.name) {
       case 'iq':
         this.#onIq(stanza);
@@ -260,15 +404,16 @@ export class XmppConnection extends Emitter {
 
   /** XEP-0199 keep-alive: ping the server when it has been quiet; close if it stays silent. */
   async #keepAlive() {
-    if (Date.now() - this.#lastReceived < PING_INTERVAL_MS) return;
+    if (this.#resuming || Date.now() - this.#lastReceived < PING_INTERVAL_MS) return;
     const ping = xml('iq', { type: 'get', to: this.domain }, [xml('ping', { xmlns: NS.ping })]);
     try {
       await this.request(ping, PING_TIMEOUT_MS);
     } catch (err) {
-      if (err instanceof IqError && err.condition === 'timeout') {
+      if (err instanceof IqError && err.condition === 'timeout' && !this.#resuming) {
         console.warn('server did not answer a ping: dropping the connection');
-        this.#socket?.close(4000, 'ping timeout');
-        this.#onClosed('ping timeout');
+        const socket = this.#socket;
+        socket?.close(4000, 'ping timeout');
+        if (socket) this.#onSocketClosed(socket, 'ping timeout');
       }
     }
   }
@@ -278,6 +423,7 @@ export class XmppConnection extends Emitter {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#pingTimer);
+    clearTimeout(this.#ackTimer);
     for (const [, pending] of this.#pending) {
       clearTimeout(pending.timer);
       pending.reject(new IqError('disconnected'));
