@@ -447,6 +447,19 @@ async def resume():
         smid = re.search(r"id=[\"']([^\"']+)", enabled).group(1)
         return ws, recv, jid, smid
 
+    # Oversized frames get a stream error over WebSocket too.
+    for size in (70 * 1024, 1024 * 1024):
+        bad = await websockets.connect(url, subprotocols=["xmpp"], max_size=None)
+        await bad.send(f"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{DOMAIN}' version='1.0'/>")
+        await bad.send("<message xmlns='jabber:client'><body>" + "x" * size + "</body></message>")
+        frames = []
+        try:
+            while True:
+                frames.append(await asyncio.wait_for(bad.recv(), TIMEOUT))
+        except websockets.ConnectionClosed:
+            pass
+        check(any("policy-violation" in f for f in frames) and "close" in frames[-1], f"{size}: {frames[-2:]}")
+
     ws, recv, jid, smid = await ws_login()
     # Join a room: occupancy must survive the cut.
     room = f"resumption@{MUC}"

@@ -42,6 +42,8 @@ async fn upgrade(
     upgrade
         .protocols(["xmpp"])
         .max_message_size(max + 1024)
+        // tungstenite reserves 128 KiB per connection by default; stanzas are small.
+        .read_buffer_size(8 * 1024)
         .on_upgrade(move |socket| serve(server, socket, peer))
 }
 
@@ -69,7 +71,10 @@ async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
                 },
                 Some(Ok(Message::Binary(_))) => vec![Write::Close(Some(StreamError::UnsupportedStanzaType))],
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                // tungstenite refuses frames over `max_message_size` (and broken framing)
+                // with an error; tell the client why, in case the socket still works.
+                Some(Err(_)) => vec![Write::Close(Some(StreamError::PolicyViolation))],
+                Some(Ok(Message::Close(_))) | None => return,
             }},
             outside = conn.next_outside() => match outside {
                 Outside::Delivery(stanza) => conn.deliver(stanza),
