@@ -1044,7 +1044,7 @@ impl Conference {
                     })?
                     .description()?;
                 let accepted = jingle.sources();
-                sources::validate(&accepted, &others)?;
+                sources::validate(nick, &accepted, &others)?;
                 out.send(iq_result(request, None));
                 session.state = SessionState::Active;
                 participant.sources = accepted.clone();
@@ -1079,7 +1079,7 @@ impl Conference {
                 require_active()?;
                 let added = jingle.sources();
                 let updated = sources::add(&participant.sources, &added);
-                sources::validate(&updated, &others)?;
+                sources::validate(nick, &updated, &others)?;
                 out.send(iq_result(request, None));
                 participant.sources = updated;
                 out.bridge(
@@ -1096,7 +1096,7 @@ impl Conference {
                 require_active()?;
                 let removed = jingle.sources();
                 let updated = sources::remove(&participant.sources, &removed)?;
-                sources::validate(&updated, &others)?;
+                sources::validate(nick, &updated, &others)?;
                 out.send(iq_result(request, None));
                 participant.sources = updated;
                 out.bridge(

@@ -15,6 +15,8 @@ const MAX_SIMULCAST_LAYERS: usize = 4;
 pub enum SourceError {
     #[error("SSRC 0 is not a valid SSRC")]
     ZeroSsrc,
+    #[error("source name '{0}' does not start with the endpoint id")]
+    ForeignName(String),
     #[error("SSRC {0} is signalled twice")]
     DuplicateSsrc(u32),
     #[error("SSRC {0} belongs to another endpoint")]
@@ -43,9 +45,10 @@ pub enum SourceError {
     UnknownGroup,
 }
 
-/// Checks the complete source set of one endpoint against its own rules and against the
-/// sets of every other endpoint in the conference.
+/// Checks the complete source set of `endpoint` against its own rules and against the sets
+/// of every other endpoint in the conference.
 pub fn validate<'a>(
+    endpoint: &str,
     set: &SourceSet,
     others: impl IntoIterator<Item = &'a SourceSet>,
 ) -> Result<(), SourceError> {
@@ -65,6 +68,15 @@ pub fn validate<'a>(
             .is_some()
         {
             return Err(SourceError::DuplicateSsrc(source.ssrc));
+        }
+        // Source names are `<endpoint>-a0`, `<endpoint>-v1`...: receivers and the bridge
+        // key tracks and constraints on them, so nobody may use another's.
+        if let Some(name) = &source.name
+            && !name
+                .strip_prefix(endpoint)
+                .is_some_and(|rest| rest.starts_with('-'))
+        {
+            return Err(SourceError::ForeignName(name.clone()));
         }
     }
     for other in others {
@@ -234,64 +246,79 @@ mod tests {
 
     #[test]
     fn a_simulcast_stream_with_rtx_is_valid() {
-        assert_eq!(validate(&simulcast(100, "m v"), []), Ok(()));
+        assert_eq!(validate("ab", &simulcast(100, "m v"), []), Ok(()));
+    }
+
+    #[test]
+    fn source_names_belong_to_the_endpoint() {
+        assert_eq!(
+            validate("abc", &simulcast(100, "m v"), []),
+            Err(SourceError::ForeignName("ab-v0".into()))
+        );
+        assert_eq!(
+            validate("a", &simulcast(100, "m v"), []),
+            Err(SourceError::ForeignName("ab-v0".into()))
+        );
     }
 
     #[test]
     fn rules_of_one_endpoint() {
         let mut set = simulcast(100, "m v");
         set.sources[3].msid = Some("other".into());
-        assert_eq!(validate(&set, []), Err(SourceError::InconsistentMsid));
+        assert_eq!(validate("ab", &set, []), Err(SourceError::InconsistentMsid));
 
         let mut set = simulcast(100, "m v");
         set.groups[1].ssrcs.push(999);
-        assert_eq!(validate(&set, []), Err(SourceError::BadFidGroup));
+        assert_eq!(validate("ab", &set, []), Err(SourceError::BadFidGroup));
 
         let mut set = simulcast(100, "m v");
         set.groups.push(group(GroupSemantics::Fid, &[101, 777]));
         assert_eq!(
-            validate(&set, []),
+            validate("ab", &set, []),
             Err(SourceError::UnknownGroupMember(777))
         );
 
         let mut set = simulcast(100, "m v");
         set.sources[0].msid = None;
-        assert_eq!(validate(&set, []), Err(SourceError::MissingMsid(101)));
+        assert_eq!(validate("ab", &set, []), Err(SourceError::MissingMsid(101)));
 
         let set = add(&simulcast(100, "m v"), &simulcast(200, "m v"));
         assert_eq!(
-            validate(&set, []),
+            validate("ab", &set, []),
             Err(SourceError::SharedMsid("m v".into()))
         );
 
         let set = add(&simulcast(100, "m v"), &simulcast(100, "x y"));
-        assert_eq!(validate(&set, []), Err(SourceError::DuplicateSsrc(101)));
+        assert_eq!(
+            validate("ab", &set, []),
+            Err(SourceError::DuplicateSsrc(101))
+        );
 
         let set = SourceSet {
             sources: (1..=21).map(|s| source(s, None)).collect(),
             groups: vec![],
         };
-        assert_eq!(validate(&set, []), Err(SourceError::TooManySources));
+        assert_eq!(validate("ab", &set, []), Err(SourceError::TooManySources));
 
         let set = SourceSet {
             sources: vec![source(0, None)],
             groups: vec![],
         };
-        assert_eq!(validate(&set, []), Err(SourceError::ZeroSsrc));
+        assert_eq!(validate("ab", &set, []), Err(SourceError::ZeroSsrc));
     }
 
     #[test]
     fn ssrcs_and_msids_are_unique_in_the_conference() {
         let other = simulcast(100, "theirs");
         assert_eq!(
-            validate(&simulcast(100, "mine"), [&other]),
+            validate("ab", &simulcast(100, "mine"), [&other]),
             Err(SourceError::ForeignSsrc(101))
         );
         assert_eq!(
-            validate(&simulcast(200, "theirs"), [&other]),
+            validate("ab", &simulcast(200, "theirs"), [&other]),
             Err(SourceError::ForeignMsid("theirs".into()))
         );
-        assert_eq!(validate(&simulcast(200, "mine"), [&other]), Ok(()));
+        assert_eq!(validate("ab", &simulcast(200, "mine"), [&other]), Ok(()));
     }
 
     #[test]

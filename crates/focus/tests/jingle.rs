@@ -56,7 +56,7 @@ fn a_lib_jitsi_meet_session_accept_yields_transport_media_and_sources() {
         .unwrap();
     assert_eq!(sim.ssrcs, vec![7011, 7021, 7031]);
     assert_eq!(sources.groups.len(), 4);
-    assert!(convene_focus::sources::validate(&sources, []).is_ok());
+    assert!(convene_focus::sources::validate("3f2a9c1e", &sources, []).is_ok());
 }
 
 #[test]
@@ -273,6 +273,17 @@ fn hostile_jingle_is_refused_without_disturbing_the_others() {
                 &sid_b,
                 "x2",
                 &video_source(555, "alice-video-0-1 9a4e-v0"),
+            ),
+            "bad-request",
+            false,
+        ),
+        // A source named as one of alice's.
+        (
+            source_add(
+                "bob",
+                &sid_b,
+                "x5",
+                r#"<source xmlns="urn:xmpp:jingle:apps:rtp:ssma:0" ssrc="556" name="alice-v0"><parameter name="msid" value="q r"/></source>"#,
             ),
             "bad-request",
             false,
