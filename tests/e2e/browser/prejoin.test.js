@@ -32,6 +32,8 @@ describe('home and pre-join pages', { timeout: 120_000 }, () => {
       await page.waitForFunction(() => /** @type {HTMLVideoElement} */ (document.getElementById('preview')).videoWidth > 0);
       assert.equal(await page.locator('#media-error').isHidden(), true);
       assert.ok((await page.locator('#cam-select option').count()) >= 1);
+      // The fake microphone beeps: the level meter moves.
+      await page.waitForFunction(() => parseFloat(/** @type {HTMLElement} */ (document.getElementById('mic-level')).style.width) > 0, undefined, { timeout: 10_000 });
     } finally {
       await browser.close();
     }

@@ -39,9 +39,9 @@ export async function openLocalMedia(want) {
     media.errors.push('This browser cannot use a camera or microphone here (a secure https:// page is needed).');
     return media;
   }
-  const audio = want.audio ? { deviceId: want.micId ? { exact: want.micId } : undefined, echoCancellation: true, noiseSuppression: true } : false;
+  const audio = want.audio ? { deviceId: want.micId ? { ideal: want.micId } : undefined, echoCancellation: true, noiseSuppression: true } : false;
   const video = want.video
-    ? { deviceId: want.camId ? { exact: want.camId } : undefined, height: { ideal: want.height }, width: { ideal: Math.round((want.height * 16) / 9) }, frameRate: { ideal: 30 } }
+    ? { deviceId: want.camId ? { ideal: want.camId } : undefined, height: { ideal: want.height }, width: { ideal: Math.round((want.height * 16) / 9) }, frameRate: { ideal: 30 } }
     : false;
   if (!audio && !video) return media;
   try {

@@ -89,6 +89,7 @@ async function showPrejoin() {
     setToggle(byId('pre-cam'), on, icons.cam, icons.camOff, 'camera');
   };
 
+  const stopMeter = micMeter(byId('mic-level'));
   /** @param {{ micId?: string, camId?: string }} ids */
   const acquire = async (ids) => {
     state.mic?.stop();
@@ -100,6 +101,7 @@ async function showPrejoin() {
     const { mics, cams } = await listDevices();
     fillSelect(micSelect, mics, state.mic?.getSettings().deviceId);
     fillSelect(camSelect, cams, state.cam?.getSettings().deviceId);
+    rememberDevices();
     refreshPreview();
   };
 
@@ -114,6 +116,7 @@ async function showPrejoin() {
     refreshPreview();
   };
   const join = () => {
+    stopMeter();
     state.displayName = nameInput.value.trim().slice(0, 64);
     localStorage.setItem('convene.displayName', state.displayName);
     byId('prejoin').hidden = true;
@@ -124,7 +127,56 @@ async function showPrejoin() {
   nameInput.onkeydown = (ev) => {
     if (ev.key === 'Enter') join();
   };
-  await acquire({});
+  await acquire({ micId: localStorage.getItem('convene.micId') ?? undefined, camId: localStorage.getItem('convene.camId') ?? undefined });
+}
+
+/** Keeps the chosen devices for the next meeting. */
+function rememberDevices() {
+  const micId = state.mic?.getSettings().deviceId;
+  const camId = state.cam?.getSettings().deviceId;
+  if (micId) localStorage.setItem('convene.micId', micId);
+  if (camId) localStorage.setItem('convene.camId', camId);
+}
+
+/**
+ * Shows the microphone level on the pre-join screen; returns the function that stops it.
+ * @param {HTMLElement} bar
+ */
+function micMeter(bar) {
+  /** @type {AudioContext | undefined} */
+  let context;
+  /** @type {MediaStreamTrack | null} */
+  let source = null;
+  /** @type {AnalyserNode | undefined} */
+  let analyser;
+  const samples = new Uint8Array(512);
+  let running = true;
+  const tick = () => {
+    if (!running) return;
+    const mic = state.micMuted ? null : state.mic;
+    if (mic !== source) {
+      source = mic;
+      analyser = undefined;
+      if (mic) {
+        context ??= new AudioContext();
+        analyser = context.createAnalyser();
+        analyser.fftSize = samples.length;
+        context.createMediaStreamSource(new MediaStream([mic])).connect(analyser);
+      }
+    }
+    let peak = 0;
+    if (analyser) {
+      analyser.getByteTimeDomainData(samples);
+      for (const v of samples) peak = Math.max(peak, Math.abs(v - 128) / 128);
+    }
+    bar.style.width = `${Math.min(100, Math.round(peak * 140))}%`;
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+  return () => {
+    running = false;
+    context?.close().catch(() => undefined);
+  };
 }
 
 /** @param {string[]} errors */
@@ -229,6 +281,10 @@ async function connect() {
     for (const [id, p] of conference.participants) applyParticipant(grid.ensure(id, p.displayName || 'Guest'), p);
   });
   conference.on('chat', addChatMessage);
+  conference.on('media-connected', (up) => {
+    if (!up) banner('Media connection interrupted. Trying to restore it…', 'error');
+    else if (byId('banner').textContent?.startsWith('Media connection')) byId('banner').hidden = true;
+  });
   conference.on('reaction', ({ from, reaction }) => {
     const emoji = REACTIONS.get(reaction);
     if (emoji) grid.tiles.get(from)?.showReaction(emoji);
@@ -336,6 +392,7 @@ function renderToolbar() {
   react.innerHTML = icons.react;
   react.title = 'Send a reaction';
   react.setAttribute('aria-label', react.title);
+  document.title = `${state.unread > 0 ? `(${state.unread}) ` : ''}${room} · ${config.appName ?? 'Convene'}`;
   const chat = byId('btn-chat');
   chat.innerHTML = icons.chat + (state.unread > 0 ? `<span class="badge" id="unread">${state.unread}</span>` : '');
   chat.title = state.unread > 0 ? `Chat (${state.unread} unread)` : 'Chat';

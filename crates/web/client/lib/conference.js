@@ -54,6 +54,7 @@ import { IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {JingleSession} media-session a new media session (PeerConnection) started
  * @property {boolean} simulcast whether our camera sends simulcast layers
  * @property {{ from: string, reaction: string }} reaction an emoji reaction (Jitsi's `endpoint-reaction`)
+ * @property {boolean} media-connected whether the media path to the bridge is up (ICE)
  */
 
 const MAX_CHAT_LENGTH = 10_000;
@@ -315,6 +316,8 @@ export class Conference extends Emitter {
     session.on('source-removed', (source) => this.emit('track-removed', source.name));
     session.on('simulcast', (on) => this.emit('simulcast', on));
     session.on('ice-state', (state) => {
+      if (state === 'connected' || state === 'completed') this.emit('media-connected', true);
+      else if (state === 'disconnected') this.emit('media-connected', false);
       if (state === 'failed' && this.session === session) this.#fail('the media connection failed');
     });
     this.emit('media-session', session);
