@@ -112,23 +112,13 @@ struct Notice<'a> {
     destroy: bool,
 }
 
+/// The rooms of the MUC service (the router sends it what is addressed to its domain).
+#[derive(Default)]
 pub struct Muc {
-    service: String,
     rooms: HashMap<BareJid, Room>,
 }
 
 impl Muc {
-    pub fn new(service: String) -> Self {
-        Self {
-            service,
-            rooms: HashMap::new(),
-        }
-    }
-
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-
     pub fn room_count(&self) -> usize {
         self.rooms.len()
     }

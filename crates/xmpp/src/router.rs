@@ -70,17 +70,12 @@ pub struct Router {
 
 impl Router {
     pub fn new(domains: Domains) -> Self {
-        let muc = Muc::new(domains.conference.clone());
         Self {
             domains,
             sessions: HashMap::new(),
             internal: HashSet::new(),
-            muc,
+            muc: Muc::default(),
         }
-    }
-
-    pub fn domains(&self) -> &Domains {
-        &self.domains
     }
 
     pub fn room_count(&self) -> usize {
@@ -203,6 +198,11 @@ impl Router {
         let getting = stanza.attr("type") == Some("get");
         let answer = match namespace.as_str() {
             ns::PING if getting => iq_result(&stanza),
+            // STUN/TURN discovery (XEP-0215): this server knows of none; an empty list
+            // spares the Jitsi clients an error.
+            ns::EXTDISCO_2 | ns::EXTDISCO_1 if getting => {
+                iq_result_with(&stanza, Some(Element::bare("services", namespace.as_str())))
+            }
             ns::DISCO_INFO if getting => {
                 let is_host = stanza
                     .attr("to")

@@ -22,6 +22,8 @@ pub mod ns {
     pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
     pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
     pub const DATA_FORMS: &str = "jabber:x:data";
+    pub const EXTDISCO_1: &str = "urn:xmpp:extdisco:1";
+    pub const EXTDISCO_2: &str = "urn:xmpp:extdisco:2";
 }
 
 /// RFC 6120 §8.3.3 stanza error conditions we produce.
