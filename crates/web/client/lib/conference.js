@@ -9,6 +9,7 @@
 import { BridgeChannel } from './bridge-channel.js';
 import { Emitter } from './emitter.js';
 import { parseJingle } from './jingle-sdp.js';
+import { readOccupantPresence } from './presence.js';
 import { JingleSession } from './jingle-session.js';
 import { NS, XmlElement, xml } from './xml.js';
 import { IqError, XmppConnection, errorCondition } from './xmpp.js';
@@ -195,39 +196,25 @@ export class Conference extends Emitter {
 
   /** @param {XmlElement} p */
   #onPresence(p) {
-    const from = p.attr('from') ?? '';
-    if (!from.startsWith(`${this.roomJid}/`) || p.attr('type') === 'error') return;
-    const nick = from.slice(this.roomJid.length + 1);
-    const item = p.child('x', NS.mucUser)?.child('item');
-    const realJid = item?.attr('jid') ?? '';
-    const isFocus = nick === 'focus' || (this.#focusJid !== '' && realJid.startsWith(`${this.#focusJid}/`));
-    if (isFocus) {
-      if (p.attr('type') === 'unavailable' && this.#joined) this.#fail('the conference focus left');
+    const occupant = readOccupantPresence(p, this.roomJid, this.#focusJid);
+    if (!occupant) return;
+    if (occupant.isFocus) {
+      if (occupant.unavailable && this.#joined) this.#fail('the conference focus left');
       return;
     }
+    const { nick } = occupant;
     if (nick === this.endpointId) return;
-    if (p.attr('type') === 'unavailable') {
+    if (occupant.unavailable) {
       if (this.participants.delete(nick)) this.emit('participant-left', nick);
       return;
-    }
-    /** @type {Participant['sources']} */
-    let sources = {};
-    try {
-      const parsed = JSON.parse(p.child('SourceInfo')?.text || '{}');
-      if (parsed && typeof parsed === 'object') {
-        // A participant may only describe its own sources.
-        sources = Object.fromEntries(Object.entries(parsed).filter(([name]) => name.startsWith(`${nick}-`)));
-      }
-    } catch {
-      // keep the previous state
     }
     const known = this.participants.get(nick);
     /** @type {Participant} */
     const participant = {
       id: nick,
-      displayName: p.child('nick', NS.nick)?.text ?? known?.displayName ?? '',
-      role: item?.attr('role') ?? known?.role ?? 'participant',
-      sources,
+      displayName: occupant.displayName ?? known?.displayName ?? '',
+      role: occupant.role ?? known?.role ?? 'participant',
+      sources: occupant.sources ?? known?.sources ?? {},
     };
     this.participants.set(nick, participant);
     this.emit(known ? 'participant-updated' : 'participant-joined', participant);
