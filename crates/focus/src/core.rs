@@ -274,6 +274,8 @@ struct Conference {
     expected: Vec<(Jid, Instant)>,
     /// Whether any endpoint was ever allocated, so the bridge knows the conference.
     used_bridge: bool,
+    /// The bridge's own (feedback) sources, which no participant may claim either.
+    bridge_sources: SourceSet,
 }
 
 /// Why a Jingle request was refused.
@@ -544,6 +546,7 @@ impl Focus {
                 owner_granted: None,
                 expected: Vec::new(),
                 used_bridge: false,
+                bridge_sources: SourceSet::default(),
             };
             conference.join_room(&mut self.out);
             conference
@@ -900,6 +903,7 @@ impl Conference {
     }
 
     fn on_allocated(&mut self, out: &mut Outbox, nick: &str, sid: &str, offer: &EndpointOffer) {
+        self.bridge_sources = offer.feedback_sources.clone();
         let desired = self.desired_for(nick);
         let to = self.occupant_jid(nick);
         let Some(participant) = self.participant_mut(nick) else {
@@ -1009,6 +1013,7 @@ impl Conference {
             .iter()
             .filter(|p| p.nick != nick)
             .map(|p| p.sources.clone())
+            .chain([self.bridge_sources.clone()])
             .collect();
         let participant = self
             .participant_mut(nick)

@@ -288,6 +288,12 @@ fn hostile_jingle_is_refused_without_disturbing_the_others() {
             "bad-request",
             false,
         ),
+        // The bridge's own feedback SSRC (see `common::offer`).
+        (
+            source_add("bob", &sid_b, "x6", &video_source(2, "s t")),
+            "bad-request",
+            false,
+        ),
         // An FID group of three.
         (
             source_add(

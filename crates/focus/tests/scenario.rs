@@ -620,3 +620,59 @@ fn a_room_reopened_at_once_survives_the_echo_of_leaving_it() {
     assert_result(&take_reply(&mut h.stanzas, "c-bob"));
     h.join("bob");
 }
+
+#[test]
+fn bridge_requests_of_one_conference_run_one_at_a_time() {
+    let mut h = Harness::new(Config::default());
+    h.open_conference();
+    h.presence("alice", "none", "participant");
+    h.presence("bob", "none", "participant");
+    h.leave("bob");
+    assert_eq!(
+        h.in_flight(),
+        vec![BridgeRequest::AllocateEndpoint {
+            conference: conference(),
+            endpoint: endpoint("alice")
+        }],
+        "bob's allocation and expiry wait for alice's allocation"
+    );
+    // Another conference does not wait.
+    h.send_xml(
+        r#"<iq xmlns="jabber:client" type="set" id="o1" from="zoe@example.com/web" to="focus.example.com">
+             <conference xmlns="http://jitsi.org/protocol/focus" room="other@conference.example.com"/></iq>"#,
+    );
+    h.send_xml(&format!(
+        r#"<presence xmlns="jabber:client" from="other@conference.example.com/zoe" to="{FOCUS_FULL}">
+             <x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="participant" jid="zoe@example.com/web"/></x></presence>"#
+    ));
+    assert_eq!(h.in_flight().len(), 2);
+    // Answered in order: allocate bob, then expire bob, never the other way round.
+    let log = h.take_bridge_log();
+    let standup: Vec<&BridgeRequest> = log
+        .iter()
+        .filter(|r| !matches!(r, BridgeRequest::AllocateEndpoint { endpoint, .. } if endpoint.0 == "zoe"))
+        .collect();
+    assert_eq!(
+        standup,
+        [
+            &BridgeRequest::AllocateEndpoint {
+                conference: conference(),
+                endpoint: endpoint("alice")
+            },
+            &BridgeRequest::AllocateEndpoint {
+                conference: conference(),
+                endpoint: endpoint("bob")
+            },
+            &BridgeRequest::ExpireEndpoint {
+                conference: conference(),
+                endpoint: endpoint("bob")
+            },
+        ]
+    );
+    // Bob's stale allocation led to no offer.
+    assert!(take_jingle(&mut h.stanzas, "bob", Action::SessionInitiate).is_empty());
+    assert_eq!(
+        take_jingle(&mut h.stanzas, "alice", Action::SessionInitiate).len(),
+        1
+    );
+}

@@ -165,6 +165,14 @@ impl Harness {
         self.drain();
     }
 
+    /// The bridge requests issued and not answered yet.
+    pub fn in_flight(&self) -> Vec<BridgeRequest> {
+        self.pending
+            .iter()
+            .map(|(_, request)| request.clone())
+            .collect()
+    }
+
     /// Plays a healthy bridge: answers every request, including those the answers cause.
     pub fn run_bridge(&mut self) {
         while let Some((id, request)) = self.pending.pop_front() {
