@@ -110,7 +110,8 @@ export async function startConvene() {
 }
 
 /**
- * Launches headless Chromium (Debian's, never a downloaded one) with a fresh profile.
+ * Launches headless Chromium (Debian's, never a downloaded one). Each launch gets a fresh
+ * temporary user-data dir from Playwright, removed on close.
  * @param {string[]} [extraArgs]
  */
 export function launchChromium(extraArgs = ['--use-fake-ui-for-media-stream']) {
