@@ -21,6 +21,23 @@ pub enum ServerKind {
     Relay,
 }
 
+/// Bridge settings a run may override, passed to the server process as flags.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct BridgeTuning {
+    /// Bridge only: the downlink estimate (bit/s) assumed for a receiver before congestion
+    /// control has one. Default: the bridge's own default.
+    #[arg(long)]
+    pub bridge_initial_bandwidth_bps: Option<u64>,
+}
+
+impl BridgeTuning {
+    fn args(&self) -> Vec<String> {
+        self.bridge_initial_bandwidth_bps
+            .map(|bps| vec!["--bridge-initial-bandwidth-bps".into(), bps.to_string()])
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControlRequest {
     /// Passed to the bridge's `BridgeHandle::request`.
@@ -50,11 +67,12 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `exe server <kind>` and waits until it is ready.
-    pub async fn spawn(exe: &Path, kind: ServerKind) -> Result<Self> {
+    pub async fn spawn(exe: &Path, kind: ServerKind, tuning: BridgeTuning) -> Result<Self> {
         let kind_arg = serde_json::to_value(kind)?;
         let mut child = Command::new(exe)
             .arg("server")
             .arg(kind_arg.as_str().context("server kind")?)
+            .args(tuning.args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

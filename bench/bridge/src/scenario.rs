@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::bind_udp;
-use crate::control::{ServerKind, ServerProcess};
+use crate::control::{BridgeTuning, ServerKind, ServerProcess};
 use crate::plain_client::PlainEndpoint;
 use crate::procstat::{cpu_time, load_average, rss_bytes, udp_drops};
 use crate::recorder::{Recorder, Window};
@@ -76,8 +76,10 @@ impl Scenario {
     }
 }
 
+/// How a scenario is run.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing {
+pub struct RunSettings {
+    pub tuning: BridgeTuning,
     /// Longest wait for every stream to reach every receiver.
     pub connect_timeout: Duration,
     /// Extra time after that, for congestion control and layer selection to settle.
@@ -122,9 +124,9 @@ pub async fn run(
     exe: &Path,
     kind: ServerKind,
     scenario: Scenario,
-    timing: Timing,
+    settings: RunSettings,
 ) -> Result<Measurement> {
-    let mut server = ServerProcess::spawn(exe, kind).await?;
+    let mut server = ServerProcess::spawn(exe, kind, settings.tuning).await?;
     let pid = server.pid()?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_before = rss_bytes(pid)?;
@@ -231,7 +233,7 @@ pub async fn run(
             .sum()
     };
     let waiting_since = Instant::now();
-    while ready(&recorders) < expected && waiting_since.elapsed() < timing.connect_timeout {
+    while ready(&recorders) < expected && waiting_since.elapsed() < settings.connect_timeout {
         if let Some(ended) = tasks.try_join_next() {
             ended??;
             bail!("an endpoint stopped before the measurement");
@@ -243,11 +245,11 @@ pub async fn run(
         tracing::warn!(
             "{kind:?} {scenario}: {} of {expected} streams arrived within {:?} ({} of {endpoints} endpoints connected)",
             streams_ready.0,
-            timing.connect_timeout,
+            settings.connect_timeout,
             connected.load(Ordering::Relaxed)
         );
     }
-    tokio::time::sleep(timing.warmup).await;
+    tokio::time::sleep(settings.warmup).await;
 
     let own_pid = std::process::id();
     let (server_cpu_start, own_cpu_start) = (cpu_time(pid)?, cpu_time(own_pid)?);
@@ -256,7 +258,7 @@ pub async fn run(
     let drops_start = drops()?;
     let started = Instant::now();
     recorders.iter().for_each(Recorder::start_window);
-    tokio::time::sleep(timing.window).await;
+    tokio::time::sleep(settings.window).await;
     let mut window = Window::default();
     for recorder in &recorders {
         window.merge(recorder.take_window());

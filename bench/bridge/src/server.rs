@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use convene_bridge::Bridge;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Stdout};
 
-use crate::control::{ControlReply, ControlRequest, ServerKind};
+use crate::control::{BridgeTuning, ControlReply, ControlRequest, ServerKind};
 use crate::relay;
 
 async fn reply(stdout: &mut Stdout, reply: &ControlReply) -> Result<()> {
@@ -19,7 +19,7 @@ async fn reply(stdout: &mut Stdout, reply: &ControlReply) -> Result<()> {
 }
 
 /// Serves control requests until stdin closes.
-pub async fn serve(kind: ServerKind) -> Result<()> {
+pub async fn serve(kind: ServerKind, tuning: BridgeTuning) -> Result<()> {
     let mut stdout = tokio::io::stdout();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     match kind {
@@ -46,11 +46,14 @@ pub async fn serve(kind: ServerKind) -> Result<()> {
             }
         }
         ServerKind::Bridge => {
-            let config = convene_bridge::Config {
+            let mut config = convene_bridge::Config {
                 udp_port: 0,
                 addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
                 ..Default::default()
             };
+            if let Some(bps) = tuning.bridge_initial_bandwidth_bps {
+                config.initial_bandwidth_bps = bps;
+            }
             // The colibri-ws URL goes into offers only; the benchmark opens no bridge channel.
             let bridge = Bridge::start(config, "ws://127.0.0.1:0".into()).await?;
             let handle = bridge.handle();

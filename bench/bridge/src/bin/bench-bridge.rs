@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use convene_bench_bridge::control::ServerKind;
+use convene_bench_bridge::control::{BridgeTuning, ServerKind};
 use convene_bench_bridge::report::{Figures, table};
-use convene_bench_bridge::scenario::{self, Scenario, Timing};
+use convene_bench_bridge::scenario::{self, RunSettings, Scenario};
 use convene_bench_bridge::server;
 
 #[derive(Parser)]
@@ -27,7 +27,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Internal: the server process the benchmark starts and measures.
-    Server { kind: ServerKind },
+    Server {
+        kind: ServerKind,
+        #[command(flatten)]
+        tuning: BridgeTuning,
+    },
 }
 
 #[derive(clap::Args)]
@@ -47,6 +51,8 @@ struct RunArgs {
     /// Seconds measured.
     #[arg(long, default_value_t = 10)]
     window_secs: u64,
+    #[command(flatten)]
+    tuning: BridgeTuning,
 }
 
 #[tokio::main]
@@ -60,14 +66,15 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Server { kind }) => server::serve(kind).await,
+        Some(Command::Server { kind, tuning }) => server::serve(kind, tuning).await,
         None => run(cli.run).await,
     }
 }
 
 async fn run(args: RunArgs) -> Result<()> {
     let exe = std::env::current_exe().context("locating this executable")?;
-    let timing = Timing {
+    let settings = RunSettings {
+        tuning: args.tuning,
         connect_timeout: Duration::from_secs(args.connect_timeout_secs),
         warmup: Duration::from_secs(args.warmup_secs),
         window: Duration::from_secs(args.window_secs),
@@ -88,7 +95,7 @@ async fn run(args: RunArgs) -> Result<()> {
         let mut relay = None;
         for kind in &args.servers {
             eprintln!("running {scenario} on the {kind:?} ...");
-            let measurement = scenario::run(&exe, *kind, *scenario, timing)
+            let measurement = scenario::run(&exe, *kind, *scenario, settings)
                 .await
                 .with_context(|| format!("{scenario} on the {kind:?}"))?;
             match kind {
