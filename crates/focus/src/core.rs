@@ -948,6 +948,7 @@ impl Conference {
                 ice_restart: false,
             }),
             reason: None,
+            json_sources: Vec::new(),
         };
         session.signaled = desired;
         session.state = SessionState::Offered;
@@ -1188,6 +1189,7 @@ impl Conference {
                 condition: "success".into(),
                 text: Some("the bridge expired the endpoint".into()),
             }),
+            json_sources: Vec::new(),
         };
         let restart = participant.allow_restart(now);
         info!(room = %self.room, %nick, restart, "the bridge expired an endpoint");
@@ -1260,5 +1262,6 @@ fn source_update(action: Action, sid: &str, sets: &BTreeMap<String, SourceSet>) 
         bundle: None,
         bridge_session: None,
         reason: None,
+        json_sources: Vec::new(),
     }
 }

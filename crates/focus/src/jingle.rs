@@ -17,6 +17,7 @@ use convene_bridge::api::{
 };
 use minidom::{Element, NSChoice};
 
+use crate::json_sources;
 use crate::ns;
 use crate::xml::{
     ElementExt, ParseError, optional, optional_parsed, push_bounded, required, required_parsed,
@@ -101,6 +102,8 @@ pub struct Jingle {
     pub bundle: Option<Vec<String>>,
     pub bridge_session: Option<BridgeSession>,
     pub reason: Option<Reason>,
+    /// Sources per owner from a Jitsi `json-message` (the JSON form of the same elements).
+    pub json_sources: Vec<(String, SourceSet)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +196,7 @@ impl Jingle {
             bundle: None,
             bridge_session: None,
             reason: None,
+            json_sources: Vec::new(),
         };
         for child in el.children() {
             if child.is("content", ns::JINGLE) {
@@ -217,6 +221,11 @@ impl Jingle {
                 });
             } else if child.is("reason", ns::JINGLE) {
                 jingle.reason = Some(Reason::parse(child)?);
+            } else if child.is("json-message", ns::JITMEET) {
+                // Not `text()` with its short limit: a JSON source map is legitimately long.
+                jingle
+                    .json_sources
+                    .extend(json_sources::parse(&child.text())?);
             }
         }
         Ok(jingle)
@@ -243,6 +252,12 @@ impl Jingle {
         }
         if let Some(reason) = &self.reason {
             el = el.with_child(reason.to_element());
+        }
+        if !self.json_sources.is_empty() {
+            el = el.with_child(
+                Element::bare("json-message", ns::JITMEET)
+                    .with_text(json_sources::to_json(&self.json_sources)),
+            );
         }
         el
     }
@@ -279,14 +294,18 @@ impl Jingle {
             .collect()
     }
 
-    /// All sources and groups of all contents, ignoring any `ssrc-info` owner: what a
-    /// participant signals is always its own.
+    /// All sources and groups of all contents and of the JSON form, ignoring any owner:
+    /// what a participant signals is always its own.
     pub fn sources(&self) -> SourceSet {
         let mut set = SourceSet::default();
         for description in self.contents.iter().filter_map(|c| c.description.as_ref()) {
             set.sources
                 .extend(description.sources.iter().map(|s| s.source.clone()));
             set.groups.extend(description.groups.iter().cloned());
+        }
+        for (_, json) in &self.json_sources {
+            set.sources.extend(json.sources.iter().cloned());
+            set.groups.extend(json.groups.iter().cloned());
         }
         set
     }

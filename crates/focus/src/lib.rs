@@ -9,6 +9,7 @@ pub use config::Config;
 
 mod core;
 pub mod jingle;
+pub mod json_sources;
 pub mod ns;
 mod shell;
 pub mod sources;

@@ -33,6 +33,8 @@ pub enum ParseError {
     UnknownAction(String),
     #[error("<{element}> is missing")]
     MissingElement { element: &'static str },
+    #[error("invalid JSON-encoded sources")]
+    InvalidJsonSources,
 }
 
 /// Builder-style additions to [`Element`] so that wire code reads like the XML it makes.

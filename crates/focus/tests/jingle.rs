@@ -437,3 +437,38 @@ fn the_session_initiate_is_shaped_for_the_jitsi_client() {
     assert_eq!(group.attr("semantics"), Some("BUNDLE"));
     assert!(jingle.has_child("bridge-session", "http://jitsi.org/protocol/focus"));
 }
+
+#[test]
+fn json_encoded_sources_are_read_and_validated_like_xml_ones() {
+    let (mut h, _, sid_b) = two_active();
+    let json_add = |id: &str, json: &str| {
+        format!(
+            r#"<iq xmlns="jabber:client" type="set" id="{id}" from="{ROOM}/bob" to="{FOCUS_FULL}">
+                 <jingle xmlns="urn:xmpp:jingle:1" action="source-add" sid="{sid_b}">
+                   <json-message xmlns="http://jitsi.org/jitmeet">{json}</json-message>
+                 </jingle></iq>"#
+        )
+    };
+    let stolen = json_add(
+        "j1",
+        r#"{"sources":{"bob":[[{"s":1011,"n":"bob-v1","m":"x y"}]]}}"#,
+    );
+    assert_eq!(error_of(&h.request_xml(&stolen)).0, "bad-request");
+    let garbage = json_add("j2", r#"{"sources":{"bob":"nope"}}"#);
+    assert_eq!(error_of(&h.request_xml(&garbage)).0, "bad-request");
+    assert!(h.stanzas.is_empty());
+
+    let desktop = json_add(
+        "j3",
+        r#"{"sources":{"bob":[[{"s":2077,"n":"bob-v1","m":"bob-video-1-1 d","v":"d"},{"s":2078,"n":"bob-v1","m":"bob-video-1-1 d","v":"d"}],[["f",2077,2078]]]}}"#,
+    );
+    assert_result(&h.request_xml(&desktop));
+    let adds = take_jingle(&mut h.stanzas, "alice", Action::SourceAdd);
+    assert_eq!(
+        owned_ssrcs(&adds[0]),
+        vec![("bob".to_owned(), 2077), ("bob".to_owned(), 2078)]
+    );
+    assert_eq!(fid_groups(&adds[0]), vec![vec![2077, 2078]]);
+    let source = &adds[0].contents[0].description.as_ref().unwrap().sources[0].source;
+    assert_eq!(source.video_type, Some(VideoType::Desktop));
+}
