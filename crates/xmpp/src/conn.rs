@@ -37,7 +37,7 @@ pub struct Conn {
     server: XmppServer,
     session: Session,
     peer: IpAddr,
-    receiver: Option<mpsc::Receiver<Element>>,
+    receiver: Option<mpsc::Receiver<Box<Element>>>,
     /// Resumption id, when the client enabled stream management with resume.
     resumable: Option<String>,
     /// Fires when a newer connection resumes this session.
@@ -205,7 +205,7 @@ impl Conn {
             let delivery = async {
                 match receiver {
                     Some(receiver) => receiver.recv().await,
-                    None => std::future::pending::<Option<Element>>().await,
+                    None => std::future::pending::<Option<Box<Element>>>().await,
                 }
             };
             let takeover = async {
@@ -217,10 +217,12 @@ impl Conn {
             tokio::select! {
                 stanza = delivery => {
                     return match stanza {
-                        Some(stanza) => Outside::Delivery(stanza),
+                        Some(stanza) => Outside::Delivery(*stanza),
                         None => {
                             // Nothing to park: the router already ended the session.
-                            self.resumable = None;
+                            if let Some(id) = self.resumable.take() {
+                                self.server.shared().attached.remove(&id);
+                            }
                             Outside::Evicted
                         }
                     };
@@ -242,7 +244,7 @@ impl Conn {
         let mut actions = Vec::new();
         self.session.deliver(first, &mut actions);
         while let Some(next) = self.receiver.as_mut().and_then(|r| r.try_recv().ok()) {
-            self.session.deliver(next, &mut actions);
+            self.session.deliver(*next, &mut actions);
             if actions.len() > 256 {
                 break;
             }
@@ -304,7 +306,10 @@ impl Conn {
             return; // resumed: the parked sink and receiver carry on
         }
         let (sink, receiver) = mpsc::channel(self.server.inner.config.max_unacked.max(1));
-        self.server.shared().sinks.insert(jid, sink);
+        self.server
+            .shared()
+            .sinks
+            .insert(jid, crate::Sink::Session(sink));
         self.receiver = Some(receiver);
     }
 

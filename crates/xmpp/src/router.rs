@@ -86,10 +86,6 @@ impl Router {
         self.internal.extend(addresses.iter().cloned());
     }
 
-    pub fn is_internal(&self, jid: &Jid) -> bool {
-        self.internal.contains(jid)
-    }
-
     fn session_exists(&self, jid: &Jid) -> bool {
         jid.resource().is_some_and(|r| {
             self.sessions
