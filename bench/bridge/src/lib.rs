@@ -19,6 +19,12 @@ pub mod traffic;
 pub mod webrtc_client;
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A deadline for `select!` branches that have nothing scheduled.
+pub(crate) fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
 
 /// Socket buffers for the load generator's sockets: large enough that a frame burst from
 /// every sender never overflows them (the kernel caps this at rmem_max), so that losses

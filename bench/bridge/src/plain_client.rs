@@ -10,6 +10,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
 
+use crate::far_future;
 use crate::recorder::{Recorder, SeqExtender};
 use crate::source::{MediaSource, OutPacket};
 
@@ -64,8 +65,4 @@ impl PlainEndpoint {
             }
         }
     }
-}
-
-pub(crate) fn far_future() -> Instant {
-    Instant::now() + std::time::Duration::from_secs(3600)
 }

@@ -13,7 +13,7 @@ const RTP_HEADER_LEN: usize = 12;
 /// A forwarding rule: packets of `ssrc` go to every address in `to`.
 pub type Route = (u32, Vec<SocketAddr>);
 
-/// Runs the relay until the route channel closes and the socket fails.
+/// Runs the relay until its socket fails; routes may be added while it runs.
 pub fn run(socket: UdpSocket, routes: Receiver<Route>) -> std::io::Result<()> {
     let mut table: HashMap<u32, Vec<SocketAddr>> = HashMap::new();
     let mut buf = [0u8; MAX_DATAGRAM];

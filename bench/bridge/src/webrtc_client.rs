@@ -23,7 +23,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
 
-use crate::plain_client::far_future;
+use crate::far_future;
 use crate::recorder::Recorder;
 use crate::source::MediaSource;
 use crate::traffic::SenderSsrcs;
