@@ -270,6 +270,23 @@ async def second_resource():
     await stream.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>one</resource></bind></iq>")
     answer = await stream.expect("</iq>")
     check("type='error'" in answer.replace('"', "'") and "<conflict" in answer, answer)
+    # A session detached with stream management gives its resource to a new login
+    # that does not resume it; a live one keeps it (above).
+    await stream.send("<iq type='set' id='b2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>three</resource></bind></iq>")
+    await stream.expect("</iq>")
+    await stream.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    await stream.expect("<enabled")
+    writer.transport.abort()
+    await asyncio.sleep(0.2)
+    reader, writer = await asyncio.open_connection(HOST, PORT)
+    stream = RawStream(reader, writer)
+    await stream.open()
+    await stream.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{b64(chr(0) + user + chr(0) + password)}</auth>")
+    await stream.expect("<success")
+    await stream.open()
+    await stream.send("<iq type='set' id='b3'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>three</resource></bind></iq>")
+    answer = await stream.expect("</iq>")
+    check(f"{user}@{DOMAIN}/three" in answer, answer)
     writer.close()
     await one["xep_0199"].ping(jid=DOMAIN, timeout=TIMEOUT)
     for client in (one, two, other):

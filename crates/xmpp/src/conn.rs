@@ -394,7 +394,26 @@ impl CredentialLookup for ServerEnv<'_> {
 }
 
 impl Env for ServerEnv<'_> {
+    /// Binds `jid`. A detached session holding the resource (its client came back without
+    /// resuming) gives way, as Prosody does with hibernating sessions; a live one wins.
     fn bind(&mut self, jid: &Jid) -> Result<(), BindError> {
-        self.server.shared().router.bind(jid)
+        let mut shared = self.server.shared();
+        if shared.router.bind(jid).is_ok() {
+            return Ok(());
+        }
+        let detached = shared
+            .parked
+            .iter()
+            .find(|(_, parked)| &parked.detached.jid == jid)
+            .map(|(id, _)| id.clone());
+        let Some(id) = detached else {
+            return Err(BindError::Conflict);
+        };
+        shared.parked.remove(&id);
+        shared.sinks.remove(jid);
+        let mut out = Vec::new();
+        shared.router.unbind(jid, &mut out);
+        shared.deliver(out);
+        shared.router.bind(jid)
     }
 }
