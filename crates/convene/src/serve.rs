@@ -31,7 +31,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Focus: an in-process XMPP entity that drives the bridge.
     let focus_addresses =
         convene_focus::addresses(&config.domain).context("the domain is not a valid JID")?;
-    let bridge_events = bridge.take_events().context("bridge events already taken")?;
+    let bridge_events = bridge
+        .take_events()
+        .context("bridge events already taken")?;
     convene_focus::spawn(
         &config.domain,
         config.focus.clone(),
