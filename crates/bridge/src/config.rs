@@ -10,6 +10,9 @@ use serde::Deserialize;
 pub struct Config {
     /// The one UDP port all endpoints share (0 picks a free port, for tests).
     pub udp_port: u16,
+    /// Also listen for ICE-TCP (RFC 6544 passive candidates, RFC 4571 framing) on the same
+    /// port number over TCP, for clients whose UDP is blocked.
+    pub ice_tcp: bool,
     /// Addresses to bind and advertise as host candidates. Empty: the machine's
     /// non-loopback interface addresses, else loopback.
     pub addresses: Vec<IpAddr>,
@@ -30,6 +33,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             udp_port: 10000,
+            ice_tcp: true,
             addresses: Vec::new(),
             colibri_ws_base: String::new(),
             server_id: "jvb1".into(),

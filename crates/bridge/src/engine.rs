@@ -13,7 +13,7 @@ use rand::distr::Alphanumeric;
 use str0m::bwe::BweKind;
 use str0m::ice::StunMessage;
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, Mid, Rid};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc};
 use subtle::ConstantTimeEq;
@@ -54,6 +54,8 @@ const VIDEO_MID: &str = "video";
 pub struct Settings {
     /// Bound UDP addresses; each is a local ICE host candidate.
     pub local_addrs: Vec<SocketAddr>,
+    /// Listening ICE-TCP addresses (RFC 6544 passive candidates, lower priority).
+    pub tcp_addrs: Vec<SocketAddr>,
     pub colibri_ws_base: String,
     pub server_id: String,
     pub idle_timeout: Duration,
@@ -224,8 +226,9 @@ pub struct Core {
     endpoints: HashMap<EndpointKey, Endpoint>,
     next_key: EndpointKey,
     by_ufrag: HashMap<String, EndpointKey>,
-    /// (remote, local) → endpoint, learnt from authenticated STUN and from our own sends.
-    by_addr: HashMap<(SocketAddr, SocketAddr), EndpointKey>,
+    /// (protocol, remote, local) → endpoint, learnt from authenticated STUN and from our
+    /// own sends.
+    by_addr: HashMap<(Protocol, SocketAddr, SocketAddr), EndpointKey>,
     pending: VecDeque<(EndpointKey, Event)>,
     output: VecDeque<CoreOutput>,
     counters: Counters,
@@ -356,11 +359,12 @@ fn all_ssrcs(set: &SourceSet) -> impl Iterator<Item = u32> + '_ {
 /// Remote candidate from Jingle; mDNS names cannot reach us here (IpAddr only), and
 /// peer-reflexive candidates learnt from checks cover them.
 fn remote_candidate(c: &IceCandidate) -> Option<Candidate> {
-    if c.component != 1 || !c.protocol.eq_ignore_ascii_case("udp") {
+    let protocol = c.protocol.to_ascii_lowercase();
+    if c.component != 1 || !matches!(protocol.as_str(), "udp" | "tcp") {
         return None;
     }
     let mut sdp = format!(
-        "candidate:{} 1 udp {} {} {} typ {}",
+        "candidate:{} 1 {protocol} {} {} {} typ {}",
         c.foundation, c.priority, c.ip, c.port, c.typ
     );
     if c.typ != "host" {
@@ -369,6 +373,12 @@ fn remote_candidate(c: &IceCandidate) -> Option<Candidate> {
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         };
         sdp.push_str(&format!(" raddr {unspecified} rport 9"));
+    }
+    if protocol == "tcp" {
+        sdp.push_str(&format!(
+            " tcptype {}",
+            c.tcptype.as_deref().unwrap_or("active")
+        ));
     }
     Candidate::from_sdp_string(&sdp).ok()
 }
@@ -573,6 +583,28 @@ impl Core {
                 port: addr.port(),
                 typ: "host".into(),
                 tcptype: None,
+                generation: 0,
+            });
+            rtc.add_local_candidate(c);
+        }
+        for addr in &self.settings.tcp_addrs {
+            let Ok(c) = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(TcpType::Passive)
+                .build()
+            else {
+                continue;
+            };
+            candidates.push(IceCandidate {
+                foundation: (candidates.len() + 1).to_string(),
+                component: 1,
+                protocol: "tcp".into(),
+                priority: c.prio(),
+                ip: addr.ip(),
+                port: addr.port(),
+                typ: "host".into(),
+                tcptype: Some("passive".into()),
                 generation: 0,
             });
             rtc.add_local_candidate(c);
@@ -858,14 +890,16 @@ impl Core {
 
     // ---- datagrams -----------------------------------------------------------------------
 
+    /// One UDP datagram, or one RFC 4571 frame of an ICE-TCP connection.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
+        proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
     ) {
-        if let Err(reason) = self.accept_datagram(now, source, destination, data) {
+        if let Err(reason) = self.accept_datagram(now, proto, source, destination, data) {
             self.counters.drop(reason);
             debug!(%source, ?reason, len = data.len(), "datagram dropped");
         }
@@ -875,6 +909,7 @@ impl Core {
     fn accept_datagram(
         &mut self,
         now: Instant,
+        proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
@@ -889,7 +924,7 @@ impl Core {
         if !is_stun && !(20..=63).contains(&first) && !is_rtp_or_rtcp {
             return Err(DropReason::Garbage);
         }
-        let key = match self.by_addr.get(&(source, destination)) {
+        let key = match self.by_addr.get(&(proto, source, destination)) {
             Some(key) => *key,
             None if is_stun => {
                 let stun = StunMessage::parse(data).map_err(|_| DropReason::Garbage)?;
@@ -905,7 +940,7 @@ impl Core {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination,
                 contents,
@@ -922,7 +957,7 @@ impl Core {
             check_rtp_or_rtcp(data, &ep.known_ssrcs)?;
         }
         if is_stun {
-            self.by_addr.insert((source, destination), key);
+            self.by_addr.insert((proto, source, destination), key);
         }
         ep.last_activity = now;
         self.counters.packets_in += 1;
@@ -1020,7 +1055,9 @@ impl Core {
                     break;
                 }
                 Some(Ok(Output::Transmit(t))) => {
-                    self.by_addr.entry((t.destination, t.source)).or_insert(key);
+                    self.by_addr
+                        .entry((t.proto, t.destination, t.source))
+                        .or_insert(key);
                     let len = t.contents.len() as u64;
                     self.counters.packets_out += 1;
                     self.counters.bytes_out += len;
@@ -1686,6 +1723,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             local_addrs: vec![BRIDGE.parse().unwrap()],
+            tcp_addrs: vec![],
             colibri_ws_base: "ws://localhost".into(),
             server_id: "jvb1".into(),
             idle_timeout: Duration::from_secs(60),
@@ -1783,7 +1821,8 @@ mod tests {
             }
             for _ in 0..50 {
                 for (source, destination, data) in std::mem::take(&mut to_core) {
-                    self.core.handle_datagram(now, source, destination, &data);
+                    self.core
+                        .handle_datagram(now, Protocol::Udp, source, destination, &data);
                 }
                 let mut moved = false;
                 while let Some(out) = self.core.poll_output() {

@@ -33,8 +33,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use str0m::net::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{info, warn};
 
 use api::{BridgeError, BridgeEvent, BridgeRequest, BridgeResponse};
@@ -95,10 +97,21 @@ enum Control {
         sink_id: u64,
     },
     Metrics(oneshot::Sender<String>),
+    /// An ICE-TCP connection: where the core's TCP transmits to `remote` go.
+    TcpOpened {
+        remote: SocketAddr,
+        local: SocketAddr,
+        sink: mpsc::Sender<Vec<u8>>,
+    },
+    TcpClosed {
+        remote: SocketAddr,
+        local: SocketAddr,
+    },
 }
 
 struct Datagram {
     at: Instant,
+    proto: Protocol,
     source: SocketAddr,
     local: SocketAddr,
     data: Vec<u8>,
@@ -147,7 +160,17 @@ impl Bridge {
             }
         }
         let udp_addrs: Vec<SocketAddr> = sockets.iter().map(|(a, _)| *a).collect();
-        info!(?udp_addrs, "bridge media sockets bound");
+        let mut tcp_listeners = Vec::new();
+        if config.ice_tcp {
+            for addr in &udp_addrs {
+                match TcpListener::bind(addr).await {
+                    Ok(listener) => tcp_listeners.push((*addr, listener)),
+                    Err(e) => warn!(%addr, "no ICE-TCP on this address: {e}"),
+                }
+            }
+        }
+        let tcp_addrs: Vec<SocketAddr> = tcp_listeners.iter().map(|(a, _)| *a).collect();
+        info!(?udp_addrs, ?tcp_addrs, "bridge media sockets bound");
         let colibri_ws_base = if config.colibri_ws_base.is_empty() {
             colibri_ws_base
         } else {
@@ -155,6 +178,7 @@ impl Bridge {
         };
         let settings = Settings {
             local_addrs: udp_addrs.clone(),
+            tcp_addrs,
             colibri_ws_base,
             server_id: config.server_id.clone(),
             idle_timeout: Duration::from_secs(config.endpoint_idle_timeout_secs),
@@ -168,6 +192,16 @@ impl Bridge {
         let (datagrams_tx, datagrams) = mpsc::channel(8192);
         for (local, socket) in &sockets {
             tokio::spawn(read_datagrams(*local, socket.clone(), datagrams_tx.clone()));
+        }
+        let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+        for (local, listener) in tcp_listeners {
+            tokio::spawn(accept_tcp(
+                local,
+                listener,
+                datagrams_tx.clone(),
+                control.clone(),
+                connections.clone(),
+            ));
         }
         let core = Core::new(settings, Instant::now());
         tokio::spawn(run_core(
@@ -236,6 +270,7 @@ async fn read_datagrams(
             Ok((len, source)) => {
                 let datagram = Datagram {
                     at: Instant::now(),
+                    proto: Protocol::Udp,
                     source,
                     local,
                     data: buf[..len].to_vec(),
@@ -261,13 +296,14 @@ async fn run_core(
     let sockets: HashMap<SocketAddr, Arc<UdpSocket>> = sockets.into_iter().collect();
     let mut sinks: HashMap<EndpointKey, (u64, mpsc::Sender<String>)> = HashMap::new();
     let mut next_sink_id = 0u64;
+    let mut tcp_sinks: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>> = HashMap::new();
     loop {
         let deadline = tokio::time::Instant::from_std(core.poll_timeout());
         tokio::select! {
             Some((request, reply)) = requests.recv() => {
                 let _ = reply.send(core.handle_request(Instant::now(), request));
             }
-            Some(d) = datagrams.recv() => core.handle_datagram(d.at, d.source, d.local, &d.data),
+            Some(d) = datagrams.recv() => core.handle_datagram(d.at, d.proto, d.source, d.local, &d.data),
             Some(c) = control.recv() => match c {
                 Control::ChannelOpen { conference, endpoint, pwd, sink, reply } => {
                     let result = core.channel_open(&conference, &endpoint, &pwd).map(|key| {
@@ -287,12 +323,24 @@ async fn run_core(
                 Control::Metrics(reply) => {
                     let _ = reply.send(core.metrics_text());
                 }
+                Control::TcpOpened { remote, local, sink } => {
+                    tcp_sinks.insert((remote, local), sink);
+                }
+                Control::TcpClosed { remote, local } => {
+                    tcp_sinks.remove(&(remote, local));
+                }
             },
             _ = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),
             else => return,
         }
         while let Some(output) = core.poll_output() {
             match output {
+                CoreOutput::Transmit(t) if t.proto == Protocol::Tcp => {
+                    if let Some(sink) = tcp_sinks.get(&(t.destination, t.source)) {
+                        // A connection that cannot keep up loses datagrams, as UDP would.
+                        let _ = sink.try_send(t.contents.into());
+                    }
+                }
                 CoreOutput::Transmit(t) => {
                     if let Some(socket) = sockets.get(&t.source)
                         && let Err(e) = socket.send_to(&t.contents, t.destination).await
@@ -315,6 +363,93 @@ async fn run_core(
             }
         }
     }
+}
+
+/// ICE-TCP connections open at once, bridge-wide.
+const MAX_TCP_CONNECTIONS: usize = 1024;
+/// An ICE-TCP connection silent for this long is closed (ICE consent checks come every
+/// few seconds).
+const TCP_IDLE: Duration = Duration::from_secs(30);
+
+async fn accept_tcp(
+    local: SocketAddr,
+    listener: TcpListener,
+    to_core: mpsc::Sender<Datagram>,
+    control: mpsc::Sender<Control>,
+    connections: Arc<Semaphore>,
+) {
+    loop {
+        let Ok((stream, remote)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            warn!(%remote, "too many ICE-TCP connections; refusing");
+            continue;
+        };
+        let (to_core, control) = (to_core.clone(), control.clone());
+        tokio::spawn(async move {
+            serve_tcp(stream, remote, local, to_core, control.clone()).await;
+            let _ = control.send(Control::TcpClosed { remote, local }).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One ICE-TCP connection: RFC 4571 frames (16-bit length, then the datagram) both ways;
+/// frames go to the core like UDP datagrams (which drops and counts oversized ones).
+/// Written by hand because it is a dozen lines and no maintained crate does only this.
+async fn serve_tcp(
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    to_core: mpsc::Sender<Datagram>,
+    control: mpsc::Sender<Control>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (sink, mut outgoing) = mpsc::channel::<Vec<u8>>(256);
+    if control
+        .send(Control::TcpOpened {
+            remote,
+            local,
+            sink,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let writing = tokio::spawn(async move {
+        while let Some(datagram) = outgoing.recv().await {
+            let mut frame = Vec::with_capacity(datagram.len() + 2);
+            frame.extend_from_slice(&(datagram.len() as u16).to_be_bytes());
+            frame.extend_from_slice(&datagram);
+            if writer.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    loop {
+        let len = match tokio::time::timeout(TCP_IDLE, reader.read_u16()).await {
+            Ok(Ok(len)) => usize::from(len),
+            _ => break,
+        };
+        let mut data = vec![0u8; len];
+        if reader.read_exact(&mut data).await.is_err() {
+            break;
+        }
+        let datagram = Datagram {
+            at: Instant::now(),
+            proto: Protocol::Tcp,
+            source: remote,
+            local,
+            data,
+        };
+        if to_core.send(datagram).await.is_err() {
+            break;
+        }
+    }
+    writing.abort();
 }
 
 async fn colibri_ws(
