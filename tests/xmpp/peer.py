@@ -119,6 +119,8 @@ async def login():
         else:
             check(jid.bare == f"{user}@{DOMAIN}" and jid.resource == mechanism.lower(), f"bound {jid}")
         await client["xep_0199"].ping(jid=DOMAIN, timeout=TIMEOUT)
+        roster = await client.get_roster(timeout=TIMEOUT)
+        check(roster["type"] == "result", "roster request refused")
         info = await client["xep_0030"].get_info(jid=DOMAIN, timeout=TIMEOUT)
         check("urn:xmpp:ping" in info["disco_info"]["features"], "disco#info lacks ping")
         try:

@@ -507,6 +507,12 @@ impl Session {
                     Some(ns::BIND) if own => {
                         self.reply_error(&stanza, StanzaError::NotAllowed, out)
                     }
+                    // No contact lists are kept (metadata minimisation); clients that ask
+                    // for theirs on login get an empty one rather than an error.
+                    Some(ns::ROSTER) if own && stanza.attr("type") == Some("get") => {
+                        let empty = Element::bare("query", ns::ROSTER);
+                        out.push(Action::Send(iq_result_with(&stanza, Some(empty))))
+                    }
                     _ => out.push(Action::Route(stanza)),
                 }
             }

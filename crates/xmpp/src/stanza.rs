@@ -15,6 +15,7 @@ pub mod ns {
     pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
     pub const SM: &str = "urn:xmpp:sm:3";
     pub const PING: &str = "urn:xmpp:ping";
+    pub const ROSTER: &str = "jabber:iq:roster";
     pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
     pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
     pub const MUC: &str = "http://jabber.org/protocol/muc";
