@@ -167,13 +167,17 @@ impl Server {
     }
 
     /// The last lines the server logged, for error reports.
-    /// (Both servers log warnings and errors only: console output and Prosody's log file.)
+    /// (Both servers log warnings and errors only: console output and Prosody's log file;
+    /// Convene's start-up banner is left out.)
     pub fn log_tail(&self) -> String {
         let log: String = ["server.log", "prosody-warnings.log"]
             .iter()
             .filter_map(|file| std::fs::read_to_string(self.dir.join(file)).ok())
             .collect();
-        let lines: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|line| !line.trim().is_empty() && !line.starts_with("Convene is running"))
+            .collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
