@@ -418,9 +418,11 @@ impl Core {
     pub fn metrics_text(&self) -> String {
         let gauges: Vec<metrics::ConferenceGauges> = self
             .conferences
-            .iter()
-            .map(|(id, c)| metrics::ConferenceGauges {
-                name: &id.0,
+            .values()
+            // Labelled by the random conference id, not the room name: on a public server
+            // room names are what lets people in, and /metrics must not list them.
+            .map(|c| metrics::ConferenceGauges {
+                name: &c.url_id,
                 endpoints: c.endpoints.len(),
                 estimated_bandwidth_bps: c
                     .endpoints
