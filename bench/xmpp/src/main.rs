@@ -249,6 +249,12 @@ fn run_workload(
                     result.paced.p99_ms,
                 );
                 report.set(
+                    &format!("MUC server CPU at {} msg/s (% of a core)", cli.paced_rate),
+                    false,
+                    kind,
+                    100.0 * result.paced.cost.server_cpu / result.paced.cost.wall,
+                );
+                report.set(
                     &format!("MUC p50 latency at {} msg/s (ms)", cli.paced_rate),
                     false,
                     kind,
