@@ -292,8 +292,28 @@ fn run_workload(
     outcome
 }
 
+impl Cli {
+    fn validate(&self) -> anyhow::Result<()> {
+        let at_least_one = [
+            ("--logins", self.logins),
+            ("--concurrency", self.concurrency),
+            ("--users", self.users),
+            ("--window", self.window),
+            ("--idle-clients", self.idle_clients),
+            ("--repeat", self.repeat),
+        ];
+        for (flag, value) in at_least_one {
+            anyhow::ensure!(value >= 1, "{flag} must be at least 1");
+        }
+        anyhow::ensure!(self.occupants >= 2, "--occupants must be at least 2");
+        anyhow::ensure!(self.paced_rate > 0.0, "--paced-rate must be positive");
+        Ok(())
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    cli.validate()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut report = Report {
         figures: Vec::new(),

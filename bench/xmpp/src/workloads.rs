@@ -1,4 +1,4 @@
-//! The three workloads, each run against a server process whose CPU time is sampled
+//! The workloads, each run against a server process whose CPU time is sampled
 //! around the measured part.
 
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ async fn measured<T>(
     Ok((value, Cost { wall, server_cpu }))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mechanism {
     Anonymous,
     ScramSha1,
