@@ -436,6 +436,46 @@ mod tests {
     }
 
     #[test]
+    fn owner_destroys_the_room() {
+        let mut router = router();
+        router.bind(&jid(ALICE)).unwrap();
+        send(
+            &mut router,
+            FOCUS,
+            &format!("<presence to='{ROOM}/focus'/>"),
+        );
+        send(
+            &mut router,
+            ALICE,
+            &format!("<presence to='{ROOM}/alice'/>"),
+        );
+        let destroy = format!(
+            "<iq type='set' id='d' to='{ROOM}'><query xmlns='{}'><destroy/></query></iq>",
+            ns::MUC_OWNER
+        );
+        let out = send(&mut router, ALICE, &destroy);
+        assert_eq!(
+            to(&out, ALICE).last().unwrap().attr("type"),
+            Some("error"),
+            "only owners destroy"
+        );
+        let out = send(&mut router, FOCUS, &destroy);
+        let gone = to(&out, ALICE)[0];
+        assert_eq!(gone.attr("type"), Some("unavailable"));
+        assert!(
+            gone.get_child("x", ns::MUC_USER)
+                .unwrap()
+                .has_child("destroy", ns::MUC_USER)
+        );
+        assert!(
+            to(&out, FOCUS)
+                .iter()
+                .any(|s| s.attr("type") == Some("result"))
+        );
+        assert_eq!(router.room_count(), 0);
+    }
+
+    #[test]
     fn join_errors_nick_conflict_and_password() {
         let mut router = router();
         let bob = "bob@d.test/x";
