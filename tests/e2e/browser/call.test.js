@@ -6,6 +6,17 @@ import { after, before, describe, it } from 'node:test';
 import { endpointId, launchChromium, receivedMedia, requireIsolatedNetwork, startConvene, startProxy, waitFor } from '../support/harness.js';
 
 const ROOM = 'e2e-call';
+
+/** Every RTP stream of a page's PeerConnection (for failure reports). @param {import('playwright-core').Page} page */
+const rtpStats = (page) =>
+  page.evaluate(async () => {
+    /** @type {string[]} */
+    const out = [/** @type {any} */ (window).convene.conference.endpointId];
+    (await /** @type {any} */ (window).convene.pc.getStats()).forEach((/** @type {any} */ s) => {
+      if (s.type === 'inbound-rtp' || s.type === 'outbound-rtp') out.push(`${s.type} mid=${s.mid} ${s.kind} ssrc=${s.ssrc} packets=${s.packetsReceived ?? s.packetsSent}`);
+    });
+    return out;
+  });
 const NAMES = ['Alice', 'Bob', 'Carol'];
 const MEDIA_TIMEOUT = 60_000;
 
@@ -84,7 +95,8 @@ describe('a three-party call in the browser', { timeout: 240_000 }, () => {
           MEDIA_TIMEOUT,
         ).catch(async (err) => {
           const slots = await page.evaluate(() => /** @type {any} */ (window).convene.conference.session.model.slots.map((/** @type {any} */ s) => `${s.mid}:${s.kind}:${s.direction}:${s.source?.name ?? ''}:${s.source?.ssrcs ?? ''}`));
-          throw new Error(`${err.message}; others ${others}; received ${JSON.stringify(media)}; m-lines ${slots.join(' ')}`);
+          const rtp = await Promise.all(pages.map((p) => rtpStats(p)));
+          throw new Error(`${err.message}; others ${others}; received ${JSON.stringify(media)}; m-lines ${slots.join(' ')}; RTP per page ${JSON.stringify(rtp)}`);
         });
       }
 

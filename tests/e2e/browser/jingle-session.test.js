@@ -62,11 +62,14 @@ describe('Jingle session against a Chromium peer playing the bridge', { timeout:
       /** @param {any} el */
       const wire = (el) => parseXml(el.toString());
 
-      // The "bridge": sendrecv audio and video for our tracks, and one remote participant.
+      // The "bridge": sendrecv audio and video for our tracks, the client's spare receive-only
+      // m-lines (nothing sent there), and one remote participant.
       const bridge = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
       const remote = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
       bridge.addTransceiver('audio', { direction: 'sendrecv' });
       bridge.addTransceiver('video', { direction: 'sendrecv' });
+      bridge.addTransceiver('audio', { direction: 'sendonly' });
+      bridge.addTransceiver('video', { direction: 'sendonly' });
       for (const track of remote.getTracks()) bridge.addTransceiver(track, { direction: 'sendonly', streams: [remote] });
       await bridge.setLocalDescription(await bridge.createOffer());
       await new Promise((resolve) => {
@@ -74,8 +77,8 @@ describe('Jingle session against a Chromium peer playing the bridge', { timeout:
         bridge.onicegatheringstatechange = () => bridge.iceGatheringState === 'complete' && resolve(undefined);
       });
       const remoteSources = [
-        { mid: '2', name: 'remote01-a0' },
-        { mid: '3', name: 'remote01-v0' },
+        { mid: '4', name: 'remote01-a0' },
+        { mid: '5', name: 'remote01-v0' },
       ];
       const [, ...contents] = answerToJingle(/** @type {string} */ (bridge.localDescription?.sdp), remoteSources);
       const initiate = wire(xml('jingle', { xmlns: NS.jingle, action: 'session-initiate', sid: 's1' }, contents));
@@ -149,6 +152,6 @@ describe('Jingle session against a Chromium peer playing the bridge', { timeout:
     assert.ok(result.theirs.video > 0 && result.theirs.audio > 0, `the peer receives: ${JSON.stringify(result.theirs)}`);
     assert.equal(result.encodings, 3, 'the camera sends three simulcast encodings');
     assert.deepEqual(result.removed.sort(), ['remote01-a0', 'remote01-v0']);
-    assert.deepEqual(result.directions, ['0:sendrecv', '1:sendrecv', '2:inactive', '3:inactive']);
+    assert.deepEqual(result.directions, ['0:sendrecv', '1:sendrecv', '2:recvonly', '3:recvonly', '4:inactive', '5:inactive']);
   });
 });

@@ -20,8 +20,8 @@ describe('remote offer from session-initiate', () => {
   const model = new SessionModel('f3kq9a7b2cn1', parseJingle(parse(sessionInitiate)));
   const sdp = model.toSdp();
 
-  it('bundles one sendrecv m-line per kind for our tracks plus one per remote source', () => {
-    assert.match(sdp, /^a=group:BUNDLE 0 1 2 3$/m);
+  it('bundles a sendrecv m-line per kind for our tracks, a spare per kind, and one per remote source', () => {
+    assert.match(sdp, /^a=group:BUNDLE 0 1 2 3 4 5$/m);
     const media = parseSdp(sdp);
     assert.deepEqual(
       media.map((m) => [m.kind, m.mid, m.direction]),
@@ -30,8 +30,12 @@ describe('remote offer from session-initiate', () => {
         ['video', '1', 'sendrecv'],
         ['audio', '2', 'sendonly'],
         ['video', '3', 'sendonly'],
+        ['audio', '4', 'sendonly'],
+        ['video', '5', 'sendonly'],
       ],
     );
+    // The spares receive nothing signalled: they only keep payload-type demuxing off.
+    for (const mid of ['2', '3']) assert.ok(!section(sdp, mid).attrs.some((a) => a.startsWith('ssrc')), mid);
   });
 
   it('puts the bridge feedback SSRCs on the main m-lines and nowhere else', () => {
@@ -41,13 +45,13 @@ describe('remote offer from session-initiate', () => {
   });
 
   it('strips a remote simulcast group to its first layer and RTX partner', () => {
-    const video = section(sdp, '3');
+    const video = section(sdp, '5');
     assert.ok(video.attrs.includes('ssrc-group:FID 2222 2223'));
     assert.ok(video.attrs.includes('msid:ab12cd34-video-0-1 55e1-1'));
     assert.ok(!sdp.includes('2224') && !sdp.includes('2225'));
     assert.ok(!sdp.includes('SIM'));
-    assert.equal(model.slot('3').source.owner, 'ab12cd34');
-    assert.equal(model.slot('2').source.owner, 'ab12cd34', 'owner from a full occupant JID');
+    assert.equal(model.slot('5').source.owner, 'ab12cd34');
+    assert.equal(model.slot('4').source.owner, 'ab12cd34', 'owner from a full occupant JID');
   });
 
   it('carries ICE, DTLS, codecs and header extensions into every m-line', () => {
@@ -84,17 +88,17 @@ describe('source-add and source-remove', () => {
     const removed = model.removeSources(parseJingle(parse(sourceRemoveAudio)));
     assert.deepEqual(removed.map((s) => s.name), ['ab12cd34-a0']);
     const sdp = model.toSdp();
-    assert.match(sdp, /^a=group:BUNDLE 0 1 2 3 4$/m);
-    assert.equal(section(sdp, '2').direction, 'inactive');
-    assert.ok(!section(sdp, '2').attrs.some((a) => a.startsWith('ssrc:')));
-    assert.equal(section(sdp, '4').direction, 'sendonly');
-    assert.ok(section(sdp, '4').attrs.includes('ssrc-group:FID 77 78'));
+    assert.match(sdp, /^a=group:BUNDLE 0 1 2 3 4 5 6$/m);
+    assert.equal(section(sdp, '4').direction, 'inactive');
+    assert.ok(!section(sdp, '4').attrs.some((a) => a.startsWith('ssrc:')));
+    assert.equal(section(sdp, '6').direction, 'sendonly');
+    assert.ok(section(sdp, '6').attrs.includes('ssrc-group:FID 77 78'));
   });
 
   it('adds an m-line for a local screen share that the bridge receives', () => {
     const model = new SessionModel('s', parseJingle(parse(sessionInitiate)));
     const mid = model.addLocalSlot('video');
-    assert.equal(mid, '4');
+    assert.equal(mid, '6');
     assert.equal(section(model.toSdp(), mid).direction, 'recvonly');
     model.closeLocalSlot(mid);
     assert.equal(section(model.toSdp(), mid).direction, 'inactive');

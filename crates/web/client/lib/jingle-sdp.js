@@ -10,6 +10,12 @@
  *  - every remote source (another participant's microphone, camera or screen) gets its
  *    own m-line, sendonly from the bridge, with its SSRCs and msid; when the source goes
  *    away the m-line turns inactive (mids are never reused, as the browser requires);
+ *  - one spare receive-only m-line per kind, right after the main ones, never carries a
+ *    source. With two receiving m-lines of a kind sharing payload types, Chrome turns off
+ *    payload-type demultiplexing (webrtc issue 11477). Without it, packets of the first
+ *    remote source that the bridge forwards before our source-add round is done would be
+ *    latched onto the main m-line's default stream and never reach the m-line signalled
+ *    for them a moment later; with it they are dropped until signalled;
  *  - extra local sources (screen share) get a recvonly m-line that our sender attaches to.
  * The browser's answer is turned back into Jingle contents (one `audio`, one `video`)
  * carrying our ICE credentials, DTLS fingerprint and sources with their names.
@@ -321,7 +327,8 @@ export function remoteSources(desc) {
  * @typedef {object} Slot
  * @property {string} mid
  * @property {MediaKind} kind
- * @property {'main' | 'remote' | 'local'} role main: our mic/camera (sendrecv); local: extra sender
+ * @property {'main' | 'spare' | 'remote' | 'local'} role main: our mic/camera (sendrecv);
+ *   spare: receive-only, never a source (see the module comment); local: extra sender
  * @property {'sendrecv' | 'sendonly' | 'recvonly' | 'inactive'} direction in the remote offer
  * @property {RemoteSource | undefined} source the remote source received on this m-line
  */
@@ -347,10 +354,12 @@ export class SessionModel {
     this.transport = offer.transport;
     /** @type {Partial<Record<MediaKind, MediaDescription>>} codecs and header extensions per kind */
     this.codecs = offer.media;
-    for (const kind of /** @type {MediaKind[]} */ (['audio', 'video'])) {
-      if (offer.media[kind]) {
-        this.slots.push({ mid: String(this.slots.length), kind, role: 'main', direction: 'sendrecv', source: undefined });
-      }
+    const kinds = /** @type {MediaKind[]} */ (['audio', 'video']).filter((kind) => offer.media[kind]);
+    for (const kind of kinds) {
+      this.slots.push({ mid: String(this.slots.length), kind, role: 'main', direction: 'sendrecv', source: undefined });
+    }
+    for (const kind of kinds) {
+      this.slots.push({ mid: String(this.slots.length), kind, role: 'spare', direction: 'sendonly', source: undefined });
     }
     this.addSources(offer);
   }

@@ -229,6 +229,8 @@ export class JingleSession extends Emitter {
         t.direction = 'sendrecv';
       } else if (slot.role === 'local') {
         t.direction = local ? 'sendonly' : 'inactive';
+      } else if (slot.role === 'spare') {
+        t.direction = 'recvonly';
       } else {
         t.direction = slot.direction === 'sendonly' ? 'recvonly' : 'inactive';
       }
