@@ -260,6 +260,11 @@ fn audio_frames(stats: &Value) -> u64 {
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 async fn ws_next(ws: &mut Ws, class: &str) -> Value {
+    ws_until(ws, class, |_| true).await
+}
+
+/// The next message of `class` that satisfies `wanted` (earlier ones are skipped).
+async fn ws_until(ws: &mut Ws, class: &str, wanted: impl Fn(&Value) -> bool) -> Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -268,7 +273,7 @@ async fn ws_next(ws: &mut Ws, class: &str) -> Value {
             .unwrap();
         if let Message::Text(text) = msg {
             let v: Value = serde_json::from_str(&text).unwrap();
-            if v["colibriClass"] == class {
+            if v["colibriClass"] == class && wanted(&v) {
                 return v;
             }
         }
@@ -380,6 +385,17 @@ async fn aiortc_peers_get_audio_video_nack_pli_and_simulcast_layers() {
         0,
         "small got the top layer: {small_stats}"
     );
+
+    // Bridge-channel view of the same: the sender's camera is forwarded, and its loud
+    // tone (RFC 6464 levels from aiortc) makes it the dominant speaker.
+    ws_until(&mut small_ws, "ForwardedSources", |m| {
+        m["forwardedSources"] == json!(["sender-v0"])
+    })
+    .await;
+    ws_until(&mut big_ws, "DominantSpeakerEndpointChangeEvent", |m| {
+        m["dominantSpeakerEndpoint"] == "sender"
+    })
+    .await;
 
     // A receiver's PLI reaches the sender.
     let plis_before = sender.next("stats").await["plis_received"]
