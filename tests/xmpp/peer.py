@@ -535,10 +535,42 @@ async def resume():
     await sender.stop()
 
 
+async def resume_tcp():
+    """XEP-0198 resumption done by slixmpp's own stream management over TCP/STARTTLS."""
+    receiver = Client(DOMAIN)
+    receiver.register_plugin("xep_0198")
+    enabled = asyncio.ensure_future(receiver.wait_until("sm_enabled", TIMEOUT))
+    await receiver.start()
+    await enabled
+    sender = await Client(DOMAIN).start()
+    jid = receiver.boundjid
+    sender.send_message(mto=jid, mbody="t1", mtype="chat")
+    check((await receiver.next_message())["body"] == "t1", "before the cut")
+
+    receiver.transport.abort()  # cut: no </stream:stream>
+    await receiver.wait_until("disconnected", TIMEOUT)
+    await asyncio.sleep(0.2)
+    for body in ("t2", "t3"):
+        sender.send_message(mto=jid, mbody=body, mtype="chat")
+    await asyncio.sleep(0.2)
+
+    resumed = asyncio.ensure_future(receiver.wait_until("session_resumed", TIMEOUT))
+    receiver.connect(HOST, PORT)
+    await resumed
+    check(receiver.boundjid == jid, f"resumed as {receiver.boundjid}")
+    got = [(await receiver.next_message())["body"] for _ in range(2)]
+    check(got == ["t2", "t3"], f"after resumption got {got}")
+    sender.send_message(mto=jid, mbody="t4", mtype="chat")
+    check((await receiver.next_message())["body"] == "t4", "nothing twice")
+    await receiver.stop()
+    await sender.stop()
+
+
 async def main():
     scenario = sys.argv[1]
     await {"login": login, "muc": muc, "second-resource": second_resource,
-           "wrong-password": wrong_password, "bad-input": bad_input, "resume": resume}[scenario]()
+           "wrong-password": wrong_password, "bad-input": bad_input, "resume": resume,
+           "resume-tcp": resume_tcp}[scenario]()
     print(f"PASS {scenario}")
 
 

@@ -134,3 +134,9 @@ async fn websocket_session_resumes_without_loss() {
     let running = start(Config::default()).await;
     peer(&running, "resume").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slixmpp_resumes_its_tcp_session() {
+    let running = start(Config::default()).await;
+    peer(&running, "resume-tcp").await;
+}
