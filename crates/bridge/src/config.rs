@@ -16,6 +16,9 @@ pub struct Config {
     /// Addresses to bind and advertise as host candidates. Empty: the machine's
     /// non-loopback interface addresses, else loopback.
     pub addresses: Vec<IpAddr>,
+    /// Public addresses of this machine behind a 1:1 NAT (a cloud VM's public IP): each
+    /// bound candidate is also advertised with these addresses, same port.
+    pub public_addresses: Vec<IpAddr>,
     /// Base URL of the colibri-ws endpoint as the clients reach it (`wss://meet.example.com`).
     /// Empty: derived by the binary from the domain and HTTP port.
     pub colibri_ws_base: String,
@@ -35,6 +38,7 @@ impl Default for Config {
             udp_port: 10000,
             ice_tcp: true,
             addresses: Vec::new(),
+            public_addresses: Vec::new(),
             colibri_ws_base: String::new(),
             server_id: "jvb1".into(),
             endpoint_idle_timeout_secs: 60,

@@ -56,6 +56,9 @@ pub struct Settings {
     pub local_addrs: Vec<SocketAddr>,
     /// Listening ICE-TCP addresses (RFC 6544 passive candidates, lower priority).
     pub tcp_addrs: Vec<SocketAddr>,
+    /// Addresses that NAT maps onto ours: advertised in offers only (str0m sees packets
+    /// arrive on the local address either way).
+    pub public_ips: Vec<IpAddr>,
     pub colibri_ws_base: String,
     pub server_id: String,
     pub idle_timeout: Duration,
@@ -610,6 +613,23 @@ impl Core {
                 generation: 0,
             });
             rtc.add_local_candidate(c);
+        }
+        let public: Vec<IceCandidate> = self
+            .settings
+            .public_ips
+            .iter()
+            .flat_map(|ip| {
+                candidates.iter().map(move |c| IceCandidate {
+                    ip: *ip,
+                    // Just below the local candidate it stands for.
+                    priority: c.priority.saturating_sub(1),
+                    ..c.clone()
+                })
+            })
+            .collect();
+        for mut c in public {
+            c.foundation = (candidates.len() + 1).to_string();
+            candidates.push(c);
         }
         let mut api = rtc.direct_api();
         api.set_ice_lite(false);
@@ -1726,6 +1746,7 @@ mod tests {
         Settings {
             local_addrs: vec![BRIDGE.parse().unwrap()],
             tcp_addrs: vec![],
+            public_ips: vec![],
             colibri_ws_base: "ws://localhost".into(),
             server_id: "jvb1".into(),
             idle_timeout: Duration::from_secs(60),
@@ -1867,6 +1888,51 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn offer_advertises_local_tcp_and_public_candidates() {
+        let t0 = Instant::now();
+        let settings = Settings {
+            tcp_addrs: vec![BRIDGE.parse().unwrap()],
+            public_ips: vec!["203.0.113.7".parse().unwrap()],
+            ..settings()
+        };
+        let mut core = Core::new(settings, t0);
+        let allocate = BridgeRequest::AllocateEndpoint {
+            conference: ConferenceId("room".into()),
+            endpoint: EndpointId("e".into()),
+        };
+        let Ok(BridgeResponse::EndpointAllocated(offer)) = core.handle_request(t0, allocate) else {
+            panic!("no offer")
+        };
+        let seen: Vec<(String, String, u16)> = offer
+            .transport
+            .candidates
+            .iter()
+            .map(|c| (c.protocol.clone(), c.ip.to_string(), c.port))
+            .collect();
+        let want = [
+            ("udp", "10.0.0.1"),
+            ("tcp", "10.0.0.1"),
+            ("udp", "203.0.113.7"),
+            ("tcp", "203.0.113.7"),
+        ];
+        let want: Vec<(String, String, u16)> = want
+            .iter()
+            .map(|(p, ip)| (p.to_string(), ip.to_string(), 10000))
+            .collect();
+        assert_eq!(seen, want);
+        let prio: Vec<u32> = offer
+            .transport
+            .candidates
+            .iter()
+            .map(|c| c.priority)
+            .collect();
+        assert!(
+            prio[0] > prio[2] && prio[2] > prio[1] && prio[1] > prio[3],
+            "{prio:?}"
+        );
     }
 
     #[test]

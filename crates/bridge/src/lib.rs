@@ -179,6 +179,7 @@ impl Bridge {
         let settings = Settings {
             local_addrs: udp_addrs.clone(),
             tcp_addrs,
+            public_ips: config.public_addresses.clone(),
             colibri_ws_base,
             server_id: config.server_id.clone(),
             idle_timeout: Duration::from_secs(config.endpoint_idle_timeout_secs),
