@@ -732,7 +732,7 @@ impl Room {
             "muc_nonanonymous",
             "muc_temporary",
             "muc_unmoderated",
-            "muc_public",
+            "muc_hidden",
         ];
         let name = self.jid.node().map(|n| n.as_str()).unwrap_or_default();
         let mut query = stanza::disco_info(&[("conference", "text", name)], &features);
