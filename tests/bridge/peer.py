@@ -7,7 +7,8 @@ Protocol (JSON lines):
                       "remote": [{"kind": "audio"|"video", "ssrc": n, "rtx": n|null}],
                       "drop_one": bool}              # drop one incoming video packet (NACK test)
   stdin, later lines: {"cmd": "pli"} (send a PLI for every received video stream),
-                      {"cmd": "bogus_rtp"} (send SRTP with an unsignalled SSRC), {"cmd": "quit"}
+                      {"cmd": "bogus_rtp"} (send SRTP with an unsignalled SSRC),
+                      {"cmd": "bogus_rtcp"} (send SRTCP whose length field lies), {"cmd": "quit"}
   stdout: {"event": "answer", ...transport and SSRCs...}, then {"event": "stats", ...} every
           0.5 s.
 
@@ -325,6 +326,10 @@ async def main():
                     p = RtpPacket(payload_type=100, sequence_number=seq, timestamp=0, ssrc=0x0BAD_F00D)
                     p.payload = b"\x10" + bytes(100)
                     await transport._send_rtp(p.serialize())
+            if cmd == "bogus_rtcp":
+                # A sender report whose length field claims far more than the packet holds.
+                transport = pc.getTransceivers()[0].sender.transport
+                await transport._send_rtp(bytes([0x80, 200, 0x01, 0x00]) + bytes(24))
 
     async def report():
         while True:

@@ -417,6 +417,7 @@ async fn aiortc_peers_get_audio_video_nack_pli_and_simulcast_layers() {
 
     // SRTP with an SSRC the sender never signalled is dropped and counted.
     sender.command("bogus_rtp").await;
+    sender.command("bogus_rtcp").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let text = metrics(running.http).await;
     assert!(
@@ -426,6 +427,8 @@ async fn aiortc_peers_get_audio_video_nack_pli_and_simulcast_layers() {
         ) >= 1,
         "{text}"
     );
+    let malformed_rtcp = "convene_bridge_dropped_total{reason=\"malformed_rtcp\"}";
+    assert!(metric(&text, malformed_rtcp) >= 1, "{text}");
     assert!(
         metric(&text, "convene_bridge_rtp_forwarded_total") > 100,
         "{text}"
