@@ -29,8 +29,6 @@ const state = {
   /** @type {string | undefined} */ dominant: undefined,
   left: false,
   reconnectDelay: 1000,
-  /** @type {number | undefined} when the room link was opened (for the test's timing) */
-  openedAt: performance.now(),
 };
 
 // Test and debugging hook: the current conference and its PeerConnection.
@@ -242,6 +240,7 @@ async function connect() {
   conference.on('participant-joined', (p) => {
     const tile = grid.ensure(p.id, p.displayName || 'Guest');
     applyParticipant(tile, p);
+    tile.setDominant(state.dominant === p.id);
     renderPeople();
   });
   conference.on('participant-updated', (p) => {
