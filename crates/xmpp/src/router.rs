@@ -161,8 +161,11 @@ impl Router {
             return;
         }
         match (stanza.name(), to.resource(), resources) {
-            // A message to an account goes to all of its resources (RFC 6121 §8.5.2).
-            ("message", _, Some(resources)) if !resources.is_empty() => {
+            // A message to an account (or to one of its resources that is gone) and presence
+            // to an account go to all of its resources (RFC 6121 §8.5.2, §8.5.3).
+            ("message", _, Some(resources)) | ("presence", None, Some(resources))
+                if !resources.is_empty() =>
+            {
                 for resource in resources {
                     if let Ok(full) = to.to_bare().with_resource_str(resource) {
                         out.push(Delivery {
@@ -542,6 +545,10 @@ mod tests {
         let mut targets: Vec<&str> = out.iter().map(|d| d.to.as_str()).collect();
         targets.sort_unstable();
         assert_eq!(targets, ["a@d.test/1", "a@d.test/2"]);
+        let out = send(&mut router, "b@d.test/1", "<presence to='a@d.test'/>");
+        assert_eq!(out.len(), 2, "directed presence reaches every resource");
+        assert!(send(&mut router, "b@d.test/1", "<presence to='a@d.test/gone'/>").is_empty());
+        assert!(send(&mut router, "b@d.test/1", "<presence to='nobody@d.test'/>").is_empty());
         let out = send(
             &mut router,
             "b@d.test/1",
