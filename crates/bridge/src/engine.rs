@@ -145,6 +145,8 @@ struct Track {
     kind: MediaKind,
     name: String,
     layers: Vec<Layer>,
+    /// The sender said `videoType: none` (camera off): nothing of it is forwarded.
+    muted: bool,
 }
 
 impl Track {
@@ -349,6 +351,7 @@ fn tracks_of(set: &SourceSet) -> Result<Vec<Track>, String> {
                     .iter()
                     .map(|&s| Layer::new(s, rtx_of.get(&s).copied()))
                     .collect(),
+                muted: false,
             }
         })
         .collect();
@@ -1385,7 +1388,7 @@ impl Core {
                     .map(|l| allocator::Layer {
                         height: track.assumed_height(l),
                         bitrate_bps: track.layers[l].bitrate_bps,
-                        active: track.layers[l].is_active(now),
+                        active: !track.muted && track.layers[l].is_active(now),
                     })
                     .collect();
                 videos.push((k, track.primary, track.name.clone(), speaker_rank, layers));
@@ -1564,7 +1567,16 @@ impl Core {
                 let text = channel::relayed("EndpointStats", &from, message);
                 self.broadcast(&conference, Some((key, None)), &text);
             }
-            ClientMessage::SourceVideoType { .. } | ClientMessage::Ignored(_) => {}
+            ClientMessage::SourceVideoType {
+                source_name,
+                video_type,
+            } => {
+                for track in ep.tracks.iter_mut().filter(|t| t.name == source_name) {
+                    track.muted = video_type == "none";
+                }
+                self.mark_dirty(&conference);
+            }
+            ClientMessage::Ignored(_) => {}
         }
         self.settle(now);
     }
@@ -2110,5 +2122,51 @@ mod tests {
             "video forwarded despite lastN 0"
         );
         assert_eq!(world.core.endpoints[&key].forwarded_sources, Some(vec![]));
+
+        // Back to all, then the sender turns its camera off (videoType none) and on.
+        world.core.channel_message(
+            world.now,
+            key,
+            r#"{"colibriClass":"ReceiverVideoConstraints","lastN":-1}"#,
+        );
+        let sender_key = world
+            .core
+            .endpoints
+            .iter()
+            .find(|(_, e)| e.id.0 == "s")
+            .map(|(k, _)| *k)
+            .unwrap();
+        let mut run = |world: &mut World, ms: u32| {
+            for i in 0..ms {
+                if i % 33 == 0 {
+                    frame(world, &mut want_key);
+                }
+                world.tick();
+            }
+            received_video(&mut world.clients[1])
+        };
+        assert!(
+            !run(&mut world, 500).is_empty(),
+            "video back after lastN -1"
+        );
+        let video_type = |t: &str| {
+            format!(
+                r#"{{"colibriClass":"SourceVideoTypeMessage","sourceName":"s-v0","videoType":"{t}"}}"#
+            )
+        };
+        world
+            .core
+            .channel_message(world.now, sender_key, &video_type("none"));
+        run(&mut world, 5);
+        assert!(run(&mut world, 300).is_empty(), "muted video forwarded");
+        assert_eq!(world.core.endpoints[&key].forwarded_sources, Some(vec![]));
+        world
+            .core
+            .channel_message(world.now, sender_key, &video_type("camera"));
+        assert!(!run(&mut world, 500).is_empty(), "video back after unmute");
+        assert_eq!(
+            world.core.endpoints[&key].forwarded_sources,
+            Some(vec!["s-v0".to_string()])
+        );
     }
 }
