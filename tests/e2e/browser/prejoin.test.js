@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { launchChromium, requireIsolatedNetwork, startConvene } from '../support/harness.js';
+import { endpointId, launchChromium, receivedMedia, requireIsolatedNetwork, startConvene, waitFor } from '../support/harness.js';
 
 describe('home and pre-join pages', { timeout: 120_000 }, () => {
   /** @type {Awaited<ReturnType<typeof startConvene>>} */
@@ -54,6 +54,37 @@ describe('home and pre-join pages', { timeout: 120_000 }, () => {
       assert.equal(await page.locator('#btn-cam').getAttribute('aria-pressed'), 'true');
       await page.click('#btn-cam');
       await page.locator('#banner', { hasText: 'No camera is available' }).waitFor({ state: 'visible' });
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('joins through the pre-join screen with the camera off, and turns it on later', async () => {
+    const browser = await launchChromium();
+    try {
+      const pat = await (await browser.newContext()).newPage();
+      await pat.goto(`${server.url}/prejoin-call`);
+      await pat.locator('#prejoin').waitFor({ state: 'visible' });
+      await pat.fill('#name', 'Pat');
+      await pat.waitForFunction(() => /** @type {HTMLVideoElement} */ (document.getElementById('preview')).videoWidth > 0);
+      await pat.click('#pre-cam');
+      await pat.locator('#preview-off').waitFor({ state: 'visible' });
+      await pat.click('#join');
+      const quinn = await (await browser.newContext()).newPage();
+      await quinn.goto(`${server.url}/prejoin-call#config.prejoinConfig.enabled=false&userInfo.displayName="Quinn"`);
+      const patId = await waitFor(() => endpointId(pat), 'Pat in the room');
+
+      // Quinn sees Pat by name, with the avatar instead of video, and hears her.
+      const tile = quinn.locator(`.tile[data-key="${patId}"]`);
+      await tile.locator('.name', { hasText: 'Pat' }).waitFor({ timeout: 30_000 });
+      await waitFor(async () => ((await receivedMedia(quinn))[patId]?.audioPackets ?? 0) > 0, "Pat's audio", 60_000);
+      assert.equal(await tile.locator('.avatar').isVisible(), true);
+      assert.equal(((await receivedMedia(quinn))[patId]?.frames ?? 0), 0, 'no video while the camera is off');
+
+      // Camera on: the sender attaches the track to the already negotiated m-line.
+      await pat.click('#btn-cam');
+      await waitFor(async () => ((await receivedMedia(quinn))[patId]?.frames ?? 0) > 0, "Pat's video", 60_000);
+      await tile.locator('video').waitFor({ state: 'visible', timeout: 10_000 });
     } finally {
       await browser.close();
     }
