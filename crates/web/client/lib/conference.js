@@ -334,7 +334,9 @@ export class Conference extends Emitter {
       }
     });
     bridge.on('open', (open) => {
-      if (open) bridge.sendVideoType(`${this.endpointId}-v0`, this.#tracks.video ? 'camera' : 'none');
+      if (!open) return;
+      bridge.sendVideoType(`${this.endpointId}-v0`, this.#tracks.video ? 'camera' : 'none');
+      if (this.#screenSharing) bridge.sendVideoType(`${this.endpointId}-v1`, 'desktop');
     });
   }
 
