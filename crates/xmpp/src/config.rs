@@ -36,6 +36,10 @@ pub struct Config {
     /// frame, or an XEP-0199 ping on TCP); after twice this the connection counts as dead
     /// (and its session is kept for resumption if stream management is on).
     pub keepalive_secs: u64,
+    /// Occupants per MUC room (the focus not counted against it).
+    pub muc_max_occupants: usize,
+    /// MUC rooms one session may be in at once.
+    pub muc_max_rooms_per_session: usize,
 }
 
 impl Default for Config {
@@ -53,6 +57,8 @@ impl Default for Config {
             resume_timeout_secs: 60,
             max_unacked: 5000,
             keepalive_secs: 60,
+            muc_max_occupants: 500,
+            muc_max_rooms_per_session: 20,
         }
     }
 }

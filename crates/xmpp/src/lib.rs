@@ -142,7 +142,13 @@ impl XmppServer {
         })?;
         let domains = Arc::new(Domains::new(&domain.to_lowercase()));
         let shared = Shared {
-            router: Router::new((*domains).clone()),
+            router: Router::new(
+                (*domains).clone(),
+                muc::MucLimits {
+                    max_occupants: config.muc_max_occupants,
+                    max_rooms_per_session: config.muc_max_rooms_per_session,
+                },
+            ),
             sinks: HashMap::new(),
             parked: HashMap::new(),
             attached: HashMap::new(),

@@ -112,13 +112,29 @@ struct Notice<'a> {
     destroy: bool,
 }
 
+/// Bounds on what clients can make the MUC hold. In-process entities are exempt.
+#[derive(Debug, Clone, Copy)]
+pub struct MucLimits {
+    /// Occupants per room; joining a full room is `service-unavailable` (Jitsi: room full).
+    pub max_occupants: usize,
+    /// Rooms one session may be in at once (each join may create a room).
+    pub max_rooms_per_session: usize,
+}
+
 /// The rooms of the MUC service (the router sends it what is addressed to its domain).
-#[derive(Default)]
 pub struct Muc {
     rooms: HashMap<BareJid, Room>,
+    limits: MucLimits,
 }
 
 impl Muc {
+    pub fn new(limits: MucLimits) -> Self {
+        Self {
+            rooms: HashMap::new(),
+            limits,
+        }
+    }
+
     pub fn room_count(&self) -> usize {
         self.rooms.len()
     }
@@ -196,6 +212,28 @@ impl Muc {
         stanza: Element,
         out: &mut Vec<Delivery>,
     ) {
+        let joined = self
+            .rooms
+            .values()
+            .filter(|room| room.occupants.iter().any(|o| &o.real == from))
+            .count();
+        let full = self
+            .rooms
+            .get(&room_jid)
+            .is_some_and(|room| room.occupants.len() >= self.limits.max_occupants);
+        let limit_error = if trusted {
+            None
+        } else if joined >= self.limits.max_rooms_per_session {
+            Some(StanzaError::PolicyViolation)
+        } else if full {
+            Some(StanzaError::ServiceUnavailable)
+        } else {
+            None
+        };
+        if let Some(error) = limit_error {
+            reply_join_error(&stanza, error, out);
+            return;
+        }
         let created = !self.rooms.contains_key(&room_jid);
         let room = self.rooms.entry(room_jid.clone()).or_insert_with(|| Room {
             jid: room_jid.clone(),
@@ -223,11 +261,7 @@ impl Muc {
             None
         };
         if let Some(error) = join_error {
-            // XEP-0045 echoes the join element in errors; clients match on it.
-            if let Some(mut reply) = error_reply(&stanza, error) {
-                reply.append_child(Element::bare("x", ns::MUC));
-                push_reply(reply, out);
-            }
+            reply_join_error(&stanza, error, out);
             return;
         }
         let occupant = Occupant {
@@ -872,6 +906,14 @@ fn strip_muc_children(mut presence: Element) -> Element {
 
 fn reply_error(stanza: &Element, error: StanzaError, out: &mut Vec<Delivery>) {
     if let Some(reply) = error_reply(stanza, error) {
+        push_reply(reply, out);
+    }
+}
+
+/// XEP-0045 echoes the join element in join errors; clients match on it.
+fn reply_join_error(stanza: &Element, error: StanzaError, out: &mut Vec<Delivery>) {
+    if let Some(mut reply) = error_reply(stanza, error) {
+        reply.append_child(Element::bare("x", ns::MUC));
         push_reply(reply, out);
     }
 }

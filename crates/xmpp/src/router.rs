@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use jid::{BareJid, Jid};
 use minidom::Element;
 
-use crate::muc::Muc;
+use crate::muc::{Muc, MucLimits};
 use crate::stanza::{self, StanzaError, error_reply, iq_result, iq_result_with, ns};
 
 /// One stanza to hand to the session or internal entity at `to`.
@@ -69,12 +69,12 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(domains: Domains) -> Self {
+    pub fn new(domains: Domains, limits: MucLimits) -> Self {
         Self {
             domains,
             sessions: HashMap::new(),
             internal: HashSet::new(),
-            muc: Muc::default(),
+            muc: Muc::new(limits),
         }
     }
 
@@ -268,7 +268,11 @@ mod tests {
     }
 
     fn router() -> Router {
-        let mut router = Router::new(Domains::new("d.test"));
+        let limits = MucLimits {
+            max_occupants: 3,
+            max_rooms_per_session: 2,
+        };
+        let mut router = Router::new(Domains::new("d.test"), limits);
         router.attach_internal(&[jid("focus.d.test"), jid("focus@auth.d.test/focus")]);
         router
     }
@@ -436,6 +440,57 @@ mod tests {
         let mut out = Vec::new();
         router.unbind(&jid(ALICE), &mut out);
         assert_eq!(router.room_count(), 0);
+    }
+
+    #[test]
+    fn room_size_and_rooms_per_session_are_bounded() {
+        let mut router = router();
+        let guests: Vec<String> = (0..4).map(|i| format!("g{i}@guest.d.test/r")).collect();
+        for guest in &guests {
+            router.bind(&jid(guest)).unwrap();
+        }
+        for guest in &guests[..3] {
+            send(
+                &mut router,
+                guest,
+                &format!("<presence to='{ROOM}/{}'/>", &guest[..2]),
+            );
+        }
+        let error_of = |out: &[Delivery]| {
+            let error = out[0].stanza.get_child("error", ns::CLIENT).unwrap();
+            error.children().next().unwrap().name().to_owned()
+        };
+        let out = send(
+            &mut router,
+            &guests[3],
+            &format!("<presence to='{ROOM}/g3'/>"),
+        );
+        assert_eq!(error_of(&out), "service-unavailable", "room full");
+        // The focus is not a client: it always gets in.
+        let out = send(
+            &mut router,
+            FOCUS,
+            &format!("<presence to='{ROOM}/focus'/>"),
+        );
+        assert!(out.iter().all(|d| d.stanza.attr("type") != Some("error")));
+
+        send(
+            &mut router,
+            &guests[3],
+            "<presence to='a@conference.d.test/g3'/>",
+        );
+        send(
+            &mut router,
+            &guests[3],
+            "<presence to='b@conference.d.test/g3'/>",
+        );
+        let out = send(
+            &mut router,
+            &guests[3],
+            "<presence to='c@conference.d.test/g3'/>",
+        );
+        assert_eq!(error_of(&out), "policy-violation");
+        assert_eq!(router.room_count(), 3, "the refused join created no room");
     }
 
     #[test]
