@@ -1903,6 +1903,41 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_inside_str0m_expires_that_endpoint_only() {
+        let t0 = Instant::now();
+        let mut core = Core::new(settings(), t0);
+        for id in ["a", "b"] {
+            let allocate = BridgeRequest::AllocateEndpoint {
+                conference: ConferenceId("room".into()),
+                endpoint: EndpointId(id.into()),
+            };
+            core.handle_request(t0, allocate).unwrap();
+        }
+        let victim = core
+            .endpoints
+            .iter()
+            .find(|(_, e)| e.id.0 == "a")
+            .map(|(k, _)| *k)
+            .unwrap();
+        let ep = core.endpoints.get_mut(&victim).unwrap();
+        assert_eq!(
+            with_rtc(ep, |_| -> () { panic!("simulated str0m bug") }),
+            None
+        );
+        core.handle_timeout(t0);
+        assert!(!core.endpoints.contains_key(&victim));
+        assert_eq!(core.endpoints.len(), 1);
+        let mut expired = Vec::new();
+        while let Some(out) = core.poll_output() {
+            if let CoreOutput::Event(BridgeEvent::EndpointExpired { endpoint, .. }) = out {
+                expired.push(endpoint.0);
+            }
+        }
+        assert_eq!(expired, vec!["a".to_string()]);
+        assert_eq!(core.counters().endpoints_expired, 1);
+    }
+
+    #[test]
     fn offer_advertises_local_tcp_and_public_candidates() {
         let t0 = Instant::now();
         let settings = Settings {
