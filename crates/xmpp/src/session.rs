@@ -507,9 +507,7 @@ impl Session {
                 let payload_ns = stanza::payload(&stanza).map(Element::ns);
                 let own = stanza.name() == "iq" && stanza.attr("to").is_none();
                 match payload_ns.as_deref() {
-                    Some(ns::SESSION) if own => {
-                        out.push(Action::Send(iq_result_with(&stanza, None)))
-                    }
+                    Some(ns::SESSION) if own => self.deliver(iq_result_with(&stanza, None), out),
                     Some(ns::BIND) if own => {
                         self.reply_error(&stanza, StanzaError::NotAllowed, out)
                     }
@@ -517,7 +515,7 @@ impl Session {
                     // for theirs on login get an empty one rather than an error.
                     Some(ns::ROSTER) if own && stanza.attr("type") == Some("get") => {
                         let empty = Element::bare("query", ns::ROSTER);
-                        out.push(Action::Send(iq_result_with(&stanza, Some(empty))))
+                        self.deliver(iq_result_with(&stanza, Some(empty)), out)
                     }
                     _ => out.push(Action::Route(stanza)),
                 }
@@ -576,9 +574,11 @@ impl Session {
         };
     }
 
-    fn reply_error(&self, stanza: &Element, error: StanzaError, out: &mut Vec<Action>) {
+    /// Answers go through [`Self::deliver`]: with stream management on, every stanza the
+    /// client receives counts, whoever produced it.
+    fn reply_error(&mut self, stanza: &Element, error: StanzaError, out: &mut Vec<Action>) {
         if let Some(reply) = error_reply(stanza, error) {
-            out.push(Action::Send(reply));
+            self.deliver(reply, out);
         }
     }
 
@@ -836,6 +836,28 @@ mod tests {
         assert_eq!(resent.len(), 1);
         assert!(resent[0].contains("m3"));
         assert_eq!(fresh.jid(), Some(&jid));
+    }
+
+    #[test]
+    fn answers_from_the_session_itself_count_for_stream_management() {
+        let now = Instant::now();
+        let (mut session, _) = bound_session(now);
+        let mut out = Vec::new();
+        let roster = "<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>";
+        session.element(xml(roster), now, &mut NoAccounts, &mut out);
+        let detached = session.detach().unwrap();
+        let mut fresh = Session::new(
+            config(10.0),
+            std::sync::Arc::new(Domains::new("d.test")),
+            now,
+        );
+        let mut out = Vec::new();
+        fresh.resume(detached, 0, &mut out);
+        assert!(
+            sent(&out)
+                .iter()
+                .any(|s| s.contains("jabber:iq:roster") && s.contains("r1"))
+        );
     }
 
     #[test]
