@@ -309,6 +309,9 @@ async function connect() {
 function onDisconnected(reason) {
   if (state.left) return;
   for (const key of [...grid.tiles.keys()]) if (key !== LOCAL) grid.remove(key);
+  grid.tiles.get(LOCAL)?.setDominant(false);
+  forwarded = undefined;
+  state.dominant = undefined;
   stopScreenShare(false);
   const seconds = Math.round(state.reconnectDelay / 1000);
   const what = state.conference?.endpointId ? 'Connection lost' : 'Cannot connect to the meeting server';
