@@ -505,17 +505,19 @@ impl Core {
                 conference,
                 endpoint,
             } => {
-                let key = self.find(&conference, &endpoint)?;
-                self.expire(key, false);
+                // Expiring what is already gone (the bridge may have expired it first,
+                // or the conference went with its last endpoint) is not an error.
+                if let Ok(key) = self.find(&conference, &endpoint) {
+                    self.expire(key, false);
+                }
                 Ok(BridgeResponse::Done)
             }
             BridgeRequest::ExpireConference { conference } => {
                 let keys = self
                     .conferences
                     .get(&conference)
-                    .ok_or(BridgeError::UnknownConference)?
-                    .endpoints
-                    .clone();
+                    .map(|c| c.endpoints.clone())
+                    .unwrap_or_default();
                 for key in keys {
                     self.expire(key, false);
                 }
@@ -1643,6 +1645,12 @@ impl Core {
             conf.counters.endpoints_expired += 1;
         }
         let others = conf.endpoints.clone();
+        if others.is_empty() {
+            // Nobody left: the conference goes too (the focus may not say so itself).
+            let url_id = conf.url_id.clone();
+            self.conferences.remove(&ep.conference);
+            self.conference_by_url.remove(&url_id);
+        }
         for other in others {
             if let Some(receiver) = self.endpoints.get_mut(&other) {
                 for track in &ep.tracks {
@@ -1685,6 +1693,7 @@ fn declare_out(receiver: &mut Endpoint, sender: EndpointKey, track: &Track) {
 fn remove_out(receiver: &mut Endpoint, primary: u32) {
     if let Some(out) = receiver.out.remove(&primary) {
         receiver.out_by_rid.remove(&out.rid);
+        receiver.nacks_seen.remove(&out.rid);
         with_rtc(receiver, |rtc| {
             rtc.direct_api().remove_stream_tx(Ssrc::from(primary))
         });
