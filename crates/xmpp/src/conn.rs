@@ -182,14 +182,18 @@ impl Conn {
     }
 
     /// An XEP-0199 ping to a silent TCP client; its answer counts as a sign of life.
-    pub fn probe(&self) -> Vec<Write> {
-        let ping = Element::builder("iq", ns::CLIENT)
+    pub fn probe(&mut self) -> Vec<Write> {
+        let mut ping = Element::builder("iq", ns::CLIENT)
             .attr(n("type"), "get")
             .attr(n("id"), format!("probe-{}", crate::session::random_hex(4)))
             .attr(n("from"), self.server.inner.domains.main.as_str())
             .append(Element::bare("ping", ns::PING))
             .build();
-        vec![Write::Element(ping)]
+        if let Some(jid) = self.session.jid() {
+            ping.set_attr(rxml::Namespace::NONE, n("to"), jid.to_string());
+        }
+        // A stanza like any other: stream management counts it.
+        self.deliver(ping)
     }
 
     pub fn is_bound(&self) -> bool {

@@ -1,5 +1,5 @@
-//! A client that stops reading must not make the server buffer without bound: once its
-//! queue is full its session ends (it leaves its rooms), and everyone else carries on.
+//! Clients misbehaving below what an XMPP library lets one do, on raw sockets: one that
+//! stops reading, one that falls silent.
 
 use std::time::Duration;
 
@@ -29,38 +29,64 @@ fn element(xml: &str) -> Element {
     xml.parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_that_stops_reading_is_evicted() {
-    let data_dir = std::env::temp_dir().join(format!("convene-slow-{}", std::process::id()));
+async fn start(config: Config) -> (XmppServer, std::path::PathBuf) {
+    let data_dir = std::env::temp_dir().join(format!(
+        "convene-raw-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
     let config = Config {
         c2s_listen: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    };
+    (
+        XmppServer::start(DOMAIN, &data_dir, config).await.unwrap(),
+        data_dir,
+    )
+}
+
+/// Logs in anonymously over plain TCP (allowed on loopback) and binds a resource.
+async fn anonymous_login(server: &XmppServer) -> TcpStream {
+    let mut stream = TcpStream::connect(server.c2s_addr()).await.unwrap();
+    let mut seen = String::new();
+    let header = format!(
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>"
+    );
+    stream.write_all(header.as_bytes()).await.unwrap();
+    read_until(&mut stream, &mut seen, "</stream:features>").await;
+    stream
+        .write_all(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
+        .await
+        .unwrap();
+    read_until(&mut stream, &mut seen, "<success").await;
+    stream.write_all(header.as_bytes()).await.unwrap();
+    read_until(&mut stream, &mut seen, "</stream:features>").await;
+    stream
+        .write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        .await
+        .unwrap();
+    read_until(&mut stream, &mut seen, "</iq>").await;
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_stops_reading_is_evicted() {
+    let config = Config {
         max_unacked: 20,
         ..Config::default()
     };
-    let server = XmppServer::start(DOMAIN, &data_dir, config).await.unwrap();
+    let (server, data_dir) = start(config).await;
     let focus = Jid::new("focus@auth.slow.test/focus").unwrap();
     let mut link = server.attach_internal(vec![focus.clone()]);
     let join = format!("<presence xmlns='jabber:client' from='{focus}' to='{ROOM}/focus'/>");
     link.to_server.send(element(&join)).await.unwrap();
 
     // The slow client: logs in anonymously, joins, then never reads again.
-    let mut slow = TcpStream::connect(server.c2s_addr()).await.unwrap();
+    let mut slow = anonymous_login(&server).await;
     let mut seen = String::new();
-    let header = format!(
-        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>"
-    );
-    slow.write_all(header.as_bytes()).await.unwrap();
-    read_until(&mut slow, &mut seen, "</stream:features>").await;
-    slow.write_all(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
-        .await
-        .unwrap();
-    read_until(&mut slow, &mut seen, "<success").await;
-    slow.write_all(header.as_bytes()).await.unwrap();
-    read_until(&mut slow, &mut seen, "</stream:features>").await;
-    slow.write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-        .await
-        .unwrap();
-    read_until(&mut slow, &mut seen, "</iq>").await;
     slow.write_all(format!("<presence to='{ROOM}/slow'/>").as_bytes())
         .await
         .unwrap();
@@ -107,5 +133,25 @@ async fn client_that_stops_reading_is_evicted() {
     let tail = String::from_utf8_lossy(&rest[rest.len().saturating_sub(300)..]).into_owned();
     assert!(tail.contains("<resource-constraint"), "{tail}");
     assert!(tail.ends_with("</stream:stream>"), "{tail}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_client_is_probed_then_dropped() {
+    let config = Config {
+        keepalive_secs: 1,
+        ..Config::default()
+    };
+    let (server, data_dir) = start(config).await;
+    let mut silent = anonymous_login(&server).await;
+    let mut seen = String::new();
+    // After a second of silence: an XEP-0199 ping from the server.
+    read_until(&mut silent, &mut seen, "urn:xmpp:ping").await;
+    // Still silent a second later: the connection is dropped.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest))
+        .await
+        .expect("dropped")
+        .unwrap();
     let _ = std::fs::remove_dir_all(&data_dir);
 }
