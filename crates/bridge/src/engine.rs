@@ -206,6 +206,40 @@ struct Endpoint {
     forwarded_sources: Option<Vec<String>>,
     sent_sender_constraints: HashMap<String, i32>,
     nacks_seen: HashMap<Rid, u64>,
+    /// Bridge-channel messages this endpoint may still send right now.
+    channel_budget: TokenBucket,
+}
+
+/// Bridge-channel messages per second an endpoint may send, and the burst it may save up:
+/// a client relaying to everyone must not be able to flood the conference.
+const CHANNEL_MESSAGES_PER_SEC: f64 = 20.0;
+const CHANNEL_BURST: f64 = 60.0;
+
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn full(now: Instant) -> Self {
+        Self {
+            tokens: CHANNEL_BURST,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let refill =
+            now.saturating_duration_since(self.at).as_secs_f64() * CHANNEL_MESSAGES_PER_SEC;
+        self.tokens = (self.tokens + refill).min(CHANNEL_BURST);
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
 }
 
 impl Endpoint {
@@ -715,6 +749,7 @@ impl Core {
             forwarded_sources: None,
             sent_sender_constraints: HashMap::new(),
             nacks_seen: HashMap::new(),
+            channel_budget: TokenBucket::full(now),
         };
         let conf = self
             .conferences
@@ -1542,6 +1577,10 @@ impl Core {
             return;
         };
         ep.last_activity = now;
+        if !ep.channel_budget.take(now) {
+            self.counters.drop(DropReason::ChannelFlood);
+            return;
+        }
         let message = match channel::parse(text) {
             Ok(m) => m,
             Err(e) => {
@@ -1909,6 +1948,89 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Opens the bridge channel from the URL in the offer, as the WebSocket route does.
+    fn open_channel(core: &mut Core, offer: &EndpointOffer) -> EndpointKey {
+        let (path, pwd) = offer.colibri_ws_url.split_once("?pwd=").unwrap();
+        let mut parts = path.rsplit('/');
+        let (endpoint, conference) = (parts.next().unwrap(), parts.next().unwrap());
+        assert_eq!(
+            core.channel_open(conference, endpoint, "wrong"),
+            Err(ChannelAuthError::BadPassword)
+        );
+        core.channel_open(conference, endpoint, pwd).unwrap()
+    }
+
+    #[test]
+    fn bridge_channel_relays_and_limits_a_flooding_endpoint() {
+        let t0 = Instant::now();
+        let mut core = Core::new(settings(), t0);
+        let mut offers = Vec::new();
+        for id in ["a", "b", "c"] {
+            let allocate = BridgeRequest::AllocateEndpoint {
+                conference: ConferenceId("room".into()),
+                endpoint: EndpointId(id.into()),
+            };
+            let Ok(BridgeResponse::EndpointAllocated(offer)) = core.handle_request(t0, allocate)
+            else {
+                panic!("no offer")
+            };
+            offers.push(offer);
+        }
+        let keys: Vec<EndpointKey> = offers.iter().map(|o| open_channel(&mut core, o)).collect();
+        let mut inbox = |core: &mut Core| {
+            let mut got: HashMap<EndpointKey, Vec<serde_json::Value>> = HashMap::new();
+            while let Some(out) = core.poll_output() {
+                if let CoreOutput::Channel { endpoint, text } = out {
+                    got.entry(endpoint)
+                        .or_default()
+                        .push(serde_json::from_str(&text).unwrap());
+                }
+            }
+            got
+        };
+        let hello = inbox(&mut core);
+        assert!(
+            keys.iter()
+                .all(|k| hello[k][0]["colibriClass"] == "ServerHello")
+        );
+
+        // Addressed to "c" only, with a forged "from".
+        core.channel_message(
+            t0,
+            keys[0],
+            r#"{"colibriClass":"EndpointMessage","from":"x","to":"c","msgPayload":{"n":1}}"#,
+        );
+        let got = inbox(&mut core);
+        let relayed: Vec<_> = got
+            .get(&keys[2])
+            .into_iter()
+            .flatten()
+            .filter(|m| m["colibriClass"] == "EndpointMessage")
+            .collect();
+        assert_eq!(relayed.len(), 1);
+        assert_eq!(relayed[0]["from"], "a");
+        assert!(
+            got.get(&keys[1])
+                .is_none_or(|m| m.iter().all(|m| m["colibriClass"] != "EndpointMessage"))
+        );
+
+        // A flood: the burst gets through, the rest is dropped and counted; it refills.
+        let broadcast = r#"{"colibriClass":"EndpointMessage","to":"","msgPayload":{}}"#;
+        for _ in 0..200 {
+            core.channel_message(t0, keys[0], broadcast);
+        }
+        let count = |got: &HashMap<EndpointKey, Vec<serde_json::Value>>| {
+            got.get(&keys[1]).map_or(0, Vec::len)
+        };
+        assert_eq!(count(&inbox(&mut core)), 59);
+        assert_eq!(core.counters().dropped(DropReason::ChannelFlood), 141);
+        let later = t0 + Duration::from_secs(1);
+        for _ in 0..50 {
+            core.channel_message(later, keys[0], broadcast);
+        }
+        assert_eq!(count(&inbox(&mut core)), 20);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum DropReason {
     MalformedRtcp,
     /// str0m rejected the input.
     RtcError,
+    /// A bridge-channel message beyond the endpoint's rate limit.
+    ChannelFlood,
 }
 
 impl DropReason {
@@ -32,6 +34,7 @@ impl DropReason {
             Self::UnknownSsrc => "unknown_ssrc",
             Self::MalformedRtcp => "malformed_rtcp",
             Self::RtcError => "rtc_error",
+            Self::ChannelFlood => "channel_flood",
         }
     }
 }
@@ -157,6 +160,7 @@ pub fn render(total: &Counters, endpoints: usize, conferences: &[ConferenceGauge
         DropReason::UnknownSsrc,
         DropReason::MalformedRtcp,
         DropReason::RtcError,
+        DropReason::ChannelFlood,
     ];
     family(
         "dropped_total",
