@@ -1979,7 +1979,7 @@ mod tests {
             offers.push(offer);
         }
         let keys: Vec<EndpointKey> = offers.iter().map(|o| open_channel(&mut core, o)).collect();
-        let mut inbox = |core: &mut Core| {
+        let inbox = |core: &mut Core| {
             let mut got: HashMap<EndpointKey, Vec<serde_json::Value>> = HashMap::new();
             while let Some(out) = core.poll_output() {
                 if let CoreOutput::Channel { endpoint, text } = out {
