@@ -31,6 +31,7 @@ use crate::media::{self, CodecKind};
 use crate::metrics::{self, Counters, DropReason};
 use crate::rewrite::{Incoming, Rewriter};
 use crate::speaker::SpeakerDetector;
+use crate::sync::SenderClock;
 
 /// Identifies an endpoint inside the core (ids are only unique per conference).
 pub type EndpointKey = u64;
@@ -208,6 +209,8 @@ struct Endpoint {
     nacks_seen: HashMap<Rid, u64>,
     /// Bridge-channel messages this endpoint may still send right now.
     channel_budget: TokenBucket,
+    /// Maps this endpoint's capture times (from its sender reports) onto our clock.
+    capture_clock: SenderClock,
 }
 
 /// Bridge-channel messages per second an endpoint may send, and the burst it may save up:
@@ -750,6 +753,7 @@ impl Core {
             sent_sender_constraints: HashMap::new(),
             nacks_seen: HashMap::new(),
             channel_budget: TokenBucket::full(now),
+            capture_clock: SenderClock::default(),
         };
         let conf = self
             .conferences
@@ -1227,6 +1231,18 @@ impl Core {
         let Some(codec) = media::codec_of(packet.header.payload_type) else {
             return;
         };
+        let clock_rate = if codec == CodecKind::Opus {
+            48_000
+        } else {
+            90_000
+        };
+        let report = packet
+            .last_sender_info
+            .map(|sr| (sr.ntp_time, sr.rtp_time.numer() as u32));
+        let captured =
+            sender
+                .capture_clock
+                .capture_time(now, packet.header.timestamp, clock_rate, report);
         let track = &mut sender.tracks[t];
         let primary = track.primary;
         let is_audio = track.kind == MediaKind::Audio;
@@ -1297,7 +1313,7 @@ impl Core {
                 packet.header.payload_type,
                 rewritten.seq.into(),
                 rewritten.timestamp,
-                now,
+                captured,
                 packet.payload.clone(),
             )
             .marker(packet.header.marker)

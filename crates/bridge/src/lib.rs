@@ -20,6 +20,7 @@ pub mod media;
 pub mod metrics;
 pub mod rewrite;
 pub mod speaker;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
