@@ -105,6 +105,11 @@ struct Report {
 
 impl Report {
     fn set(&mut self, name: &str, higher_is_better: bool, kind: Kind, value: f64) {
+        if !value.is_finite() {
+            // E.g. a per-CPU-second figure when the server used less than one clock tick.
+            eprintln!("  {kind}: no value for {name:?} (measured {value}); run a larger workload");
+            return;
+        }
         let index = match self.figures.iter().position(|f| f.name == name) {
             Some(index) => index,
             None => {
