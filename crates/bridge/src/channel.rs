@@ -172,6 +172,11 @@ pub fn sender_source_constraints(source: &str, max_height: i32) -> String {
         .to_string()
 }
 
+pub fn connection_stats(estimated_downlink_bps: u64) -> String {
+    json!({"colibriClass": "ConnectionStats", "estimatedDownlinkBandwidth": estimated_downlink_bps})
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

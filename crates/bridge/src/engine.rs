@@ -42,6 +42,8 @@ const MAX_SSRCS_PER_ENDPOINT: usize = 64;
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 /// How often speakers, allocations and idle endpoints are looked at.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(250);
+/// How often each receiver is told its estimated downlink (`ConnectionStats`).
+const CONNECTION_STATS_INTERVAL: Duration = Duration::from_secs(5);
 /// A layer that sent nothing for this long is considered off (sender's own BWE).
 const LAYER_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
 /// Height assumed for layers whose size we cannot read, by rank from the top.
@@ -275,6 +277,7 @@ pub struct Core {
     output: VecDeque<CoreOutput>,
     counters: Counters,
     next_housekeeping: Instant,
+    next_connection_stats: Instant,
 }
 
 fn random_string(len: usize) -> String {
@@ -440,6 +443,7 @@ impl Core {
             output: VecDeque::new(),
             counters: Counters::default(),
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
+            next_connection_stats: now + CONNECTION_STATS_INTERVAL,
         }
     }
 
@@ -1082,6 +1086,16 @@ impl Core {
         for key in idle {
             info!(endpoint = %self.endpoints[&key].id.0, "endpoint idle or disconnected; expiring");
             self.expire(key, true);
+        }
+        if now >= self.next_connection_stats {
+            self.next_connection_stats = now + CONNECTION_STATS_INTERVAL;
+            for (key, ep) in self.endpoints.iter().filter(|(_, e)| e.channel_open) {
+                let text = channel::connection_stats(ep.bandwidth_bps);
+                self.output.push_back(CoreOutput::Channel {
+                    endpoint: *key,
+                    text,
+                });
+            }
         }
         let conferences: Vec<ConferenceId> = self.conferences.keys().cloned().collect();
         for id in conferences {
@@ -2047,6 +2061,20 @@ mod tests {
             core.channel_message(later, keys[0], broadcast);
         }
         assert_eq!(count(&inbox(&mut core)), 20);
+
+        // Every 5 s each channel learns its estimated downlink.
+        core.handle_timeout(t0 + Duration::from_secs(6));
+        let got = inbox(&mut core);
+        for k in &keys {
+            let stats = got[k]
+                .iter()
+                .find(|m| m["colibriClass"] == "ConnectionStats");
+            assert_eq!(
+                stats.unwrap()["estimatedDownlinkBandwidth"],
+                10_000_000,
+                "{got:?}"
+            );
+        }
     }
 
     #[test]
