@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use str0m::bwe::BweKind;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::ice::StunMessage;
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, Mid, Rid};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
@@ -160,6 +160,20 @@ impl Track {
         })
     }
 
+    /// The layer's measured bitrate; before a measurement, what such a height usually
+    /// needs (counting an unmeasured layer as free would overcommit the receiver's link).
+    fn expected_bitrate(&self, layer: usize) -> u64 {
+        match self.layers[layer].bitrate_bps {
+            0 => match self.assumed_height(layer) {
+                h if h <= 180 => 150_000,
+                h if h <= 360 => 500_000,
+                h if h <= 720 => 1_500_000,
+                _ => 2_500_000,
+            },
+            measured => measured,
+        }
+    }
+
     fn same_layout(&self, other: &Track) -> bool {
         self.kind == other.kind
             && self.layers.len() == other.layers.len()
@@ -213,6 +227,8 @@ struct Endpoint {
     channel_budget: TokenBucket,
     /// Maps this endpoint's capture times (from its sender reports) onto our clock.
     capture_clock: SenderClock,
+    /// (minimum, desired) last given to str0m's bandwidth estimator, in bps.
+    bwe_target: (u64, u64),
 }
 
 /// Bridge-channel messages per second an endpoint may send, and the burst it may save up:
@@ -758,6 +774,7 @@ impl Core {
             nacks_seen: HashMap::new(),
             channel_budget: TokenBucket::full(now),
             capture_clock: SenderClock::default(),
+            bwe_target: (0, 0),
         };
         let conf = self
             .conferences
@@ -1454,7 +1471,7 @@ impl Core {
                 let layers: Vec<allocator::Layer> = (0..track.layers.len())
                     .map(|l| allocator::Layer {
                         height: track.assumed_height(l),
-                        bitrate_bps: track.layers[l].bitrate_bps,
+                        bitrate_bps: track.expected_bitrate(l),
                         active: !track.muted && track.layers[l].is_active(now),
                     })
                     .collect();
@@ -1464,6 +1481,7 @@ impl Core {
 
         let mut keyframes = Vec::new();
         let mut messages = Vec::new();
+        let mut drained = Vec::new();
         for &r in &members {
             let Some(receiver) = self.endpoints.get_mut(&r) else {
                 continue;
@@ -1477,8 +1495,29 @@ impl Core {
                     layers: &v.4,
                 })
                 .collect();
-            let chosen =
-                allocator::allocate(&receiver.constraints, &candidates, receiver.bandwidth_bps);
+            // A tenth of the estimate stays free for audio, RTCP and retransmissions.
+            let budget = receiver.bandwidth_bps / 10 * 9;
+            let chosen = allocator::allocate(&receiver.constraints, &candidates, budget);
+            // What the receiver would get with unlimited bandwidth: str0m probes up to
+            // it, sustaining at least what is forwarded now.
+            let cost = |choice: &[Option<usize>]| -> u64 {
+                choice
+                    .iter()
+                    .zip(&candidates)
+                    .filter_map(|(l, c)| Some(c.layers[(*l)?].bitrate_bps))
+                    .sum()
+            };
+            let ideal = allocator::allocate(&receiver.constraints, &candidates, u64::MAX);
+            let wanted = (cost(&chosen), cost(&ideal));
+            let changed = |old: u64, new: u64| new.abs_diff(old) * 10 > old.max(1);
+            if changed(receiver.bwe_target.0, wanted.0) || changed(receiver.bwe_target.1, wanted.1)
+            {
+                receiver.bwe_target = wanted;
+                let (minimum, desired) =
+                    (Bitrate::bps(wanted.0), Bitrate::bps(wanted.1.max(wanted.0)));
+                with_rtc(receiver, |rtc| rtc.bwe().set_bitrate(minimum, desired));
+                drained.push(r);
+            }
             let mut forwarded = Vec::new();
             for (v, target) in mine.iter().zip(chosen) {
                 let Some(out) = receiver.out.get_mut(&v.1) else {
@@ -1497,6 +1536,9 @@ impl Core {
                 }
             }
             forwarded.sort();
+            let Some(receiver) = self.endpoints.get_mut(&r) else {
+                continue;
+            };
             if receiver.forwarded_sources.as_ref() != Some(&forwarded) {
                 if receiver.channel_open {
                     messages.push((r, channel::forwarded_sources(&forwarded)));
@@ -1542,6 +1584,9 @@ impl Core {
         }
         for (sender, primary, layer) in keyframes {
             self.request_keyframe(now, sender, primary, layer);
+        }
+        for key in drained {
+            self.drain(key);
         }
     }
 

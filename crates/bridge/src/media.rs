@@ -181,6 +181,9 @@ pub fn rtc_config(initial_bandwidth_bps: u64) -> RtcConfig {
         .set_rtp_mode(true)
         .set_ice_lite(false)
         .enable_bwe(Some(str0m::bwe::Bitrate::bps(initial_bandwidth_bps)))
+        // Retransmission cache per outgoing video stream: about 2 s of a 720p layer is
+        // plenty for NACKs (str0m's 1000 packets per stream multiplies per receiver).
+        .set_send_buffer_video(400)
         .clear_codecs()
         .clear_extension_map();
     for (id, _, ext) in EXTENSIONS {
