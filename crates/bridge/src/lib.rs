@@ -191,7 +191,7 @@ impl Bridge {
         let (handle, requests) = BridgeHandle::channel(64);
         let (events_tx, events) = mpsc::channel(256);
         let (control, control_rx) = mpsc::channel(1024);
-        let (datagrams_tx, datagrams) = mpsc::channel(8192);
+        let (datagrams_tx, datagrams) = mpsc::channel(1024);
         for (local, socket) in &sockets {
             tokio::spawn(read_datagrams(*local, socket.clone(), datagrams_tx.clone()));
         }
@@ -261,28 +261,39 @@ fn interface_addresses() -> Vec<IpAddr> {
     }
 }
 
+/// Datagrams handed to the core at once: one task switch per batch, not per datagram.
+const MAX_BATCH: usize = 64;
+
 async fn read_datagrams(
     local: SocketAddr,
     socket: Arc<UdpSocket>,
-    to_core: mpsc::Sender<Datagram>,
+    to_core: mpsc::Sender<Vec<Datagram>>,
 ) {
     let mut buf = vec![0u8; 65_536];
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((len, source)) => {
-                let datagram = Datagram {
+        if socket.readable().await.is_err() {
+            return;
+        }
+        let mut batch = Vec::new();
+        while batch.len() < MAX_BATCH {
+            match socket.try_recv_from(&mut buf) {
+                Ok((len, source)) => batch.push(Datagram {
                     at: Instant::now(),
                     proto: Protocol::Udp,
                     source,
                     local,
                     data: buf[..len].to_vec(),
-                };
-                if to_core.send(datagram).await.is_err() {
-                    return;
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // ICMP errors surface here on some systems; they concern one peer only.
+                Err(e) => {
+                    tracing::debug!(%local, "UDP receive error: {e}");
+                    break;
                 }
             }
-            // ICMP errors surface here on some systems; they concern one peer only.
-            Err(e) => tracing::debug!(%local, "UDP receive error: {e}"),
+        }
+        if !batch.is_empty() && to_core.send(batch).await.is_err() {
+            return;
         }
     }
 }
@@ -291,7 +302,7 @@ async fn run_core(
     mut core: Core,
     sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
     mut requests: mpsc::Receiver<Pending>,
-    mut datagrams: mpsc::Receiver<Datagram>,
+    mut datagrams: mpsc::Receiver<Vec<Datagram>>,
     mut control: mpsc::Receiver<Control>,
     events: mpsc::Sender<BridgeEvent>,
 ) {
@@ -305,7 +316,11 @@ async fn run_core(
             Some((request, reply)) = requests.recv() => {
                 let _ = reply.send(core.handle_request(Instant::now(), request));
             }
-            Some(d) = datagrams.recv() => core.handle_datagram(d.at, d.proto, d.source, d.local, &d.data),
+            Some(batch) = datagrams.recv() => {
+                for d in batch {
+                    core.handle_datagram(d.at, d.proto, d.source, d.local, &d.data);
+                }
+            }
             Some(c) = control.recv() => match c {
                 Control::ChannelOpen { conference, endpoint, pwd, sink, reply } => {
                     let result = core.channel_open(&conference, &endpoint, &pwd).map(|key| {
@@ -376,7 +391,7 @@ const TCP_IDLE: Duration = Duration::from_secs(30);
 async fn accept_tcp(
     local: SocketAddr,
     listener: TcpListener,
-    to_core: mpsc::Sender<Datagram>,
+    to_core: mpsc::Sender<Vec<Datagram>>,
     control: mpsc::Sender<Control>,
     connections: Arc<Semaphore>,
 ) {
@@ -404,7 +419,7 @@ async fn serve_tcp(
     stream: TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
-    to_core: mpsc::Sender<Datagram>,
+    to_core: mpsc::Sender<Vec<Datagram>>,
     control: mpsc::Sender<Control>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -447,7 +462,7 @@ async fn serve_tcp(
             local,
             data,
         };
-        if to_core.send(datagram).await.is_err() {
+        if to_core.send(vec![datagram]).await.is_err() {
             break;
         }
     }
