@@ -45,3 +45,24 @@ impl Config {
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped example documents every key; it must stay loadable as the schema moves.
+    #[test]
+    fn example_config_parses() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
+        let config = Config::load(Some(&path)).expect("config/example.toml must parse");
+        assert_eq!(config.domain, "localhost");
+        assert_eq!(config.http_listen, Config::default().http_listen);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Config>("domian = \"typo.example\"").unwrap_err();
+        assert!(err.to_string().contains("domian"), "{err}");
+    }
+}
