@@ -16,7 +16,7 @@ use crate::stanza::{n, ns};
 use crate::xml::{Limits, XmlError};
 
 /// Events for a connection that do not come from its socket.
-pub enum Outside {
+enum Outside {
     Delivery(Element),
     TakenOver,
     /// The session was ended because it did not keep up with its stanzas.
@@ -200,9 +200,20 @@ impl Conn {
         self.session.jid().is_some()
     }
 
+    /// What the socket must carry next because of something outside it: stanzas routed to
+    /// this session, or the stream error that ends it (taken over by a resuming connection,
+    /// or evicted for not keeping up). Pending forever before binding.
+    pub async fn next_outside_writes(&mut self) -> Vec<Write> {
+        match self.next_outside().await {
+            Outside::Delivery(stanza) => self.deliver(stanza),
+            Outside::TakenOver => vec![Write::Close(Some(StreamError::Conflict))],
+            Outside::Evicted => vec![Write::Close(Some(StreamError::ResourceConstraint))],
+        }
+    }
+
     /// The next thing that happens to this session from outside the socket: a stanza
-    /// routed to it, or a newer connection resuming it. Pending forever before binding.
-    pub async fn next_outside(&mut self) -> Outside {
+    /// routed to it, or a newer connection resuming it.
+    async fn next_outside(&mut self) -> Outside {
         loop {
             let receiver = self.receiver.as_mut();
             let taken_over = self.taken_over.as_mut();

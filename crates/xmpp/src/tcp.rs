@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::XmppServer;
-use crate::conn::{Conn, Outside, Write};
+use crate::conn::{Conn, Write};
 use crate::session::{StreamError, Transport};
 use crate::stanza::ns;
 use crate::xml::{self, StreamEvent, StreamParser};
@@ -96,11 +96,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     Err(e) => vec![Write::Close(Some(conn.xml_error(&e)))],
                 }
             }
-            outside = conn.next_outside() => match outside {
-                Outside::Delivery(stanza) => conn.deliver(stanza),
-                Outside::TakenOver => vec![Write::Close(Some(StreamError::Conflict))],
-                Outside::Evicted => vec![Write::Close(Some(StreamError::ResourceConstraint))],
-            },
+            writes = conn.next_outside_writes() => writes,
             _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
                 vec![Write::Close(Some(StreamError::ConnectionTimeout))]
             }

@@ -14,7 +14,7 @@ use axum::{Extension, Router};
 use minidom::Element;
 
 use crate::XmppServer;
-use crate::conn::{Conn, Outside, Write};
+use crate::conn::{Conn, Write};
 use crate::session::{StreamError, Transport};
 use crate::stanza::{n, ns};
 use crate::xml;
@@ -76,11 +76,7 @@ async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
                 Some(Err(_)) => vec![Write::Close(Some(StreamError::PolicyViolation))],
                 Some(Ok(Message::Close(_))) | None => return,
             }},
-            outside = conn.next_outside() => match outside {
-                Outside::Delivery(stanza) => conn.deliver(stanza),
-                Outside::TakenOver => vec![Write::Close(Some(StreamError::Conflict))],
-                Outside::Evicted => vec![Write::Close(Some(StreamError::ResourceConstraint))],
-            },
+            writes = conn.next_outside_writes() => writes,
             _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
                 vec![Write::Close(Some(StreamError::ConnectionTimeout))]
             }
