@@ -154,7 +154,7 @@ impl Bridge {
                         .local_addr()
                         .map_err(|source| StartError::Bind { addr, source })?;
                     port = local.port();
-                    sockets.push((local, Arc::new(socket)));
+                    sockets.push((local, socket));
                 }
                 Err(source) if sockets.is_empty() => return Err(StartError::Bind { addr, source }),
                 Err(e) => warn!(%addr, "cannot bind, not advertising it: {e}"),
@@ -191,23 +191,20 @@ impl Bridge {
         let (handle, requests) = BridgeHandle::channel(64);
         let (events_tx, events) = mpsc::channel(256);
         let (control, control_rx) = mpsc::channel(1024);
-        let (datagrams_tx, datagrams) = mpsc::channel(1024);
-        for (local, socket) in &sockets {
-            tokio::spawn(read_datagrams(*local, socket.clone(), datagrams_tx.clone()));
-        }
+        let (tcp_frames_tx, tcp_frames) = mpsc::channel(8192);
         let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
         for (local, listener) in tcp_listeners {
             tokio::spawn(accept_tcp(
                 local,
                 listener,
-                datagrams_tx.clone(),
+                tcp_frames_tx.clone(),
                 control.clone(),
                 connections.clone(),
             ));
         }
         let core = Core::new(settings, Instant::now());
         tokio::spawn(run_core(
-            core, sockets, requests, datagrams, control_rx, events_tx,
+            core, sockets, requests, tcp_frames, control_rx, events_tx,
         ));
         Ok(Bridge {
             handle,
@@ -261,66 +258,48 @@ fn interface_addresses() -> Vec<IpAddr> {
     }
 }
 
-/// Datagrams handed to the core at once: one task switch per batch, not per datagram.
-const MAX_BATCH: usize = 64;
+/// UDP datagrams read per socket per loop turn, so that timers, requests and the other
+/// sockets get their turn under load.
+const RECV_BATCH: usize = 64;
+/// Largest UDP datagram read; the core drops anything over its configured limit anyway.
+const RECV_BUFFER: usize = 65_536;
 
-async fn read_datagrams(
-    local: SocketAddr,
-    socket: Arc<UdpSocket>,
-    to_core: mpsc::Sender<Vec<Datagram>>,
-) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        if socket.readable().await.is_err() {
-            return;
-        }
-        let mut batch = Vec::new();
-        while batch.len() < MAX_BATCH {
-            match socket.try_recv_from(&mut buf) {
-                Ok((len, source)) => batch.push(Datagram {
-                    at: Instant::now(),
-                    proto: Protocol::Udp,
-                    source,
-                    local,
-                    data: buf[..len].to_vec(),
-                }),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                // ICMP errors surface here on some systems; they concern one peer only.
-                Err(e) => {
-                    tracing::debug!(%local, "UDP receive error: {e}");
-                    break;
-                }
-            }
-        }
-        if !batch.is_empty() && to_core.send(batch).await.is_err() {
-            return;
-        }
-    }
+/// Resolves when any of the sockets may have datagrams to read.
+async fn any_readable(sockets: &[(SocketAddr, UdpSocket)]) {
+    let readable = sockets.iter().map(|(_, s)| Box::pin(s.readable()));
+    let _ = futures_util::future::select_all(readable).await;
 }
 
+/// The core's loop. UDP is read here, in the core's own task, rather than in a reader task
+/// per socket: handing each datagram over a channel cost a copy and a task switch, about
+/// as much as forwarding it. Each wake-up drains the sockets, then sends everything the
+/// core produced.
 async fn run_core(
     mut core: Core,
-    sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    sockets: Vec<(SocketAddr, UdpSocket)>,
     mut requests: mpsc::Receiver<Pending>,
-    mut datagrams: mpsc::Receiver<Vec<Datagram>>,
+    mut tcp_frames: mpsc::Receiver<Datagram>,
     mut control: mpsc::Receiver<Control>,
     events: mpsc::Sender<BridgeEvent>,
 ) {
-    let sockets: HashMap<SocketAddr, Arc<UdpSocket>> = sockets.into_iter().collect();
     let mut sinks: HashMap<EndpointKey, (u64, mpsc::Sender<String>)> = HashMap::new();
     let mut next_sink_id = 0u64;
     let mut tcp_sinks: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut deadline = core.poll_timeout();
+    let timer = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(timer);
     loop {
-        let deadline = tokio::time::Instant::from_std(core.poll_timeout());
         tokio::select! {
+            () = any_readable(&sockets) => {
+                for (local, socket) in &sockets {
+                    receive_batch(&mut core, *local, socket, &mut buf);
+                }
+            }
             Some((request, reply)) = requests.recv() => {
                 let _ = reply.send(core.handle_request(Instant::now(), request));
             }
-            Some(batch) = datagrams.recv() => {
-                for d in batch {
-                    core.handle_datagram(d.at, d.proto, d.source, d.local, &d.data);
-                }
-            }
+            Some(d) = tcp_frames.recv() => core.handle_datagram(d.at, d.proto, d.source, d.local, &d.data),
             Some(c) = control.recv() => match c {
                 Control::ChannelOpen { conference, endpoint, pwd, sink, reply } => {
                     let result = core.channel_open(&conference, &endpoint, &pwd).map(|key| {
@@ -347,7 +326,7 @@ async fn run_core(
                     tcp_sinks.remove(&(remote, local));
                 }
             },
-            _ = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),
+            () = &mut timer => core.handle_timeout(Instant::now()),
             else => return,
         }
         while let Some(output) = core.poll_output() {
@@ -359,8 +338,10 @@ async fn run_core(
                     }
                 }
                 CoreOutput::Transmit(t) => {
-                    if let Some(socket) = sockets.get(&t.source)
-                        && let Err(e) = socket.send_to(&t.contents, t.destination).await
+                    // A full socket buffer loses the datagram, as on any UDP path; waiting
+                    // for room would stall every other endpoint.
+                    if let Some((_, socket)) = sockets.iter().find(|(a, _)| *a == t.source)
+                        && let Err(e) = socket.try_send_to(&t.contents, t.destination)
                     {
                         tracing::debug!(destination = %t.destination, "UDP send failed: {e}");
                     }
@@ -379,6 +360,25 @@ async fn run_core(
                 }
             }
         }
+        let next = core.poll_timeout();
+        if next != deadline {
+            deadline = next;
+            timer.as_mut().reset(deadline.into());
+        }
+    }
+}
+
+/// Feeds the core up to [`RECV_BATCH`] datagrams waiting on `socket`, without blocking.
+fn receive_batch(core: &mut Core, local: SocketAddr, socket: &UdpSocket, buf: &mut [u8]) {
+    for _ in 0..RECV_BATCH {
+        match socket.try_recv_from(buf) {
+            Ok((len, source)) => {
+                core.handle_datagram(Instant::now(), Protocol::Udp, source, local, &buf[..len]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            // ICMP errors surface here on some systems; they concern one peer only.
+            Err(e) => tracing::debug!(%local, "UDP receive error: {e}"),
+        }
     }
 }
 
@@ -391,7 +391,7 @@ const TCP_IDLE: Duration = Duration::from_secs(30);
 async fn accept_tcp(
     local: SocketAddr,
     listener: TcpListener,
-    to_core: mpsc::Sender<Vec<Datagram>>,
+    to_core: mpsc::Sender<Datagram>,
     control: mpsc::Sender<Control>,
     connections: Arc<Semaphore>,
 ) {
@@ -419,7 +419,7 @@ async fn serve_tcp(
     stream: TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
-    to_core: mpsc::Sender<Vec<Datagram>>,
+    to_core: mpsc::Sender<Datagram>,
     control: mpsc::Sender<Control>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -462,7 +462,7 @@ async fn serve_tcp(
             local,
             data,
         };
-        if to_core.send(vec![datagram]).await.is_err() {
+        if to_core.send(datagram).await.is_err() {
             break;
         }
     }
