@@ -73,6 +73,8 @@ impl BridgeHandle {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("cannot start the bridge thread: {0}")]
+    Thread(std::io::Error),
     #[error("cannot bind UDP {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -148,7 +150,9 @@ impl Bridge {
         let mut port = config.udp_port;
         for ip in ips {
             let addr = SocketAddr::new(ip, port);
-            match UdpSocket::bind(addr).await {
+            // A std socket: the core's own thread registers it with its own runtime.
+            match std::net::UdpSocket::bind(addr).and_then(|s| s.set_nonblocking(true).map(|()| s))
+            {
                 Ok(socket) => {
                     let local = socket
                         .local_addr()
@@ -203,9 +207,34 @@ impl Bridge {
             ));
         }
         let core = Core::new(settings, Instant::now());
-        tokio::spawn(run_core(
-            core, sockets, requests, tcp_frames, control_rx, events_tx,
-        ));
+        // The core gets a thread and a single-threaded runtime of its own: on the shared
+        // runtime every datagram and pacer timer woke it on whichever worker was free, and
+        // those cross-thread wake-ups cost more than the forwarding.
+        std::thread::Builder::new()
+            .name("bridge-core".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => return tracing::error!("cannot start the bridge runtime: {e}"),
+                };
+                runtime.block_on(async move {
+                    let sockets = sockets
+                        .into_iter()
+                        .filter_map(|(local, socket)| match UdpSocket::from_std(socket) {
+                            Ok(socket) => Some((local, socket)),
+                            Err(e) => {
+                                tracing::error!(%local, "cannot watch the UDP socket: {e}");
+                                None
+                            }
+                        })
+                        .collect();
+                    run_core(core, sockets, requests, tcp_frames, control_rx, events_tx).await
+                });
+            })
+            .map_err(StartError::Thread)?;
         Ok(Bridge {
             handle,
             events: Some(events),
@@ -286,6 +315,7 @@ async fn run_core(
     let mut next_sink_id = 0u64;
     let mut tcp_sinks: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut buf = vec![0u8; RECV_BUFFER];
+    let (mut requests_closed, mut control_closed) = (false, false);
     let mut deadline = core.poll_timeout();
     let timer = tokio::time::sleep_until(deadline.into());
     tokio::pin!(timer);
@@ -296,12 +326,16 @@ async fn run_core(
                     receive_batch(&mut core, *local, socket, &mut buf);
                 }
             }
-            Some((request, reply)) = requests.recv() => {
-                let _ = reply.send(core.handle_request(Instant::now(), request));
-            }
+            request = requests.recv(), if !requests_closed => match request {
+                Some((request, reply)) => {
+                    let _ = reply.send(core.handle_request(Instant::now(), request));
+                }
+                None => requests_closed = true,
+            },
             Some(d) = tcp_frames.recv() => core.handle_datagram(d.at, d.proto, d.source, d.local, &d.data),
-            Some(c) = control.recv() => match c {
-                Control::ChannelOpen { conference, endpoint, pwd, sink, reply } => {
+            c = control.recv(), if !control_closed => match c {
+                None => control_closed = true,
+                Some(Control::ChannelOpen { conference, endpoint, pwd, sink, reply }) => {
                     let result = core.channel_open(&conference, &endpoint, &pwd).map(|key| {
                         next_sink_id += 1;
                         sinks.insert(key, (next_sink_id, sink));
@@ -309,25 +343,33 @@ async fn run_core(
                     });
                     let _ = reply.send(result);
                 }
-                Control::ChannelMessage { key, text } => core.channel_message(Instant::now(), key, &text),
-                Control::ChannelClosed { key, sink_id } => {
+                Some(Control::ChannelMessage { key, text }) => core.channel_message(Instant::now(), key, &text),
+                Some(Control::ChannelClosed { key, sink_id }) => {
                     if sinks.get(&key).is_some_and(|(id, _)| *id == sink_id) {
                         sinks.remove(&key);
                         core.channel_closed(key);
                     }
                 }
-                Control::Metrics(reply) => {
+                Some(Control::Metrics(reply)) => {
                     let _ = reply.send(core.metrics_text());
                 }
-                Control::TcpOpened { remote, local, sink } => {
+                Some(Control::TcpOpened { remote, local, sink }) => {
                     tcp_sinks.insert((remote, local), sink);
                 }
-                Control::TcpClosed { remote, local } => {
+                Some(Control::TcpClosed { remote, local }) => {
                     tcp_sinks.remove(&(remote, local));
                 }
             },
             () = &mut timer => core.handle_timeout(Instant::now()),
-            else => return,
+        }
+        // Nobody can reach the bridge any more: the focus and the HTTP side are gone.
+        if requests_closed && control_closed {
+            return;
+        }
+        // Timers that fell due while datagrams were handled run now, saving a wake-up.
+        let now = Instant::now();
+        if core.poll_timeout() <= now {
+            core.handle_timeout(now);
         }
         while let Some(output) = core.poll_output() {
             match output {
