@@ -5,7 +5,7 @@
 //! later run in another process without changing the focus.
 //!
 //! Shape: a sans-IO [`engine::Core`] (conferences, endpoints, forwarding, one str0m `Rtc`
-//! per endpoint) owned by one tokio task; this file is the shell around it: the shared UDP
+//! per endpoint) owned by one thread; this file is the shell around it: the shared UDP
 //! sockets, the colibri-ws WebSockets, `/metrics`, and the timer.
 
 pub mod config;
