@@ -38,6 +38,9 @@ pub type EndpointKey = u64;
 
 /// The most SSRCs one endpoint may signal (Jicofo allows 20 sources and 20 groups).
 const MAX_SSRCS_PER_ENDPOINT: usize = 64;
+/// Due str0m timeouts served per endpoint in one `handle_timeout`, so that one endpoint
+/// with a long pacer queue cannot starve the others.
+const MAX_TIMEOUTS_PER_TURN: usize = 64;
 /// Keyframe requests towards one sender layer are at most this frequent.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 /// How often speakers, allocations and idle endpoints are looked at.
@@ -1075,7 +1078,15 @@ impl Core {
             .map(|(k, _)| *k)
             .collect();
         for key in due {
-            if let Some(ep) = self.endpoints.get_mut(&key) {
+            // str0m's pacer releases one packet per timeout and asks to be woken again
+            // at once: serve those here rather than one loop turn of the shell each.
+            for _ in 0..MAX_TIMEOUTS_PER_TURN {
+                let Some(ep) = self.endpoints.get_mut(&key) else {
+                    break;
+                };
+                if ep.broken || ep.next_timeout > now {
+                    break;
+                }
                 if let Some(Err(e)) = with_rtc(ep, |rtc| rtc.handle_input(Input::Timeout(now))) {
                     warn!(endpoint = %ep.id.0, "str0m timeout failed: {e}");
                     ep.broken = true;
