@@ -34,12 +34,7 @@ impl Core {
         }
         if let Some(conf) = self.conferences.get_mut(&conference) {
             conf.dirty = true;
-            let previous: Vec<String> = conf
-                .speakers
-                .previous()
-                .iter()
-                .filter_map(|k| self.endpoints.get(k).map(|e| e.id.0.clone()))
-                .collect();
+            let previous = previous_speaker_ids(&conf.speakers, &self.endpoints);
             if let Some(d) = conf.speakers.dominant().and_then(|k| self.endpoints.get(k)) {
                 hello.push(channel::dominant_speaker(&d.id.0, &previous));
             }

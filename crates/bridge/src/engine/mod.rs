@@ -345,6 +345,19 @@ fn with_rtc<R>(ep: &mut Endpoint, f: impl FnOnce(&mut Rtc) -> R) -> Option<R> {
     }
 }
 
+/// The endpoint ids of the recent speakers before the dominant one, most recent first, as
+/// `DominantSpeakerEndpointChangeEvent.previousSpeakers` carries them.
+fn previous_speaker_ids(
+    speakers: &SpeakerDetector<EndpointKey>,
+    endpoints: &HashMap<EndpointKey, Endpoint>,
+) -> Vec<String> {
+    speakers
+        .previous()
+        .iter()
+        .filter_map(|k| endpoints.get(k).map(|e| e.id.0.clone()))
+        .collect()
+}
+
 /// Splits a signalled source set into tracks; `None` if it is inconsistent.
 fn tracks_of(set: &SourceSet) -> Result<Vec<Track>, String> {
     let sources: HashMap<u32, &Source> = set.sources.iter().map(|s| (s.ssrc, s)).collect();
@@ -657,12 +670,7 @@ impl Core {
             let conf = self.conferences.get_mut(&id).expect("listed above");
             if conf.speakers.evaluate(now) {
                 let dominant = conf.speakers.dominant().copied();
-                let previous: Vec<String> = conf
-                    .speakers
-                    .previous()
-                    .iter()
-                    .filter_map(|k| self.endpoints.get(k).map(|e| e.id.0.clone()))
-                    .collect();
+                let previous = previous_speaker_ids(&conf.speakers, &self.endpoints);
                 if let Some(name) = dominant
                     .and_then(|k| self.endpoints.get(&k))
                     .map(|e| e.id.0.clone())
