@@ -23,6 +23,33 @@ enum Outside {
     Evicted,
 }
 
+/// When a silent peer is probed and when it counts as dead, for both socket shells: after
+/// one interval of silence it is probed, after a second one it is gone.
+pub struct Keepalive {
+    interval: Duration,
+    last_heard: tokio::time::Instant,
+    probed: bool,
+}
+
+impl Keepalive {
+    /// Anything arrived from the peer: it is alive.
+    pub fn heard(&mut self) {
+        self.last_heard = tokio::time::Instant::now();
+        self.probed = false;
+    }
+
+    /// When the current silence runs out.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        self.last_heard + self.interval * if self.probed { 2 } else { 1 }
+    }
+
+    /// The deadline passed: `true` if the peer must now be probed, `false` if it was
+    /// probed already and is dead.
+    pub fn probe_due(&mut self) -> bool {
+        !std::mem::replace(&mut self.probed, true)
+    }
+}
+
 /// What the shell writes, framed its own way.
 #[derive(Debug)]
 pub enum Write {
@@ -177,8 +204,13 @@ impl Conn {
     }
 
     /// Seconds of client silence before a probe.
-    pub fn keepalive(&self) -> Duration {
-        Duration::from_secs(self.server.inner.config.keepalive_secs.max(1))
+    /// A fresh keepalive tracker for this connection's socket.
+    pub fn keepalive(&self) -> Keepalive {
+        Keepalive {
+            interval: Duration::from_secs(self.server.inner.config.keepalive_secs.max(1)),
+            last_heard: tokio::time::Instant::now(),
+            probed: false,
+        }
     }
 
     /// An XEP-0199 ping to a silent TCP client; its answer counts as a sign of life.

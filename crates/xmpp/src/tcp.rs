@@ -59,18 +59,16 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut events = Vec::new();
     let mut header_sent = false;
     let deadline = tokio::time::Instant::now() + conn.auth_deadline();
-    let mut last_heard = tokio::time::Instant::now();
-    let mut probed = false;
+    let mut keepalive = conn.keepalive();
     loop {
-        let silence_limit = last_heard + conn.keepalive() * if probed { 2 } else { 1 };
+        let silence_limit = keepalive.deadline();
         let writes = tokio::select! {
             read = stream.read(&mut buffer) => {
                 let read = read?;
                 if read == 0 {
                     return Ok(None);
                 }
-                last_heard = tokio::time::Instant::now();
-                probed = false;
+                keepalive.heard();
                 events.clear();
                 match parser.feed(&buffer[..read], &mut events) {
                     Ok(()) => {
@@ -101,10 +99,9 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 vec![Write::Close(Some(StreamError::ConnectionTimeout))]
             }
             _ = tokio::time::sleep_until(silence_limit), if conn.is_bound() => {
-                if probed {
+                if !keepalive.probe_due() {
                     return Ok(None); // dead peer: no clean close, so the session may resume
                 }
-                probed = true;
                 conn.probe()
             }
         };

@@ -50,14 +50,12 @@ async fn upgrade(
 async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
     let mut conn = Conn::new(server, Transport::WebSocket, peer);
     let deadline = tokio::time::Instant::now() + conn.auth_deadline();
-    let mut last_heard = tokio::time::Instant::now();
-    let mut probed = false;
+    let mut keepalive = conn.keepalive();
     loop {
-        let silence_limit = last_heard + conn.keepalive() * if probed { 2 } else { 1 };
+        let silence_limit = keepalive.deadline();
         let writes = tokio::select! {
             message = socket.recv() => {
-                last_heard = tokio::time::Instant::now();
-                probed = false;
+                keepalive.heard();
                 match message {
                 // Whitespace keep-alives are not RFC 7395, but harmless: ignore them.
                 Some(Ok(Message::Text(text))) if text.trim().is_empty() => continue,
@@ -81,10 +79,9 @@ async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
                 vec![Write::Close(Some(StreamError::ConnectionTimeout))]
             }
             _ = tokio::time::sleep_until(silence_limit), if conn.is_bound() => {
-                if probed {
+                if !keepalive.probe_due() {
                     return; // dead peer: no clean close, so the session may resume
                 }
-                probed = true;
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }
