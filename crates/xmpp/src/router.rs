@@ -410,8 +410,8 @@ mod tests {
         assert_eq!(out[0].stanza.attr("from"), Some(ALICE));
     }
 
-    #[test]
-    fn last_occupant_leaving_destroys_the_room() {
+    /// The focus and then Alice in `ROOM`.
+    fn room_with_focus_and_alice() -> Router {
         let mut router = router();
         router.bind(&jid(ALICE)).unwrap();
         send(
@@ -424,6 +424,12 @@ mod tests {
             ALICE,
             &format!("<presence to='{ROOM}/alice'/>"),
         );
+        router
+    }
+
+    #[test]
+    fn last_occupant_leaving_destroys_the_room() {
+        let mut router = room_with_focus_and_alice();
         let out = send(
             &mut router,
             FOCUS,
@@ -495,18 +501,7 @@ mod tests {
 
     #[test]
     fn owner_destroys_the_room() {
-        let mut router = router();
-        router.bind(&jid(ALICE)).unwrap();
-        send(
-            &mut router,
-            FOCUS,
-            &format!("<presence to='{ROOM}/focus'/>"),
-        );
-        send(
-            &mut router,
-            ALICE,
-            &format!("<presence to='{ROOM}/alice'/>"),
-        );
+        let mut router = room_with_focus_and_alice();
         let destroy = format!(
             "<iq type='set' id='d' to='{ROOM}'><query xmlns='{}'><destroy/></query></iq>",
             ns::MUC_OWNER
