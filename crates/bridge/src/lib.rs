@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod rewrite;
 pub mod speaker;
 pub mod sync;
+mod udp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -42,6 +43,7 @@ use tracing::{info, warn};
 
 use api::{BridgeError, BridgeEvent, BridgeRequest, BridgeResponse};
 use engine::{ChannelAuthError, Core, CoreOutput, EndpointKey, Settings};
+use udp::MediaSocket;
 
 type Pending = (
     BridgeRequest,
@@ -223,11 +225,15 @@ impl Bridge {
                 runtime.block_on(async move {
                     let sockets = sockets
                         .into_iter()
-                        .filter_map(|(local, socket)| match UdpSocket::from_std(socket) {
-                            Ok(socket) => Some((local, socket)),
-                            Err(e) => {
-                                tracing::error!(%local, "cannot watch the UDP socket: {e}");
-                                None
+                        .filter_map(|(local, socket)| {
+                            match UdpSocket::from_std(socket)
+                                .and_then(|socket| MediaSocket::new(local, socket))
+                            {
+                                Ok(socket) => Some(socket),
+                                Err(e) => {
+                                    tracing::error!(%local, "cannot watch the UDP socket: {e}");
+                                    None
+                                }
                             }
                         })
                         .collect();
@@ -287,15 +293,13 @@ fn interface_addresses() -> Vec<IpAddr> {
     }
 }
 
-/// UDP datagrams read per socket per loop turn, so that timers, requests and the other
+/// `recvmmsg` calls per socket per loop turn, so that timers, requests and the other
 /// sockets get their turn under load.
-const RECV_BATCH: usize = 64;
-/// Largest UDP datagram read; the core drops anything over its configured limit anyway.
-const RECV_BUFFER: usize = 65_536;
+const RECV_CALLS: usize = 4;
 
 /// Resolves when any of the sockets may have datagrams to read.
-async fn any_readable(sockets: &[(SocketAddr, UdpSocket)]) {
-    let readable = sockets.iter().map(|(_, s)| Box::pin(s.readable()));
+async fn any_readable(sockets: &[MediaSocket]) {
+    let readable = sockets.iter().map(|s| Box::pin(s.readable()));
     let _ = futures_util::future::select_all(readable).await;
 }
 
@@ -305,7 +309,7 @@ async fn any_readable(sockets: &[(SocketAddr, UdpSocket)]) {
 /// core produced.
 async fn run_core(
     mut core: Core,
-    sockets: Vec<(SocketAddr, UdpSocket)>,
+    mut sockets: Vec<MediaSocket>,
     mut requests: mpsc::Receiver<Pending>,
     mut tcp_frames: mpsc::Receiver<Datagram>,
     mut control: mpsc::Receiver<Control>,
@@ -314,7 +318,6 @@ async fn run_core(
     let mut sinks: HashMap<EndpointKey, (u64, mpsc::Sender<String>)> = HashMap::new();
     let mut next_sink_id = 0u64;
     let mut tcp_sinks: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>> = HashMap::new();
-    let mut buf = vec![0u8; RECV_BUFFER];
     let (mut requests_closed, mut control_closed) = (false, false);
     let mut deadline = core.poll_timeout();
     let timer = tokio::time::sleep_until(deadline.into());
@@ -322,8 +325,11 @@ async fn run_core(
     loop {
         tokio::select! {
             () = any_readable(&sockets) => {
-                for (local, socket) in &sockets {
-                    receive_batch(&mut core, *local, socket, &mut buf);
+                for socket in &mut sockets {
+                    let local = socket.local;
+                    socket.receive(RECV_CALLS, |source, datagram| {
+                        core.handle_datagram(Instant::now(), Protocol::Udp, source, local, datagram);
+                    });
                 }
             }
             request = requests.recv(), if !requests_closed => match request {
@@ -380,12 +386,8 @@ async fn run_core(
                     }
                 }
                 CoreOutput::Transmit(t) => {
-                    // A full socket buffer loses the datagram, as on any UDP path; waiting
-                    // for room would stall every other endpoint.
-                    if let Some((_, socket)) = sockets.iter().find(|(a, _)| *a == t.source)
-                        && let Err(e) = socket.try_send_to(&t.contents, t.destination)
-                    {
-                        tracing::debug!(destination = %t.destination, "UDP send failed: {e}");
+                    if let Some(socket) = sockets.iter_mut().find(|s| s.local == t.source) {
+                        socket.queue(t.destination, t.contents.into());
                     }
                 }
                 CoreOutput::Channel { endpoint, text } => {
@@ -402,24 +404,13 @@ async fn run_core(
                 }
             }
         }
+        for socket in &mut sockets {
+            socket.flush();
+        }
         let next = core.poll_timeout();
         if next != deadline {
             deadline = next;
             timer.as_mut().reset(deadline.into());
-        }
-    }
-}
-
-/// Feeds the core up to [`RECV_BATCH`] datagrams waiting on `socket`, without blocking.
-fn receive_batch(core: &mut Core, local: SocketAddr, socket: &UdpSocket, buf: &mut [u8]) {
-    for _ in 0..RECV_BATCH {
-        match socket.try_recv_from(buf) {
-            Ok((len, source)) => {
-                core.handle_datagram(Instant::now(), Protocol::Udp, source, local, &buf[..len]);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            // ICMP errors surface here on some systems; they concern one peer only.
-            Err(e) => tracing::debug!(%local, "UDP receive error: {e}"),
         }
     }
 }

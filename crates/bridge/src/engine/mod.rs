@@ -921,7 +921,9 @@ impl Core {
                 }
             });
             forwarded += 1;
-            self.drain(r);
+            // str0m sends queued media on its next timeout; polling it here would only
+            // compute that timeout once per packet. `handle_timeout` serves it in this turn.
+            receiver.next_timeout = now;
         }
         self.counters.rtp_forwarded += forwarded;
         if let Some(c) = self.conferences.get_mut(&conference_id) {
