@@ -13,6 +13,7 @@ pub use config::Config;
 
 pub mod allocator;
 pub mod api;
+pub mod bwe;
 pub mod channel;
 pub mod codec;
 pub mod engine;

@@ -54,7 +54,7 @@ async fn a_tcp_only_client_connects_over_ice_tcp() {
     let mut stream = TcpStream::connect(bridge_addr).await.unwrap();
     let local = stream.local_addr().unwrap();
     let now = Instant::now();
-    let mut rtc = media::rtc_config(1_000_000).build(now);
+    let mut rtc = media::rtc_config().build(now);
     rtc.add_local_candidate(
         Candidate::builder()
             .tcp()

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use str0m::bwe::{Bitrate, BweKind};
 use str0m::ice::StunMessage;
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, Mid, Rid};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
-use str0m::rtp::{RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
+use str0m::rtp::rtcp::Rtcp;
+use str0m::rtp::{RawPacket, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc};
 use subtle::ConstantTimeEq;
 use tracing::{debug, info, warn};
@@ -28,6 +28,7 @@ use crate::api::{
     EndpointOffer, Fingerprint, GroupSemantics, IceCandidate, MediaKind, Source, SourceSet,
     TransportDescription,
 };
+use crate::bwe::DownlinkEstimator;
 use crate::channel::{self, ClientMessage};
 use crate::codec;
 use crate::media::{self, CodecKind};
@@ -224,7 +225,9 @@ struct Endpoint {
     out: HashMap<u32, OutStream>,
     out_by_rid: HashMap<Rid, u32>,
     constraints: Constraints,
+    /// The downlink estimate the allocator last worked with.
     bandwidth_bps: u64,
+    downlink: DownlinkEstimator,
     channel_open: bool,
     forwarded_sources: Option<Vec<String>>,
     sent_sender_constraints: HashMap<String, i32>,
@@ -233,7 +236,7 @@ struct Endpoint {
     channel_budget: TokenBucket,
     /// Maps this endpoint's capture times (from its sender reports) onto our clock.
     capture_clock: SenderClock,
-    /// (minimum, desired) last given to str0m's bandwidth estimator, in bps.
+    /// (sustained, desired) bitrates last computed for this receiver, in bps.
     bwe_target: (u64, u64),
 }
 
@@ -758,20 +761,7 @@ impl Core {
             }
             Event::RtpPacket(packet) => self.forward(now, key, packet),
             Event::KeyframeRequest(request) => self.on_keyframe_request(now, key, request),
-            Event::EgressBitrateEstimate(
-                BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
-            ) => {
-                if let Some(ep) = self.endpoints.get_mut(&key) {
-                    let new = estimate.as_u64();
-                    let old = ep.bandwidth_bps.max(1);
-                    ep.bandwidth_bps = new;
-                    if new.abs_diff(old) * 10 > old
-                        && let Some(c) = self.conferences.get_mut(&ep.conference)
-                    {
-                        c.dirty = true;
-                    }
-                }
-            }
+            Event::RawPacket(raw) => self.on_raw_packet(now, key, *raw),
             Event::MediaEgressStats(stats) => {
                 let Some(ep) = self.endpoints.get_mut(&key) else {
                     return;
@@ -788,6 +778,44 @@ impl Core {
             Event::Closed => {
                 if let Some(ep) = self.endpoints.get_mut(&key) {
                     ep.broken = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sent packets and the receiver's transport-wide feedback feed its downlink estimate.
+    fn on_raw_packet(&mut self, now: Instant, key: EndpointKey, raw: RawPacket) {
+        let Some(ep) = self.endpoints.get_mut(&key) else {
+            return;
+        };
+        match raw {
+            RawPacket::RtpTx(header, payload) => {
+                if let Some(seq) = header.ext_vals.transport_cc {
+                    ep.downlink
+                        .on_sent(now, seq, header.header_len + payload.len());
+                }
+            }
+            RawPacket::RtcpRx(Rtcp::Twcc(twcc)) => {
+                let (time_zero, extend_from) = (ep.downlink.time_zero(), ep.downlink.last_seq());
+                // str0m's iterator panics on some malformed reports: the endpoint's input.
+                let report = catch_unwind(AssertUnwindSafe(|| {
+                    twcc.into_iter(time_zero, extend_from.into())
+                        .map(|(seq, _, arrival)| (*seq, arrival))
+                        .collect::<Vec<_>>()
+                }));
+                let Ok(report) = report else {
+                    self.counters.drop(DropReason::RtcError);
+                    return;
+                };
+                ep.downlink.on_feedback(now, report);
+                let new = ep.downlink.estimate_bps();
+                let old = ep.bandwidth_bps.max(1);
+                if new.abs_diff(old) * 10 > old {
+                    ep.bandwidth_bps = new;
+                    if let Some(c) = self.conferences.get_mut(&ep.conference) {
+                        c.dirty = true;
+                    }
                 }
             }
             _ => {}
@@ -1029,7 +1057,6 @@ impl Core {
 
         let mut keyframes = Vec::new();
         let mut messages = Vec::new();
-        let mut drained = Vec::new();
         for &r in &members {
             let Some(receiver) = self.endpoints.get_mut(&r) else {
                 continue;
@@ -1061,10 +1088,7 @@ impl Core {
             if changed(receiver.bwe_target.0, wanted.0) || changed(receiver.bwe_target.1, wanted.1)
             {
                 receiver.bwe_target = wanted;
-                let (minimum, desired) =
-                    (Bitrate::bps(wanted.0), Bitrate::bps(wanted.1.max(wanted.0)));
-                with_rtc(receiver, |rtc| rtc.bwe().set_bitrate(minimum, desired));
-                drained.push(r);
+                receiver.downlink.set_desired(wanted.1.max(wanted.0));
             }
             let mut forwarded = Vec::new();
             for (v, target) in mine.iter().zip(chosen) {
@@ -1132,9 +1156,6 @@ impl Core {
         }
         for (sender, primary, layer) in keyframes {
             self.request_keyframe(now, sender, primary, layer);
-        }
-        for key in drained {
-            self.drain(key);
         }
     }
 

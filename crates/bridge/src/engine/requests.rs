@@ -1,6 +1,7 @@
 //! The focus's requests: allocating, configuring and expiring endpoints and their sources.
 
 use super::*;
+use crate::bwe::DownlinkEstimator;
 
 impl Core {
     pub fn handle_request(
@@ -135,7 +136,7 @@ impl Core {
             .insert(conf.url_id.clone(), conference.clone());
         let url_id = conf.url_id.clone();
 
-        let mut rtc = media::rtc_config(self.settings.initial_bandwidth_bps)
+        let mut rtc = media::rtc_config()
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
         let mut candidates = Vec::new();
@@ -270,6 +271,7 @@ impl Core {
             out_by_rid: HashMap::new(),
             constraints: Constraints::default(),
             bandwidth_bps: self.settings.initial_bandwidth_bps,
+            downlink: DownlinkEstimator::new(now, self.settings.initial_bandwidth_bps),
             channel_open: false,
             forwarded_sources: None,
             sent_sender_constraints: HashMap::new(),

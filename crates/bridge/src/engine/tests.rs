@@ -53,7 +53,7 @@ fn settings() -> Settings {
 /// A client configured from the offer, as a browser would be from the Jingle offer.
 fn client(offer: &EndpointOffer, addr: &str, now: Instant) -> (Client, TransportDescription) {
     let addr: SocketAddr = addr.parse().unwrap();
-    let mut rtc = media::rtc_config(10_000_000).build(now);
+    let mut rtc = media::rtc_config().build(now);
     rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
     for c in &offer.transport.candidates {
         rtc.add_remote_candidate(Candidate::host(SocketAddr::new(c.ip, c.port), "udp").unwrap());
