@@ -102,17 +102,9 @@ impl MediaSocket {
                 continue;
             };
             let mut rest = &datagrams[..];
-            while let Some(first) = rest.first() {
-                let size = first.len();
-                let limit = max_segments.min(MAX_GSO_BYTES / size.max(1)).max(1);
-                let mut run = 1;
-                while run < rest.len().min(limit) && rest[run].len() == size {
-                    run += 1;
-                }
-                // A shorter datagram may end a GSO run; a longer one may not.
-                if run < rest.len().min(limit) && rest[run].len() < size {
-                    run += 1;
-                }
+            while !rest.is_empty() {
+                let size = rest[0].len();
+                let run = gso_run(rest.iter().map(Vec::len), max_segments);
                 let (batch, tail) = rest.split_at(run);
                 rest = tail;
                 let contents: &[u8] = if batch.len() == 1 {
@@ -145,5 +137,41 @@ impl MediaSocket {
         if self.queued.len() > 4096 {
             self.queued.clear();
         }
+    }
+}
+
+/// How many of the datagrams (given by their lengths) the first GSO send can carry: all of
+/// the first one's size, and one shorter one to end the run, within the kernel's limits.
+fn gso_run(mut lengths: impl Iterator<Item = usize>, max_segments: usize) -> usize {
+    let Some(size) = lengths.next() else {
+        return 0;
+    };
+    let limit = max_segments.min(MAX_GSO_BYTES / size.max(1)).max(1);
+    let mut run = 1;
+    for length in lengths {
+        if run == limit || length > size {
+            break;
+        }
+        run += 1;
+        if length < size {
+            break;
+        }
+    }
+    run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gso_run;
+
+    #[test]
+    fn gso_runs_take_equal_sizes_and_one_shorter_datagram_in_order() {
+        let run = |lengths: &[usize], max| gso_run(lengths.iter().copied(), max);
+        assert_eq!(run(&[], 64), 0);
+        assert_eq!(run(&[1000], 64), 1);
+        assert_eq!(run(&[1000, 1000, 1000, 400, 1000], 64), 4);
+        assert_eq!(run(&[1000, 1200, 1000], 64), 1, "a longer one ends the run");
+        assert_eq!(run(&[1000; 10], 3), 3, "the kernel's segment limit");
+        assert_eq!(run(&[1500; 100], 64), 40, "60 000 bytes at most");
     }
 }

@@ -6,7 +6,10 @@
 mod bridge_channel;
 mod requests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+// A seeded fast hasher: these maps are looked up several times per forwarded packet.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -361,6 +364,48 @@ fn previous_speaker_ids(
         .collect()
 }
 
+/// Sent packets and the receiver's transport-wide feedback feed its downlink estimate; a
+/// change of more than a tenth has its conference's layers re-allocated.
+fn on_raw_packet(
+    now: Instant,
+    ep: &mut Endpoint,
+    conferences: &mut HashMap<ConferenceId, Conference>,
+    counters: &mut Counters,
+    raw: RawPacket,
+) {
+    match raw {
+        RawPacket::RtpTx(header, payload) => {
+            if let Some(seq) = header.ext_vals.transport_cc {
+                ep.downlink
+                    .on_sent(now, seq, header.header_len + payload.len());
+            }
+        }
+        RawPacket::RtcpRx(Rtcp::Twcc(twcc)) => {
+            let (time_zero, extend_from) = (ep.downlink.time_zero(), ep.downlink.last_seq());
+            // str0m's iterator panics on some malformed reports: the endpoint's input.
+            let report = catch_unwind(AssertUnwindSafe(|| {
+                twcc.into_iter(time_zero, extend_from.into())
+                    .map(|(seq, _, arrival)| (*seq, arrival))
+                    .collect::<Vec<_>>()
+            }));
+            let Ok(report) = report else {
+                counters.drop(DropReason::RtcError);
+                return;
+            };
+            ep.downlink.on_feedback(now, report);
+            let new = ep.downlink.estimate_bps();
+            let old = ep.bandwidth_bps.max(1);
+            if new.abs_diff(old) * 10 > old {
+                ep.bandwidth_bps = new;
+                if let Some(c) = conferences.get_mut(&ep.conference) {
+                    c.dirty = true;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Splits a signalled source set into tracks; `None` if it is inconsistent.
 fn tracks_of(set: &SourceSet) -> Result<Vec<Track>, String> {
     let sources: HashMap<u32, &Source> = set.sources.iter().map(|s| (s.ssrc, s)).collect();
@@ -607,7 +652,7 @@ impl Core {
             }
             None => {}
         }
-        self.drain(key);
+        self.drain(now, key);
         Ok(())
     }
 
@@ -634,7 +679,7 @@ impl Core {
                     warn!(endpoint = %ep.id.0, "str0m timeout failed: {e}");
                     ep.broken = true;
                 }
-                self.drain(key);
+                self.drain(now, key);
             }
         }
         if now >= self.next_housekeeping {
@@ -656,7 +701,7 @@ impl Core {
             .collect();
         for key in idle {
             info!(endpoint = %self.endpoints[&key].id.0, "endpoint idle or disconnected; expiring");
-            self.expire(key, true);
+            self.expire(now, key, true);
         }
         if now >= self.next_connection_stats {
             self.next_connection_stats = now + CONNECTION_STATS_INTERVAL;
@@ -689,7 +734,7 @@ impl Core {
     // ---- str0m output and events ---------------------------------------------------------
 
     /// Polls the endpoint's `Rtc` until it only has a timeout left.
-    fn drain(&mut self, key: EndpointKey) {
+    fn drain(&mut self, now: Instant, key: EndpointKey) {
         let Some(ep) = self.endpoints.get_mut(&key) else {
             return;
         };
@@ -712,6 +757,10 @@ impl Core {
                         c.counters.bytes_out += len;
                     }
                     self.output.push_back(CoreOutput::Transmit(t));
+                }
+                // One per sent packet: handled here rather than queued with the others.
+                Some(Ok(Output::Event(Event::RawPacket(raw)))) => {
+                    on_raw_packet(now, ep, &mut self.conferences, &mut self.counters, *raw);
                 }
                 Some(Ok(Output::Event(e))) => self.pending.push_back((key, e)),
                 Some(Err(e)) => {
@@ -736,7 +785,7 @@ impl Core {
             .map(|(k, _)| *k)
             .collect();
         for key in broken {
-            self.expire(key, true);
+            self.expire(now, key, true);
         }
         let dirty: Vec<ConferenceId> = self
             .conferences
@@ -761,7 +810,6 @@ impl Core {
             }
             Event::RtpPacket(packet) => self.forward(now, key, packet),
             Event::KeyframeRequest(request) => self.on_keyframe_request(now, key, request),
-            Event::RawPacket(raw) => self.on_raw_packet(now, key, *raw),
             Event::MediaEgressStats(stats) => {
                 let Some(ep) = self.endpoints.get_mut(&key) else {
                     return;
@@ -778,44 +826,6 @@ impl Core {
             Event::Closed => {
                 if let Some(ep) = self.endpoints.get_mut(&key) {
                     ep.broken = true;
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Sent packets and the receiver's transport-wide feedback feed its downlink estimate.
-    fn on_raw_packet(&mut self, now: Instant, key: EndpointKey, raw: RawPacket) {
-        let Some(ep) = self.endpoints.get_mut(&key) else {
-            return;
-        };
-        match raw {
-            RawPacket::RtpTx(header, payload) => {
-                if let Some(seq) = header.ext_vals.transport_cc {
-                    ep.downlink
-                        .on_sent(now, seq, header.header_len + payload.len());
-                }
-            }
-            RawPacket::RtcpRx(Rtcp::Twcc(twcc)) => {
-                let (time_zero, extend_from) = (ep.downlink.time_zero(), ep.downlink.last_seq());
-                // str0m's iterator panics on some malformed reports: the endpoint's input.
-                let report = catch_unwind(AssertUnwindSafe(|| {
-                    twcc.into_iter(time_zero, extend_from.into())
-                        .map(|(seq, _, arrival)| (*seq, arrival))
-                        .collect::<Vec<_>>()
-                }));
-                let Ok(report) = report else {
-                    self.counters.drop(DropReason::RtcError);
-                    return;
-                };
-                ep.downlink.on_feedback(now, report);
-                let new = ep.downlink.estimate_bps();
-                let old = ep.bandwidth_bps.max(1);
-                if new.abs_diff(old) * 10 > old {
-                    ep.bandwidth_bps = new;
-                    if let Some(c) = self.conferences.get_mut(&ep.conference) {
-                        c.dirty = true;
-                    }
                 }
             }
             _ => {}
@@ -1017,7 +1027,7 @@ impl Core {
         if let Some(c) = self.conferences.get_mut(&sender.conference) {
             c.counters.keyframe_requests += 1;
         }
-        self.drain(sender_key);
+        self.drain(now, sender_key);
     }
 
     // ---- layer allocation ----------------------------------------------------------------
@@ -1161,7 +1171,7 @@ impl Core {
 
     // ---- expiry --------------------------------------------------------------------------
 
-    fn expire(&mut self, key: EndpointKey, by_bridge: bool) {
+    fn expire(&mut self, now: Instant, key: EndpointKey, by_bridge: bool) {
         let Some(ep) = self.endpoints.remove(&key) else {
             return;
         };
@@ -1198,7 +1208,7 @@ impl Core {
                     remove_out(receiver, track.primary);
                 }
             }
-            self.drain(other);
+            self.drain(now, other);
         }
         info!(conference = %ep.conference.0, endpoint = %ep.id.0, by_bridge, "endpoint expired");
     }

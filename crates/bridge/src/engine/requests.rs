@@ -34,7 +34,7 @@ impl Core {
                 candidates,
             } => {
                 let key = self.find(&conference, &endpoint)?;
-                self.add_candidates(key, &candidates);
+                self.add_candidates(now, key, &candidates);
                 Ok(BridgeResponse::Done)
             }
             BridgeRequest::AddSources {
@@ -68,7 +68,7 @@ impl Core {
                 // Expiring what is already gone (the bridge may have expired it first,
                 // or the conference went with its last endpoint) is not an error.
                 if let Ok(key) = self.find(&conference, &endpoint) {
-                    self.expire(key, false);
+                    self.expire(now, key, false);
                 }
                 Ok(BridgeResponse::Done)
             }
@@ -79,7 +79,7 @@ impl Core {
                     .map(|c| c.endpoints.clone())
                     .unwrap_or_default();
                 for key in keys {
-                    self.expire(key, false);
+                    self.expire(now, key, false);
                 }
                 if let Some(c) = self.conferences.remove(&conference) {
                     self.conference_by_url.remove(&c.url_id);
@@ -117,7 +117,7 @@ impl Core {
             return Err(BridgeError::Invalid("endpoint id length".into()));
         }
         if let Ok(old) = self.find(&conference, &endpoint) {
-            self.expire(old, false);
+            self.expire(now, old, false);
         }
         let conf = self
             .conferences
@@ -293,7 +293,7 @@ impl Core {
         conf.dirty = true;
         info!(conference = %conference.0, endpoint = %ep.id.0, "endpoint allocated");
         self.endpoints.insert(key, ep);
-        self.drain(key);
+        self.drain(now, key);
         Ok(offer)
     }
 
@@ -359,11 +359,16 @@ impl Core {
             Some(Err(e)) => return Err(BridgeError::Invalid(format!("DTLS: {e}"))),
             None => return Err(BridgeError::Invalid("transport rejected".into())),
         }
-        self.add_candidates(key, &transport.candidates);
+        self.add_candidates(now, key, &transport.candidates);
         Ok(())
     }
 
-    pub(super) fn add_candidates(&mut self, key: EndpointKey, candidates: &[IceCandidate]) {
+    pub(super) fn add_candidates(
+        &mut self,
+        now: Instant,
+        key: EndpointKey,
+        candidates: &[IceCandidate],
+    ) {
         let Some(ep) = self.endpoints.get_mut(&key) else {
             return;
         };
@@ -372,7 +377,7 @@ impl Core {
                 with_rtc(ep, |rtc| rtc.add_remote_candidate(candidate));
             }
         }
-        self.drain(key);
+        self.drain(now, key);
     }
 
     /// Replaces the endpoint's sources, updating its receive streams and every other
@@ -470,9 +475,9 @@ impl Core {
                     declare_out(receiver, key, &sender.tracks[t]);
                 }
             }
-            self.drain(other);
+            self.drain(now, other);
         }
-        self.drain(key);
+        self.drain(now, key);
         if let Some(c) = self.conferences.get_mut(&conference) {
             c.dirty = true;
         }
