@@ -1083,8 +1083,8 @@ impl Core {
             // A tenth of the estimate stays free for audio, RTCP and retransmissions.
             let budget = receiver.bandwidth_bps / 10 * 9;
             let chosen = allocator::allocate(&receiver.constraints, &candidates, budget);
-            // What the receiver would get with unlimited bandwidth: str0m probes up to
-            // it, sustaining at least what is forwarded now.
+            // What the receiver would get with unlimited bandwidth: the estimate may grow
+            // until its budget share affords that (see `crate::bwe`).
             let cost = |choice: &[Option<usize>]| -> u64 {
                 choice
                     .iter()
@@ -1098,7 +1098,11 @@ impl Core {
             if changed(receiver.bwe_target.0, wanted.0) || changed(receiver.bwe_target.1, wanted.1)
             {
                 receiver.bwe_target = wanted;
-                receiver.downlink.set_desired(wanted.1.max(wanted.0));
+                // A quarter above the ideal: 90 % of it still covers the ideal while
+                // the layers' measured bitrates wobble.
+                receiver
+                    .downlink
+                    .set_desired(wanted.1.max(wanted.0).saturating_mul(5) / 4);
             }
             let mut forwarded = Vec::new();
             for (v, target) in mine.iter().zip(chosen) {
