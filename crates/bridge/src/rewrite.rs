@@ -1,5 +1,6 @@
 //! Per receiver and per forwarded track: maps whichever simulcast layer is forwarded onto
-//! one continuous outgoing stream (sequence numbers, RTP timestamps, VP8 picture ids).
+//! one continuous outgoing stream (sequence numbers, RTP timestamps, VP8/VP9 picture ids
+//! and TL0PICIDX).
 //!
 //! Sans-IO: fed with the incoming packet's fields and the arrival time, it returns the
 //! outgoing fields or `None` for a packet that must not be forwarded (an old layer's
@@ -13,7 +14,7 @@ pub struct Rewritten {
     /// Extended outgoing sequence number (str0m tracks the rollover counter).
     pub seq: u64,
     pub timestamp: u32,
-    /// VP8 picture id / TL0PICIDX to write, when the packet carried them.
+    /// VP8/VP9 picture id / TL0PICIDX to write, when the packet carried them.
     pub picture_id: Option<u16>,
     pub tl0_pic_idx: Option<u8>,
 }
@@ -137,6 +138,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::codec::Vp9Descriptor;
+    use crate::codec::tests::{narrow, vp9_packet, wide};
 
     fn packet(layer: usize, seq: u64, timestamp: u32, picture_id: u16, tl0: u8) -> Incoming {
         Incoming {
@@ -180,6 +183,94 @@ mod tests {
             Some((d.picture_id.unwrap() + 1) % PICTURE_ID_MODULUS)
         );
         assert_eq!(e.tl0_pic_idx, Some(d.tl0_pic_idx.unwrap() + 1));
+    }
+
+    /// Forwards one VP9 payload the way the engine does: rewrite, then patch the descriptor.
+    fn forward_vp9(
+        r: &mut Rewriter,
+        now: Instant,
+        layer: usize,
+        seq: u64,
+        payload: Vec<u8>,
+    ) -> Vp9Descriptor {
+        let d = Vp9Descriptor::parse(&payload).unwrap();
+        let incoming = Incoming {
+            layer,
+            seq,
+            timestamp: 0,
+            picture_id: d.picture_id(),
+            tl0_pic_idx: d.tl0_pic_idx(),
+        };
+        let out = r.rewrite(now, incoming).unwrap();
+        let patched = d.patched(&payload.into(), out.picture_id, out.tl0_pic_idx);
+        Vp9Descriptor::parse(&patched).unwrap()
+    }
+
+    #[test]
+    fn vp9_switch_on_a_keyframe_continues_picture_id_and_tl0() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        let a = forward_vp9(
+            &mut r,
+            t0,
+            0,
+            10,
+            vp9_packet(true, wide(700), Some((0, Some(20)))),
+        );
+        let b = forward_vp9(
+            &mut r,
+            t0,
+            0,
+            11,
+            vp9_packet(false, wide(701), Some((0, Some(21)))),
+        );
+        assert_eq!((a.picture_id(), a.tl0_pic_idx()), (Some(700), Some(20)));
+        assert_eq!((b.picture_id(), b.tl0_pic_idx()), (Some(701), Some(21)));
+
+        // Layer 1's keyframe, numbered near the 15-bit wrap and its TL0PICIDX near 255.
+        let c = forward_vp9(
+            &mut r,
+            t0,
+            1,
+            500,
+            vp9_packet(true, wide(0x7fff), Some((0, Some(255)))),
+        );
+        let d = forward_vp9(
+            &mut r,
+            t0,
+            1,
+            501,
+            vp9_packet(false, wide(0), Some((0, Some(0)))),
+        );
+        assert_eq!(c.picture_id, wide(702));
+        assert_eq!(c.tl0_pic_idx(), Some(22));
+        assert_eq!((d.picture_id(), d.tl0_pic_idx()), (Some(703), Some(23)));
+    }
+
+    #[test]
+    fn vp9_switch_with_7_bit_picture_ids_continues_in_the_low_bits() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        let a = forward_vp9(&mut r, t0, 2, 1, vp9_packet(true, narrow(126), None));
+        let b = forward_vp9(&mut r, t0, 2, 2, vp9_packet(false, narrow(127), None));
+        assert_eq!((a.picture_id, b.picture_id), (narrow(126), narrow(127)));
+        // Flexible mode on the new layer: no TL0PICIDX, picture id wraps to 0.
+        let c = forward_vp9(
+            &mut r,
+            t0,
+            0,
+            900,
+            vp9_packet(true, narrow(40), Some((0, None))),
+        );
+        let d = forward_vp9(
+            &mut r,
+            t0,
+            0,
+            901,
+            vp9_packet(false, narrow(41), Some((0, None))),
+        );
+        assert_eq!((c.picture_id, d.picture_id), (narrow(0), narrow(1)));
+        assert_eq!(c.tl0_pic_idx, None);
     }
 
     #[test]

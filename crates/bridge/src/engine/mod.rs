@@ -883,12 +883,19 @@ impl Core {
         let vp8 = (codec == CodecKind::Vp8)
             .then(|| Vp8Descriptor::parse(&packet.payload).ok())
             .flatten();
+        let vp9 = (codec == CodecKind::Vp9)
+            .then(|| codec::Vp9Descriptor::parse(&packet.payload))
+            .flatten();
         let incoming = Incoming {
             layer: l,
             seq: *packet.seq_no,
             timestamp: packet.header.timestamp,
-            picture_id: vp8.and_then(|d| d.picture_id()),
-            tl0_pic_idx: vp8.and_then(|d| d.tl0_pic_idx()),
+            picture_id: vp8
+                .and_then(|d| d.picture_id())
+                .or(vp9.and_then(|d| d.picture_id())),
+            tl0_pic_idx: vp8
+                .and_then(|d| d.tl0_pic_idx())
+                .or(vp9.and_then(|d| d.tl0_pic_idx())),
         };
         let mut ext_vals = packet.header.ext_vals.clone();
         // Per-hop values: str0m stamps its own transport-wide sequence numbers.
@@ -924,12 +931,18 @@ impl Core {
             let Some(rewritten) = out.rewriter.rewrite(now, incoming) else {
                 continue;
             };
+            // str0m patches only VP8 at serialization: a VP9 receiver whose numbering
+            // differs from the sender's gets a patched copy.
+            let payload = match vp9 {
+                Some(d) => d.patched(&packet.payload, rewritten.picture_id, rewritten.tl0_pic_idx),
+                None => packet.payload.clone(),
+            };
             let mut write = RtpWrite::new(
                 packet.header.payload_type,
                 rewritten.seq.into(),
                 rewritten.timestamp,
                 captured,
-                packet.payload.clone(),
+                payload,
             )
             .marker(packet.header.marker)
             .nackable(!is_audio)
