@@ -22,6 +22,8 @@ pub mod metrics;
 pub mod rewrite;
 pub mod speaker;
 pub mod sync;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_client;
 mod udp;
 
 use std::collections::HashMap;

@@ -6,9 +6,10 @@
 use std::time::{Duration, Instant};
 
 use convene_bridge::api::*;
-use convene_bridge::{Bridge, Config, media};
+use convene_bridge::test_client::TestClient;
+use convene_bridge::{Bridge, Config};
 use str0m::net::{Protocol, Receive, TcpType};
-use str0m::{Candidate, Event, IceCreds, Input, Output};
+use str0m::{Candidate, Event, Input, Output};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -53,56 +54,15 @@ async fn a_tcp_only_client_connects_over_ice_tcp() {
 
     let mut stream = TcpStream::connect(bridge_addr).await.unwrap();
     let local = stream.local_addr().unwrap();
-    let now = Instant::now();
-    let mut rtc = media::rtc_config().build(now);
-    rtc.add_local_candidate(
-        Candidate::builder()
-            .tcp()
-            .host(local)
-            .tcptype(TcpType::Active)
-            .build()
-            .unwrap(),
-    );
-    rtc.add_remote_candidate(
-        Candidate::builder()
-            .tcp()
-            .host(bridge_addr)
-            .tcptype(TcpType::Passive)
-            .build()
-            .unwrap(),
-    );
-    let fp = &offer.transport.fingerprints[0];
-    let mut api = rtc.direct_api();
-    api.set_remote_ice_credentials(IceCreds {
-        ufrag: offer.transport.ufrag.clone(),
-        pass: offer.transport.pwd.clone(),
-    });
-    api.set_ice_controlling(false);
-    api.set_remote_fingerprint(format!("{} {}", fp.hash, fp.value).parse().unwrap());
-    api.start_dtls(true).unwrap();
-    let creds = api.local_ice_credentials();
-    let local_fp = api.local_dtls_fingerprint().to_string();
-    let (hash, value) = local_fp.split_once(' ').unwrap();
-    let transport = TransportDescription {
-        ufrag: creds.ufrag,
-        pwd: creds.pass,
-        fingerprints: vec![Fingerprint {
-            hash: hash.into(),
-            value: value.into(),
-            setup: DtlsSetup::Active,
-        }],
-        candidates: vec![IceCandidate {
-            foundation: "1".into(),
-            component: 1,
-            protocol: "tcp".into(),
-            priority: 1_000_000,
-            ip: local.ip(),
-            port: 9,
-            typ: "host".into(),
-            tcptype: Some("active".into()),
-            generation: 0,
-        }],
-    };
+    let local_candidate = Candidate::builder()
+        .tcp()
+        .host(local)
+        .tcptype(TcpType::Active)
+        .build()
+        .unwrap();
+    let TestClient {
+        mut rtc, transport, ..
+    } = TestClient::answer(&offer, local_candidate, Instant::now()).unwrap();
     handle
         .request(BridgeRequest::ConfigureEndpoint {
             conference,

@@ -1,11 +1,12 @@
 //! The whole core on simulated time, against str0m clients exchanging datagrams in
 //! memory: simulcast switching only on keyframes, PLI on switch, continuity, last-N.
 
-use str0m::media::{MediaKind as StrMediaKind, Pt};
+use str0m::media::Pt;
 
 use super::*;
 use crate::api::SsrcGroup;
 use crate::codec::tests::vp8_packet;
+use crate::test_client::{self, TestClient};
 
 const BRIDGE: &str = "10.0.0.1:10000";
 const LAYERS: [(u32, u32, (u16, u16)); 3] = [
@@ -53,44 +54,14 @@ fn settings() -> Settings {
 /// A client configured from the offer, as a browser would be from the Jingle offer.
 fn client(offer: &EndpointOffer, addr: &str, now: Instant) -> (Client, TransportDescription) {
     let addr: SocketAddr = addr.parse().unwrap();
-    let mut rtc = media::rtc_config().build(now);
-    rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-    for c in &offer.transport.candidates {
-        rtc.add_remote_candidate(Candidate::host(SocketAddr::new(c.ip, c.port), "udp").unwrap());
-    }
-    let fp = &offer.transport.fingerprints[0];
-    let mut api = rtc.direct_api();
-    api.set_remote_ice_credentials(IceCreds {
-        ufrag: offer.transport.ufrag.clone(),
-        pass: offer.transport.pwd.clone(),
-    });
-    api.set_ice_controlling(false);
-    api.set_remote_fingerprint(format!("{} {}", fp.hash, fp.value).parse().unwrap());
-    api.start_dtls(true).unwrap();
-    api.enable_twcc_feedback();
-    api.declare_media(mid_of(MediaKind::Audio), StrMediaKind::Audio);
-    api.declare_media(mid_of(MediaKind::Video), StrMediaKind::Video);
-    let creds = api.local_ice_credentials();
-    let local_fp = api.local_dtls_fingerprint().to_string();
-    let (hash, value) = local_fp.split_once(' ').unwrap();
-    let transport = TransportDescription {
-        ufrag: creds.ufrag,
-        pwd: creds.pass,
-        fingerprints: vec![Fingerprint {
-            hash: hash.into(),
-            value: value.into(),
-            setup: DtlsSetup::Active,
-        }],
-        candidates: vec![],
+    let local = Candidate::host(addr, "udp").unwrap();
+    let answer = TestClient::answer(offer, local, now).unwrap();
+    let client = Client {
+        rtc: answer.rtc,
+        addr,
+        events: Vec::new(),
     };
-    (
-        Client {
-            rtc,
-            addr,
-            events: Vec::new(),
-        },
-        transport,
-    )
+    (client, answer.transport)
 }
 
 fn simulcast_sources() -> SourceSet {
@@ -384,14 +355,14 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
         sender.rtc.direct_api().declare_stream_tx(
             Ssrc::from(*ssrc),
             Some(Ssrc::from(*rtx)),
-            mid_of(MediaKind::Video),
+            test_client::mid(MediaKind::Video),
             Some(rid),
         );
     }
     receiver.rtc.direct_api().expect_stream_rx(
         Ssrc::from(LAYERS[0].0),
         Some(Ssrc::from(LAYERS[0].1)),
-        mid_of(MediaKind::Video),
+        test_client::mid(MediaKind::Video),
         None,
     );
     let configure = |id: &str, transport, sources| BridgeRequest::ConfigureEndpoint {
