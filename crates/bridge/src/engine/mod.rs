@@ -364,6 +364,19 @@ fn previous_speaker_ids(
         .collect()
 }
 
+/// Applies one update to the bridge-wide counters and to the conference's.
+fn count(
+    total: &mut Counters,
+    conferences: &mut HashMap<ConferenceId, Conference>,
+    conference: &ConferenceId,
+    update: impl Fn(&mut Counters),
+) {
+    update(total);
+    if let Some(c) = conferences.get_mut(conference) {
+        update(&mut c.counters);
+    }
+}
+
 /// Sent packets and the receiver's transport-wide feedback feed its downlink estimate; a
 /// change of more than a tenth has its conference's layers re-allocated.
 fn on_raw_packet(
@@ -638,12 +651,15 @@ impl Core {
             self.by_addr.insert((proto, source, destination), key);
         }
         ep.last_activity = now;
-        self.counters.packets_in += 1;
-        self.counters.bytes_in += data.len() as u64;
-        if let Some(c) = self.conferences.get_mut(&ep.conference) {
-            c.counters.packets_in += 1;
-            c.counters.bytes_in += data.len() as u64;
-        }
+        count(
+            &mut self.counters,
+            &mut self.conferences,
+            &ep.conference,
+            |c| {
+                c.packets_in += 1;
+                c.bytes_in += data.len() as u64;
+            },
+        );
         match with_rtc(ep, |rtc| rtc.handle_input(input)) {
             Some(Ok(())) => {}
             Some(Err(e)) => {
@@ -750,12 +766,15 @@ impl Core {
                         .entry((t.proto, t.destination, t.source))
                         .or_insert(key);
                     let len = t.contents.len() as u64;
-                    self.counters.packets_out += 1;
-                    self.counters.bytes_out += len;
-                    if let Some(c) = self.conferences.get_mut(&ep.conference) {
-                        c.counters.packets_out += 1;
-                        c.counters.bytes_out += len;
-                    }
+                    count(
+                        &mut self.counters,
+                        &mut self.conferences,
+                        &ep.conference,
+                        |c| {
+                            c.packets_out += 1;
+                            c.bytes_out += len;
+                        },
+                    );
                     self.output.push_back(CoreOutput::Transmit(t));
                 }
                 // One per sent packet: handled here rather than queued with the others.
@@ -818,10 +837,14 @@ impl Core {
                 let seen = ep.nacks_seen.entry(rid).or_default();
                 let new = stats.nacks.saturating_sub(*seen);
                 *seen = stats.nacks;
-                self.counters.nacks_received += new;
-                if let Some(c) = self.conferences.get_mut(&ep.conference) {
-                    c.counters.nacks_received += new;
-                }
+                count(
+                    &mut self.counters,
+                    &mut self.conferences,
+                    &ep.conference,
+                    |c| {
+                        c.nacks_received += new;
+                    },
+                );
             }
             Event::Closed => {
                 if let Some(ep) = self.endpoints.get_mut(&key) {
@@ -976,10 +999,14 @@ impl Core {
             // compute that timeout once per packet. `handle_timeout` serves it in this turn.
             receiver.next_timeout = now;
         }
-        self.counters.rtp_forwarded += forwarded;
-        if let Some(c) = self.conferences.get_mut(&conference_id) {
-            c.counters.rtp_forwarded += forwarded;
-        }
+        count(
+            &mut self.counters,
+            &mut self.conferences,
+            &conference_id,
+            |c| {
+                c.rtp_forwarded += forwarded;
+            },
+        );
         if want_keyframe {
             self.request_keyframe(now, sender_key, primary, l);
         }
@@ -1036,10 +1063,14 @@ impl Core {
                 rx.request_keyframe(KeyframeRequestKind::Pli);
             }
         });
-        self.counters.keyframe_requests += 1;
-        if let Some(c) = self.conferences.get_mut(&sender.conference) {
-            c.counters.keyframe_requests += 1;
-        }
+        count(
+            &mut self.counters,
+            &mut self.conferences,
+            &sender.conference,
+            |c| {
+                c.keyframe_requests += 1;
+            },
+        );
         self.drain(now, sender_key);
     }
 
