@@ -192,21 +192,6 @@ fn malformed_jingle_is_a_typed_error() {
     ));
 }
 
-/// Two participants with active sessions; returns their sids.
-fn two_active() -> (Harness, String, String) {
-    let mut h = Harness::new(Config::default());
-    h.open_conference();
-    let a = h.join("alice");
-    let b = h.join("bob");
-    h.take_stanzas();
-    assert_result(&h.request("session-accept", "alice", &a.sid, 1));
-    assert_result(&h.request("session-accept", "bob", &b.sid, 2));
-    h.take_stanzas();
-    h.run_bridge();
-    h.take_bridge_log();
-    (h, a.sid, b.sid)
-}
-
 /// A source-add from `nick` with the given sources and groups.
 fn source_add(nick: &str, sid: &str, id: &str, body: &str) -> String {
     format!(
@@ -225,7 +210,8 @@ fn video_source(ssrc: u32, msid: &str) -> String {
 
 #[test]
 fn hostile_jingle_is_refused_without_disturbing_the_others() {
-    let (mut h, sid_a, sid_b) = two_active();
+    let (mut h, alice, bob) = two_active();
+    let (sid_a, sid_b) = (alice.sid, bob.sid);
     let refused: Vec<(String, &str, bool)> = vec![
         // An answer for a session bob does not own.
         (
@@ -367,7 +353,8 @@ fn hostile_jingle_is_refused_without_disturbing_the_others() {
 
 #[test]
 fn the_in_place_ice_restart_is_declined_so_the_client_falls_back() {
-    let (mut h, sid_a, _) = two_active();
+    let (mut h, alice, _) = two_active();
+    let sid_a = alice.sid;
     let reply = h.request_xml(&format!(
         r#"<iq xmlns="jabber:client" type="set" id="i1" from="{ROOM}/alice" to="{FOCUS_FULL}">
              <jingle xmlns="urn:xmpp:jingle:1" action="session-info" sid="{sid_a}">
@@ -440,7 +427,8 @@ fn the_session_initiate_is_shaped_for_the_jitsi_client() {
 
 #[test]
 fn json_encoded_sources_are_read_and_validated_like_xml_ones() {
-    let (mut h, _, sid_b) = two_active();
+    let (mut h, _, bob) = two_active();
+    let sid_b = bob.sid;
     let json_add = |id: &str, json: &str| {
         format!(
             r#"<iq xmlns="jabber:client" type="set" id="{id}" from="{ROOM}/bob" to="{FOCUS_FULL}">

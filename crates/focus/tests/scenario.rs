@@ -312,16 +312,7 @@ fn sources_are_held_back_until_the_session_is_active() {
 
 #[test]
 fn a_restart_request_gives_a_fresh_session_within_the_rate_limit() {
-    let mut h = Harness::new(Config::default());
-    h.open_conference();
-    let offer_a = h.join("alice");
-    let offer_b = h.join("bob");
-    h.take_stanzas();
-    assert_result(&h.request("session-accept", "alice", &offer_a.sid, 1));
-    assert_result(&h.request("session-accept", "bob", &offer_b.sid, 2));
-    h.take_stanzas();
-    h.run_bridge();
-    h.take_bridge_log();
+    let (mut h, offer_a, _) = two_active();
 
     // A wrong bridge-session id is refused and changes nothing.
     let wrong = stanza("session-terminate-restart", "alice", &offer_a.sid, 1)
@@ -366,16 +357,7 @@ fn a_restart_request_gives_a_fresh_session_within_the_rate_limit() {
 
 #[test]
 fn an_endpoint_the_bridge_expires_is_offered_a_new_session() {
-    let mut h = Harness::new(Config::default());
-    h.open_conference();
-    let offer_a = h.join("alice");
-    let offer_b = h.join("bob");
-    h.take_stanzas();
-    assert_result(&h.request("session-accept", "alice", &offer_a.sid, 1));
-    assert_result(&h.request("session-accept", "bob", &offer_b.sid, 2));
-    h.take_stanzas();
-    h.run_bridge();
-    h.take_bridge_log();
+    let (mut h, _, offer_b) = two_active();
 
     h.focus.handle_bridge_event(
         h.now,

@@ -286,6 +286,22 @@ impl Harness {
     }
 }
 
+/// Alice and Bob in a conference, both sessions accepted and the bridge caught up, nothing
+/// left to read; returns the harness and the two offers.
+pub fn two_active() -> (Harness, Jingle, Jingle) {
+    let mut h = Harness::new(Config::default());
+    h.open_conference();
+    let offer_a = h.join("alice");
+    let offer_b = h.join("bob");
+    h.take_stanzas();
+    assert_result(&h.request("session-accept", "alice", &offer_a.sid, 1));
+    assert_result(&h.request("session-accept", "bob", &offer_b.sid, 2));
+    h.take_stanzas();
+    h.run_bridge();
+    h.take_bridge_log();
+    (h, offer_a, offer_b)
+}
+
 /// Removes and returns the reply with `id`.
 pub fn take_reply(stanzas: &mut Vec<Element>, id: &str) -> Element {
     let index = stanzas
