@@ -263,33 +263,23 @@ async def second_resource():
         got = await resource.next_message()
         check(got["body"] == "to all" and got["from"] == other.boundjid, "bare JID delivery")
     # A third stream asking for the resource "one" gets <conflict/> on bind.
-    reader, writer = await asyncio.open_connection(HOST, PORT)
-    stream = RawStream(reader, writer)
-    await stream.open()
-    await stream.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{b64(chr(0) + user + chr(0) + password)}</auth>")
-    await stream.expect("<success")
-    await stream.open()
-    await stream.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>one</resource></bind></iq>")
-    answer = await stream.expect("</iq>")
+    plain = chr(0) + user + chr(0) + password
+    stream = await raw()
+    await stream.login("PLAIN", plain)
+    answer = await stream.bind("b", "one")
     check("type='error'" in answer.replace('"', "'") and "<conflict" in answer, answer)
     # A session detached with stream management gives its resource to a new login
     # that does not resume it; a live one keeps it (above).
-    await stream.send("<iq type='set' id='b2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>three</resource></bind></iq>")
-    await stream.expect("</iq>")
+    await stream.bind("b2", "three")
     await stream.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
     await stream.expect("<enabled")
-    writer.transport.abort()
+    stream.writer.transport.abort()
     await asyncio.sleep(0.2)
-    reader, writer = await asyncio.open_connection(HOST, PORT)
-    stream = RawStream(reader, writer)
-    await stream.open()
-    await stream.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{b64(chr(0) + user + chr(0) + password)}</auth>")
-    await stream.expect("<success")
-    await stream.open()
-    await stream.send("<iq type='set' id='b3'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>three</resource></bind></iq>")
-    answer = await stream.expect("</iq>")
+    stream = await raw()
+    await stream.login("PLAIN", plain)
+    answer = await stream.bind("b3", "three")
     check(f"{user}@{DOMAIN}/three" in answer, answer)
-    writer.close()
+    stream.writer.close()
     await one["xep_0199"].ping(jid=DOMAIN, timeout=TIMEOUT)
     for client in (one, two, other):
         await client.stop()
@@ -332,6 +322,20 @@ class RawStream:
         await self.send(f"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>")
         await self.expect("</stream:features>")
 
+    async def login(self, mechanism, credentials=None):
+        """Opens the stream, authenticates in one SASL step and restarts the stream."""
+        await self.open()
+        auth = "/>" if credentials is None else f">{b64(credentials)}</auth>"
+        await self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mechanism}'{auth}")
+        await self.expect("<success")
+        await self.open()
+
+    async def bind(self, iq_id, resource=None):
+        """Asks to bind `resource` (or one the server picks); returns the answer."""
+        wanted = "" if resource is None else f"<resource>{resource}</resource>"
+        await self.send(f"<iq type='set' id='{iq_id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{wanted}</bind></iq>")
+        return await self.expect("</iq>")
+
     async def expect(self, marker):
         while marker not in self.buffer:
             data = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
@@ -358,12 +362,8 @@ async def raw(setup=None):
     if setup == "open":
         await stream.open()
     elif setup == "bound":
-        await stream.open()
-        await stream.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
-        await stream.expect("<success")
-        await stream.open()
-        await stream.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-        await stream.expect("</iq>")
+        await stream.login("ANONYMOUS")
+        await stream.bind("b")
     return stream
 
 
