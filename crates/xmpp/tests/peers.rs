@@ -1,11 +1,14 @@
 //! The server on real sockets against peers we did not write: slixmpp over TCP/STARTTLS and
 //! the `websockets` library over RFC 7395, driven by `tests/xmpp/peer.py`.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::{DataDir, start_server};
 use convene_xmpp::{Config, XmppServer};
 
 const DOMAIN: &str = "convene.test";
@@ -15,27 +18,16 @@ const PASSWORD: &str = "correct horse";
 struct Running {
     server: XmppServer,
     ws_addr: SocketAddr,
-    data_dir: PathBuf,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
+    _data_dir: DataDir,
 }
 
 async fn start(config: Config) -> Running {
-    let data_dir = std::env::temp_dir().join(format!("convene-xmpp-test-{}", rand_suffix()));
-    std::fs::create_dir_all(&data_dir).unwrap();
-    convene_xmpp::accounts::Accounts::open(&data_dir)
+    let data_dir = DataDir::new();
+    convene_xmpp::accounts::Accounts::open(data_dir.path())
         .unwrap()
         .set_password(USER, PASSWORD, false)
         .unwrap();
-    let config = Config {
-        c2s_listen: "127.0.0.1:0".parse().unwrap(),
-        ..config
-    };
-    let server = XmppServer::start(DOMAIN, &data_dir, config).await.unwrap();
+    let server = start_server(DOMAIN, &data_dir, config).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ws_addr = listener.local_addr().unwrap();
     let app = server
@@ -45,19 +37,8 @@ async fn start(config: Config) -> Running {
     Running {
         server,
         ws_addr,
-        data_dir,
+        _data_dir: data_dir,
     }
-}
-
-fn rand_suffix() -> String {
-    format!("{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], "")
-        + &format!(
-            "-{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        )
 }
 
 /// Runs one scenario of `tests/xmpp/peer.py`; panics with its output unless it passed.

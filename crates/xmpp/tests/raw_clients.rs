@@ -1,8 +1,11 @@
 //! Clients misbehaving below what an XMPP library lets one do, on raw sockets: one that
 //! stops reading, one that falls silent.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{DataDir, start_server};
 use convene_xmpp::{Config, XmppServer};
 use jid::Jid;
 use minidom::Element;
@@ -27,25 +30,6 @@ async fn read_until(stream: &mut TcpStream, seen: &mut String, marker: &str) {
 
 fn element(xml: &str) -> Element {
     xml.parse().unwrap()
-}
-
-async fn start(config: Config) -> (XmppServer, std::path::PathBuf) {
-    let data_dir = std::env::temp_dir().join(format!(
-        "convene-raw-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let config = Config {
-        c2s_listen: "127.0.0.1:0".parse().unwrap(),
-        ..config
-    };
-    (
-        XmppServer::start(DOMAIN, &data_dir, config).await.unwrap(),
-        data_dir,
-    )
 }
 
 /// Logs in anonymously over plain TCP (allowed on loopback) and binds a resource.
@@ -78,7 +62,8 @@ async fn client_that_stops_reading_is_evicted() {
         max_unacked: 20,
         ..Config::default()
     };
-    let (server, data_dir) = start(config).await;
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, config).await;
     let focus = Jid::new("focus@auth.slow.test/focus").unwrap();
     let mut link = server.attach_internal(vec![focus.clone()]);
     let join = format!("<presence xmlns='jabber:client' from='{focus}' to='{ROOM}/focus'/>");
@@ -133,7 +118,6 @@ async fn client_that_stops_reading_is_evicted() {
     let tail = String::from_utf8_lossy(&rest[rest.len().saturating_sub(300)..]).into_owned();
     assert!(tail.contains("<resource-constraint"), "{tail}");
     assert!(tail.ends_with("</stream:stream>"), "{tail}");
-    let _ = std::fs::remove_dir_all(&data_dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +126,8 @@ async fn silent_client_is_probed_then_dropped() {
         keepalive_secs: 1,
         ..Config::default()
     };
-    let (server, data_dir) = start(config).await;
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, config).await;
     let mut silent = anonymous_login(&server).await;
     let mut seen = String::new();
     // After a second of silence: an XEP-0199 ping from the server.
@@ -153,5 +138,4 @@ async fn silent_client_is_probed_then_dropped() {
         .await
         .expect("dropped")
         .unwrap();
-    let _ = std::fs::remove_dir_all(&data_dir);
 }
