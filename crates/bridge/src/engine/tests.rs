@@ -154,6 +154,15 @@ fn received_video(c: &mut Client) -> Vec<(u8, u64, u16, bool)> {
         .collect()
 }
 
+/// The key of the endpoint the focus named `id`.
+fn key_of(core: &Core, id: &str) -> EndpointKey {
+    core.endpoints
+        .iter()
+        .find(|(_, e)| e.id.0 == id)
+        .map(|(k, _)| *k)
+        .unwrap()
+}
+
 /// Opens the bridge channel from the URL in the offer, as the WebSocket route does.
 fn open_channel(core: &mut Core, offer: &EndpointOffer) -> EndpointKey {
     let (path, pwd) = offer.colibri_ws_url.split_once("?pwd=").unwrap();
@@ -260,12 +269,7 @@ fn a_panic_inside_str0m_expires_that_endpoint_only() {
         };
         core.handle_request(t0, allocate).unwrap();
     }
-    let victim = core
-        .endpoints
-        .iter()
-        .find(|(_, e)| e.id.0 == "a")
-        .map(|(k, _)| *k)
-        .unwrap();
+    let victim = key_of(&core, "a");
     let ep = core.endpoints.get_mut(&victim).unwrap();
     assert_eq!(
         with_rtc(ep, |_| -> () { panic!("simulated str0m bug") }),
@@ -446,13 +450,7 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
     assert!(received[first_top].3, "started on a delta frame");
 
     // Constrain to 180p: the switch waits for a keyframe of layer 0 (asked by PLI).
-    let key = world
-        .core
-        .endpoints
-        .iter()
-        .find(|(_, e)| e.id.0 == "r")
-        .map(|(k, _)| *k)
-        .unwrap();
+    let key = key_of(&world.core, "r");
     let constraints =
         r#"{"colibriClass":"ReceiverVideoConstraints","defaultConstraints":{"maxHeight":180}}"#;
     world.core.channel_message(world.now, key, constraints);
@@ -511,13 +509,7 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
         key,
         r#"{"colibriClass":"ReceiverVideoConstraints","lastN":-1}"#,
     );
-    let sender_key = world
-        .core
-        .endpoints
-        .iter()
-        .find(|(_, e)| e.id.0 == "s")
-        .map(|(k, _)| *k)
-        .unwrap();
+    let sender_key = key_of(&world.core, "s");
     let mut run = |world: &mut World, ms: u32| {
         for i in 0..ms {
             if i % 33 == 0 {
