@@ -10,10 +10,9 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use convene_bridge::api::{
-    EndpointOffer, GroupSemantics, MediaDescription, MediaKind, Source, SourceSet, SsrcGroup,
-    TransportDescription, VideoType,
+    EndpointOffer, GroupSemantics, MediaDescription, MediaKind, SourceSet, TransportDescription,
 };
-use convene_bridge::test_client::{TestClient, mid};
+use convene_bridge::test_client::{self, TestClient, mid};
 use str0m::media::{Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
@@ -29,35 +28,8 @@ use crate::traffic::SenderSsrcs;
 
 /// The sources a sender announces: audio, three simulcast layers and their RTX partners.
 pub fn sender_sources(endpoint: &str, ssrcs: SenderSsrcs) -> SourceSet {
-    let source = |ssrc, kind, suffix: &str| Source {
-        ssrc,
-        kind,
-        name: Some(format!("{endpoint}-{suffix}")),
-        msid: Some(format!("{endpoint}-stream {endpoint}-{suffix}")),
-        video_type: (kind == MediaKind::Video).then_some(VideoType::Camera),
-    };
-    let mut sources = vec![source(ssrcs.audio, MediaKind::Audio, "a0")];
-    sources.extend(
-        ssrcs
-            .video
-            .iter()
-            .chain(&ssrcs.rtx)
-            .map(|&ssrc| source(ssrc, MediaKind::Video, "v0")),
-    );
-    let group = |semantics, ssrcs: Vec<u32>| SsrcGroup {
-        semantics,
-        kind: MediaKind::Video,
-        ssrcs,
-    };
-    let mut groups = vec![group(GroupSemantics::Sim, ssrcs.video.to_vec())];
-    groups.extend(
-        ssrcs
-            .video
-            .iter()
-            .zip(&ssrcs.rtx)
-            .map(|(&video, &rtx)| group(GroupSemantics::Fid, vec![video, rtx])),
-    );
-    SourceSet { sources, groups }
+    let layers: Vec<(u32, u32)> = ssrcs.video.into_iter().zip(ssrcs.rtx).collect();
+    test_client::sender_sources(endpoint, Some(ssrcs.audio), &layers)
 }
 
 /// A fully set-up endpoint, ready to run; `transport` and `media` go into the

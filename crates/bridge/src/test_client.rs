@@ -20,8 +20,9 @@ use str0m::rtp::Extension;
 use str0m::{Candidate, IceCreds, Rtc, RtcError};
 
 use crate::api::{
-    DtlsSetup, EndpointOffer, Fingerprint, HeaderExtension, IceCandidate, MediaDescription,
-    MediaKind, PayloadType, TransportDescription,
+    DtlsSetup, EndpointOffer, Fingerprint, GroupSemantics, HeaderExtension, IceCandidate,
+    MediaDescription, MediaKind, PayloadType, Source, SourceSet, SsrcGroup, TransportDescription,
+    VideoType,
 };
 
 /// Why an offer cannot be answered.
@@ -139,6 +140,44 @@ impl TestClient {
             vp8: negotiated.vp8.id.into(),
         })
     }
+}
+
+/// The sources a sender announces, named as Jitsi Meet names them: its audio, if any, and
+/// its camera's simulcast layers, lowest first, each a (video, RTX) SSRC pair.
+pub fn sender_sources(endpoint: &str, audio: Option<u32>, layers: &[(u32, u32)]) -> SourceSet {
+    let source = |ssrc, kind, suffix: &str| Source {
+        ssrc,
+        kind,
+        name: Some(format!("{endpoint}-{suffix}")),
+        msid: Some(format!("{endpoint}-stream {endpoint}-{suffix}")),
+        video_type: (kind == MediaKind::Video).then_some(VideoType::Camera),
+    };
+    let mut sources: Vec<Source> = audio
+        .map(|ssrc| source(ssrc, MediaKind::Audio, "a0"))
+        .into_iter()
+        .collect();
+    sources.extend(
+        layers
+            .iter()
+            .map(|l| l.0)
+            .chain(layers.iter().map(|l| l.1))
+            .map(|ssrc| source(ssrc, MediaKind::Video, "v0")),
+    );
+    let group = |semantics, ssrcs: Vec<u32>| SsrcGroup {
+        semantics,
+        kind: MediaKind::Video,
+        ssrcs,
+    };
+    let mut groups = vec![group(
+        GroupSemantics::Sim,
+        layers.iter().map(|l| l.0).collect(),
+    )];
+    groups.extend(
+        layers
+            .iter()
+            .map(|&(video, rtx)| group(GroupSemantics::Fid, vec![video, rtx])),
+    );
+    SourceSet { sources, groups }
 }
 
 /// The offered candidate as str0m's, if `local` can reach it: UDP from UDP, the bridge's

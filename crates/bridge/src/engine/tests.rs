@@ -4,7 +4,6 @@
 use str0m::media::Pt;
 
 use super::*;
-use crate::api::SsrcGroup;
 use crate::codec::tests::vp8_packet;
 use crate::test_client::{self, TestClient};
 
@@ -64,29 +63,10 @@ fn client(offer: &EndpointOffer, addr: &str, now: Instant) -> (Client, Transport
     (client, answer.transport)
 }
 
+/// The sender "s" with the simulcast `LAYERS` and no audio.
 fn simulcast_sources() -> SourceSet {
-    let video = |ssrc| Source {
-        ssrc,
-        kind: MediaKind::Video,
-        name: Some("s-v0".into()),
-        msid: Some("m".into()),
-        video_type: None,
-    };
-    let mut set = SourceSet::default();
-    for (ssrc, rtx, _) in LAYERS {
-        set.sources.extend([video(ssrc), video(rtx)]);
-        set.groups.push(SsrcGroup {
-            semantics: GroupSemantics::Fid,
-            kind: MediaKind::Video,
-            ssrcs: vec![ssrc, rtx],
-        });
-    }
-    set.groups.push(SsrcGroup {
-        semantics: GroupSemantics::Sim,
-        kind: MediaKind::Video,
-        ssrcs: LAYERS.iter().map(|l| l.0).collect(),
-    });
-    set
+    let layers = LAYERS.map(|(video, rtx, _)| (video, rtx));
+    test_client::sender_sources("s", None, &layers)
 }
 
 struct World {
