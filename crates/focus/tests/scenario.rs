@@ -10,7 +10,7 @@ use convene_bridge::api::{
     BridgeError, BridgeEvent, BridgeRequest, ConferenceId, EndpointId, VideoType,
 };
 use convene_focus::Config;
-use convene_focus::jingle::Action;
+use convene_focus::jingle::{Action, Jingle};
 
 fn conference() -> ConferenceId {
     ConferenceId(ROOM.into())
@@ -35,6 +35,24 @@ fn with_bridge(mut sources: Vec<(String, u32)>) -> Vec<(String, u32)> {
     sources.extend([("jvb".to_owned(), 1), ("jvb".to_owned(), 2)]);
     sources.sort();
     sources
+}
+
+/// Takes the one `action` each of `nicks` was sent, checking the sources it names.
+fn take_one_each(
+    h: &mut Harness,
+    nicks: [&str; 2],
+    action: Action,
+    sources: &[(String, u32)],
+) -> Vec<Jingle> {
+    nicks
+        .into_iter()
+        .map(|nick| {
+            let mut sent = take_jingle(&mut h.stanzas, nick, action);
+            assert_eq!(sent.len(), 1, "{nick}");
+            assert_eq!(owned_ssrcs(&sent[0]), sources, "{nick}");
+            sent.remove(0)
+        })
+        .collect()
 }
 
 #[test]
@@ -200,11 +218,8 @@ fn three_participants_join_share_and_leave() {
     assert_eq!(source.source.name.as_deref(), Some("bob-v0"));
     assert_eq!(source.source.msid.as_deref(), Some("bob-video-0-1 9a4e-v0"));
     assert_result(&h.request("session-accept", "carol", &offer_c.sid, 3));
-    for nick in ["alice", "bob"] {
-        let adds = take_jingle(&mut h.stanzas, nick, Action::SourceAdd);
-        assert_eq!(adds.len(), 1, "{nick}");
-        assert_eq!(owned_ssrcs(&adds[0]), receiver_view("carol", 3));
-    }
+    let carol_view = receiver_view("carol", 3);
+    take_one_each(&mut h, ["alice", "bob"], Action::SourceAdd, &carol_view);
     assert!(h.stanzas.is_empty(), "{:?}", h.stanzas);
     h.take_bridge_log();
 
@@ -213,17 +228,12 @@ fn three_participants_join_share_and_leave() {
     assert!(
         matches!(&h.take_bridge_log()[..], [BridgeRequest::AddSources { sources, .. }] if sources.sources.len() == 2)
     );
-    for nick in ["bob", "carol"] {
-        let adds = take_jingle(&mut h.stanzas, nick, Action::SourceAdd);
-        assert_eq!(adds.len(), 1, "{nick}");
-        assert_eq!(
-            owned_ssrcs(&adds[0]),
-            vec![("alice".to_owned(), 1077), ("alice".to_owned(), 1078)]
-        );
-        let desktop = &adds[0].contents[0].description.as_ref().unwrap().sources[0].source;
+    let screen = [("alice".to_owned(), 1077), ("alice".to_owned(), 1078)];
+    for add in take_one_each(&mut h, ["bob", "carol"], Action::SourceAdd, &screen) {
+        let desktop = &add.contents[0].description.as_ref().unwrap().sources[0].source;
         assert_eq!(desktop.video_type, Some(VideoType::Desktop));
         assert_eq!(desktop.name.as_deref(), Some("alice-v1"));
-        assert_eq!(fid_groups(&adds[0]), vec![vec![1077, 1078]]);
+        assert_eq!(fid_groups(&add), vec![vec![1077, 1078]]);
     }
     assert!(h.stanzas.is_empty(), "{:?}", h.stanzas);
 
@@ -233,14 +243,7 @@ fn three_participants_join_share_and_leave() {
         &h.take_bridge_log()[..],
         [BridgeRequest::RemoveSources { .. }]
     ));
-    for nick in ["bob", "carol"] {
-        let removes = take_jingle(&mut h.stanzas, nick, Action::SourceRemove);
-        assert_eq!(removes.len(), 1, "{nick}");
-        assert_eq!(
-            owned_ssrcs(&removes[0]),
-            vec![("alice".to_owned(), 1077), ("alice".to_owned(), 1078)]
-        );
-    }
+    take_one_each(&mut h, ["bob", "carol"], Action::SourceRemove, &screen);
 
     // C leaves: its endpoint expires and the others drop its sources.
     h.leave("carol");
@@ -251,11 +254,7 @@ fn three_participants_join_share_and_leave() {
             endpoint: endpoint("carol")
         }]
     );
-    for nick in ["alice", "bob"] {
-        let removes = take_jingle(&mut h.stanzas, nick, Action::SourceRemove);
-        assert_eq!(removes.len(), 1, "{nick}");
-        assert_eq!(owned_ssrcs(&removes[0]), receiver_view("carol", 3));
-    }
+    take_one_each(&mut h, ["alice", "bob"], Action::SourceRemove, &carol_view);
     assert!(h.stanzas.is_empty(), "{:?}", h.stanzas);
     h.run_bridge();
 
