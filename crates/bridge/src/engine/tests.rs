@@ -412,14 +412,17 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
             seqs[l] += 1;
         }
     };
-    let mut received = Vec::new();
-    for ms in 0..3000 {
-        if ms % 33 == 0 {
-            frame(&mut world, &mut want_key);
+    // Runs `ms` of 30 fps video; returns what the receiver got.
+    let mut run = |world: &mut World, ms: u32| {
+        for i in 0..ms {
+            if i % 33 == 0 {
+                frame(world, &mut want_key);
+            }
+            world.tick();
         }
-        world.tick();
-        received.extend(received_video(&mut world.clients[1]));
-    }
+        received_video(&mut world.clients[1])
+    };
+    let mut received = run(&mut world, 3000);
     assert!(received.len() > 50, "too little video: {}", received.len());
     // Unconstrained: the top layer, and nothing else once it started.
     let first_top = received
@@ -435,13 +438,7 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
         r#"{"colibriClass":"ReceiverVideoConstraints","defaultConstraints":{"maxHeight":180}}"#;
     world.core.channel_message(world.now, key, constraints);
     let before_switch = received.len();
-    for ms in 0..2000 {
-        if ms % 33 == 0 {
-            frame(&mut world, &mut want_key);
-        }
-        world.tick();
-        received.extend(received_video(&mut world.clients[1]));
-    }
+    received.extend(run(&mut world, 2000));
     let switch = before_switch
         + received[before_switch..]
             .iter()
@@ -471,14 +468,8 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
         world.tick();
     }
     received_video(&mut world.clients[1]);
-    for ms in 0..500 {
-        if ms % 33 == 0 {
-            frame(&mut world, &mut want_key);
-        }
-        world.tick();
-    }
     assert!(
-        received_video(&mut world.clients[1]).is_empty(),
+        run(&mut world, 500).is_empty(),
         "video forwarded despite lastN 0"
     );
     assert_eq!(world.core.endpoints[&key].forwarded_sources, Some(vec![]));
@@ -490,15 +481,6 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
         r#"{"colibriClass":"ReceiverVideoConstraints","lastN":-1}"#,
     );
     let sender_key = key_of(&world.core, "s");
-    let mut run = |world: &mut World, ms: u32| {
-        for i in 0..ms {
-            if i % 33 == 0 {
-                frame(world, &mut want_key);
-            }
-            world.tick();
-        }
-        received_video(&mut world.clients[1])
-    };
     assert!(
         !run(&mut world, 500).is_empty(),
         "video back after lastN -1"
