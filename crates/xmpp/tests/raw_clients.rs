@@ -15,7 +15,9 @@ use tokio::net::TcpStream;
 const DOMAIN: &str = "slow.test";
 const ROOM: &str = "room@conference.slow.test";
 
-async fn read_until(stream: &mut TcpStream, seen: &mut String, marker: &str) {
+/// Reads until `marker` has arrived; the rest of that read is dropped.
+async fn read_until(stream: &mut TcpStream, marker: &str) {
+    let mut seen = String::new();
     let mut buffer = [0u8; 4096];
     while !seen.contains(marker) {
         let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
@@ -25,7 +27,12 @@ async fn read_until(stream: &mut TcpStream, seen: &mut String, marker: &str) {
         assert!(n > 0, "closed before {marker}: {seen}");
         seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
     }
-    seen.clear();
+}
+
+/// Sends `text`, then reads until `marker`.
+async fn exchange(stream: &mut TcpStream, text: &str, marker: &str) {
+    stream.write_all(text.as_bytes()).await.unwrap();
+    read_until(stream, marker).await;
 }
 
 fn element(xml: &str) -> Element {
@@ -35,24 +42,15 @@ fn element(xml: &str) -> Element {
 /// Logs in anonymously over plain TCP (allowed on loopback) and binds a resource.
 async fn anonymous_login(server: &XmppServer) -> TcpStream {
     let mut stream = TcpStream::connect(server.c2s_addr()).await.unwrap();
-    let mut seen = String::new();
     let header = format!(
         "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>"
     );
-    stream.write_all(header.as_bytes()).await.unwrap();
-    read_until(&mut stream, &mut seen, "</stream:features>").await;
-    stream
-        .write_all(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
-        .await
-        .unwrap();
-    read_until(&mut stream, &mut seen, "<success").await;
-    stream.write_all(header.as_bytes()).await.unwrap();
-    read_until(&mut stream, &mut seen, "</stream:features>").await;
-    stream
-        .write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-        .await
-        .unwrap();
-    read_until(&mut stream, &mut seen, "</iq>").await;
+    let auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>";
+    let bind = "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>";
+    exchange(&mut stream, &header, "</stream:features>").await;
+    exchange(&mut stream, auth, "<success").await;
+    exchange(&mut stream, &header, "</stream:features>").await;
+    exchange(&mut stream, bind, "</iq>").await;
     stream
 }
 
@@ -71,11 +69,12 @@ async fn client_that_stops_reading_is_evicted() {
 
     // The slow client: logs in anonymously, joins, then never reads again.
     let mut slow = anonymous_login(&server).await;
-    let mut seen = String::new();
-    slow.write_all(format!("<presence to='{ROOM}/slow'/>").as_bytes())
-        .await
-        .unwrap();
-    read_until(&mut slow, &mut seen, "</message>").await;
+    exchange(
+        &mut slow,
+        &format!("<presence to='{ROOM}/slow'/>"),
+        "</message>",
+    )
+    .await;
 
     // The focus floods the room with big messages until the slow client is gone.
     let body = "x".repeat(4000);
@@ -129,9 +128,8 @@ async fn silent_client_is_probed_then_dropped() {
     let data_dir = DataDir::new();
     let server = start_server(DOMAIN, &data_dir, config).await;
     let mut silent = anonymous_login(&server).await;
-    let mut seen = String::new();
     // After a second of silence: an XEP-0199 ping from the server.
-    read_until(&mut silent, &mut seen, "urn:xmpp:ping").await;
+    read_until(&mut silent, "urn:xmpp:ping").await;
     // Still silent a second later: the connection is dropped.
     let mut rest = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest))
