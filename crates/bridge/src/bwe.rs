@@ -37,6 +37,11 @@ const DECREASE_FACTOR: f64 = 0.85;
 const STARTUP_GROWTH: f64 = 1.5;
 const STEADY_GROWTH: f64 = 1.08;
 const NEAR_CAPACITY_BPS_PER_SEC: f64 = 60_000.0;
+/// After congestion the estimate stays within this factor of the capacity then seen, for a
+/// hold period from `HOLD_MIN` doubling up to `HOLD_MAX` while congestion recurs.
+const HOLD_HEADROOM: f64 = 1.1;
+const HOLD_MIN: Duration = Duration::from_secs(10);
+const HOLD_MAX: Duration = Duration::from_secs(120);
 /// Delivered bitrate is measured over this window of arrival times.
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
 /// Loss above this fraction cuts the rate (GCC section 6); the window it is counted over.
@@ -95,6 +100,9 @@ pub struct DownlinkEstimator {
     /// Delivered rate when over-use was last seen: the link's capacity, roughly.
     capacity_bps: Option<f64>,
     last_decrease: Option<Instant>,
+    /// Until then the estimate stays near `capacity_bps`; the current hold period.
+    hold_until: Option<Instant>,
+    hold: Duration,
     last_update: Option<Instant>,
     time_zero: Instant,
 }
@@ -125,6 +133,8 @@ impl DownlinkEstimator {
             desired_bps: initial_bps as f64,
             capacity_bps: None,
             last_decrease: None,
+            hold_until: None,
+            hold: HOLD_MIN,
             last_update: None,
         }
     }
@@ -353,15 +363,12 @@ impl DownlinkEstimator {
             .is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_INTERVAL);
         let loss = self.loss_fraction();
         if self.signal == Signal::Overuse && may_decrease {
-            let base = delivered.unwrap_or(self.estimate_bps);
-            self.capacity_bps = Some(base);
-            self.estimate_bps = (DECREASE_FACTOR * base).min(self.estimate_bps);
-            self.last_decrease = Some(now);
+            let capacity = self.on_congestion(now, delivered.unwrap_or(self.estimate_bps));
+            self.estimate_bps = (DECREASE_FACTOR * capacity).min(self.estimate_bps);
             self.signal = Signal::Normal;
         } else if loss > LOSS_HIGH && may_decrease {
-            self.capacity_bps = delivered.or(Some(self.estimate_bps));
+            self.on_congestion(now, delivered.unwrap_or(self.estimate_bps));
             self.estimate_bps *= 1.0 - 0.5 * loss;
-            self.last_decrease = Some(now);
         } else if self.signal == Signal::Normal {
             let secs = dt.as_secs_f64();
             let near_capacity = self
@@ -373,10 +380,47 @@ impl DownlinkEstimator {
                 (Some(_), true) => previous + NEAR_CAPACITY_BPS_PER_SEC * secs,
                 (Some(_), false) => previous * STEADY_GROWTH.powf(secs),
             };
-            // Grow no further than the receiver wants; an estimate already above it stays.
-            self.estimate_bps = grown.min(self.desired_bps.max(previous));
+            // Grow no further than the receiver wants, nor, for a while after congestion,
+            // past the capacity then seen; an estimate already above that stays.
+            let mut ceiling = self.desired_bps;
+            if let Some(capacity) = self.capacity_bps
+                && self.hold_until.is_some_and(|t| now < t)
+            {
+                ceiling = ceiling.min(capacity * HOLD_HEADROOM);
+            }
+            if self.hold_until.is_some_and(|t| now >= t + self.hold) {
+                // A whole hold period more without congestion: the link is fine again.
+                self.hold = HOLD_MIN;
+            }
+            self.estimate_bps = grown.min(ceiling.max(previous));
         }
         self.estimate_bps = self.estimate_bps.clamp(MIN_BPS, MAX_BPS);
+    }
+
+    /// Congestion at `delivered` b/s: that is the link's capacity for now (returned), and
+    /// the estimate stays near it for a hold period that doubles with each congestion in a
+    /// row, so that a failing upgrade (see the module comment) is not retried every few
+    /// seconds. Within a hold, the highest capacity seen counts: while a queue drains and
+    /// the allocator steps down, less is delivered than the link carries.
+    fn on_congestion(&mut self, now: Instant, delivered: f64) -> f64 {
+        let in_hold = self.hold_until.is_some_and(|t| now < t);
+        let capacity = match self.capacity_bps {
+            Some(c) if in_hold => c.max(delivered),
+            _ => delivered,
+        };
+        self.capacity_bps = Some(capacity);
+        self.last_decrease = Some(now);
+        // Losses already reacted to must not cut the estimate again.
+        self.losses.clear();
+        // Congestion soon after a hold ended is a failed attempt to go higher.
+        if self
+            .hold_until
+            .is_some_and(|t| now >= t && now < t + self.hold)
+        {
+            self.hold = (self.hold * 2).min(HOLD_MAX);
+        }
+        self.hold_until = Some(now + self.hold);
+        capacity
     }
 }
 
@@ -452,6 +496,44 @@ mod tests {
         });
         let estimate = e.estimate_bps();
         assert!(estimate < 4_000_000, "estimate {estimate}");
+    }
+
+    #[test]
+    fn after_congestion_the_estimate_holds_near_the_capacity_then_tries_higher_again() {
+        let start = Instant::now();
+        let mut e = DownlinkEstimator::new(start, 10_000_000);
+        e.set_desired(20_000_000);
+        // 4.8 Mb/s into a 3 Mb/s link for a second.
+        run(&mut e, start, 1, Duration::from_millis(2), |i| {
+            let backlog_ms = i as f64 * (1200.0 * 8.0 / 3_000.0 - 2.0);
+            Some(Duration::from_secs_f64(backlog_ms.max(0.0) / 1000.0 + 0.02))
+        });
+        let after_congestion = e.estimate_bps();
+        assert!(after_congestion < 3_500_000, "estimate {after_congestion}");
+        // Then a clean path: the estimate stays near what the link carried for the hold...
+        let clean = |_| Some(Duration::from_millis(20));
+        run(
+            &mut e,
+            start + Duration::from_secs(1),
+            8,
+            Duration::from_millis(4),
+            clean,
+        );
+        let held = e.estimate_bps();
+        assert!(held < 3_600_000, "estimate {held} during the hold");
+        // ...and grows again once it is over.
+        run(
+            &mut e,
+            start + Duration::from_secs(9),
+            12,
+            Duration::from_millis(4),
+            clean,
+        );
+        let later = e.estimate_bps();
+        assert!(
+            later > held * 5 / 4,
+            "estimate {later} after the hold ({held} during)"
+        );
     }
 
     #[test]

@@ -23,6 +23,19 @@ struct Client {
 type Datagram = (SocketAddr, SocketAddr, Vec<u8>);
 
 impl Client {
+    fn receive(&mut self, now: Instant, t: &Transmit) {
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source: t.source,
+                destination: t.destination,
+                contents: t.contents.as_ref().try_into().unwrap(),
+            },
+        );
+        self.rtc.handle_input(input).unwrap();
+    }
+
     /// Polls until timeout (str0m wants this after every input): keeps the events,
     /// returns the datagrams.
     fn drain(&mut self) -> Vec<Datagram> {
@@ -73,10 +86,53 @@ struct World {
     core: Core,
     clients: Vec<Client>,
     now: Instant,
+    /// Bottlenecks on the way from the bridge to some clients.
+    links: HashMap<SocketAddr, Link>,
+}
+
+/// A downlink of `rate_bps` with a drop-tail queue of `queue` of transmission time.
+struct Link {
+    rate_bps: u64,
+    queue: Duration,
+    free_at: Instant,
+    in_flight: VecDeque<(Instant, Transmit)>,
+}
+
+impl Link {
+    fn new(rate_bps: u64, queue: Duration, now: Instant) -> Self {
+        Self {
+            rate_bps,
+            queue,
+            free_at: now,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Queues a datagram; false when the queue is full (it is lost).
+    fn send(&mut self, now: Instant, t: Transmit) -> bool {
+        let start = self.free_at.max(now);
+        if start > now + self.queue {
+            return false;
+        }
+        let bits = t.contents.len() as u64 * 8;
+        self.free_at = start + Duration::from_micros(bits * 1_000_000 / self.rate_bps);
+        self.in_flight.push_back((self.free_at, t));
+        true
+    }
 }
 
 impl World {
-    /// Advances 1 ms: timeouts, then every datagram in flight (zero latency).
+    fn new(core: Core, clients: Vec<Client>, now: Instant) -> Self {
+        Self {
+            core,
+            clients,
+            now,
+            links: HashMap::new(),
+        }
+    }
+
+    /// Advances 1 ms: timeouts, datagrams through the bottlenecks, then every datagram in
+    /// flight elsewhere (zero latency).
     fn tick(&mut self) {
         self.now += Duration::from_millis(1);
         let now = self.now;
@@ -85,6 +141,16 @@ impl World {
         for c in &mut self.clients {
             c.rtc.handle_input(Input::Timeout(now)).unwrap();
             to_core.append(&mut c.drain());
+        }
+        for link in self.links.values_mut() {
+            while link.in_flight.front().is_some_and(|(at, _)| *at <= now) {
+                let (_, t) = link.in_flight.pop_front().expect("checked");
+                let c = self.clients.iter_mut().find(|c| c.addr == t.destination);
+                if let Some(c) = c {
+                    c.receive(now, &t);
+                    to_core.append(&mut c.drain());
+                }
+            }
         }
         for _ in 0..50 {
             for (source, destination, data) in std::mem::take(&mut to_core) {
@@ -97,19 +163,14 @@ impl World {
                     continue;
                 };
                 moved = true;
+                if let Some(link) = self.links.get_mut(&t.destination) {
+                    link.send(now, t);
+                    continue;
+                }
                 let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) else {
                     continue;
                 };
-                let input = Input::Receive(
-                    now,
-                    Receive {
-                        proto: Protocol::Udp,
-                        source: t.source,
-                        destination: t.destination,
-                        contents: t.contents.as_ref().try_into().unwrap(),
-                    },
-                );
-                c.rtc.handle_input(input).unwrap();
+                c.receive(now, &t);
                 to_core.append(&mut c.drain());
             }
             if !moved && to_core.is_empty() {
@@ -313,8 +374,9 @@ fn offer_advertises_local_tcp_and_public_candidates() {
     );
 }
 
-#[test]
-fn simulcast_switches_on_keyframes_with_continuous_numbering() {
+/// The sender "s" (at 10.0.0.2) with the simulcast `LAYERS`, and receive-only endpoints
+/// (`(id, address)`), connected to one core.
+fn simulcast_world(receivers: &[(&str, &str)]) -> World {
     let t0 = Instant::now();
     let mut core = Core::new(settings(), t0);
     let conference = ConferenceId("room".into());
@@ -331,9 +393,7 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
         BridgeResponse::EndpointAllocated(o) => o,
         BridgeResponse::Done => panic!(),
     };
-    let (sender_offer, receiver_offer) = (offer("s"), offer("r"));
-    let (mut sender, sender_transport) = client(&sender_offer, "10.0.0.2:5000", t0);
-    let (mut receiver, receiver_transport) = client(&receiver_offer, "10.0.0.3:5000", t0);
+    let (mut sender, sender_transport) = client(&offer("s"), "10.0.0.2:5000", t0);
     for (i, (ssrc, rtx, _)) in LAYERS.iter().enumerate() {
         let rid = Rid::from(format!("l{i}").as_str());
         sender.rtc.direct_api().declare_stream_tx(
@@ -343,35 +403,56 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
             Some(rid),
         );
     }
-    receiver.rtc.direct_api().expect_stream_rx(
-        Ssrc::from(LAYERS[0].0),
-        Some(Ssrc::from(LAYERS[0].1)),
-        test_client::mid(MediaKind::Video),
-        None,
-    );
-    let configure = |id: &str, transport, sources| BridgeRequest::ConfigureEndpoint {
-        conference: conference.clone(),
-        endpoint: EndpointId(id.into()),
-        transport,
-        media: vec![],
-        sources,
-    };
-    core.handle_request(t0, configure("s", sender_transport, simulcast_sources()))
-        .unwrap();
-    core.handle_request(t0, configure("r", receiver_transport, SourceSet::default()))
-        .unwrap();
-    let mut world = World {
-        core,
-        clients: vec![sender, receiver],
-        now: t0,
-    };
+    let mut clients = vec![sender];
+    let mut transports = vec![("s", sender_transport, simulcast_sources())];
+    for (id, addr) in receivers {
+        let (mut receiver, transport) = client(&offer(id), addr, t0);
+        receiver.rtc.direct_api().expect_stream_rx(
+            Ssrc::from(LAYERS[0].0),
+            Some(Ssrc::from(LAYERS[0].1)),
+            test_client::mid(MediaKind::Video),
+            None,
+        );
+        clients.push(receiver);
+        transports.push((id, transport, SourceSet::default()));
+    }
+    for (id, transport, sources) in transports {
+        let configure = BridgeRequest::ConfigureEndpoint {
+            conference: conference.clone(),
+            endpoint: EndpointId(id.into()),
+            transport,
+            media: vec![],
+            sources,
+        };
+        core.handle_request(t0, configure).unwrap();
+    }
+    World::new(core, clients, t0)
+}
 
-    // 30 fps on every layer; a layer sends a keyframe at start and, like a real encoder,
-    // a few frames after it is asked (PLI): frames until the next keyframe per layer.
-    let mut picture_ids = [1000u16, 5000, 20000];
-    let mut seqs = [10u64, 30_000, 50_000];
-    let mut want_key = [1u8; 3];
-    let mut frame = |world: &mut World, want_key: &mut [u8; 3]| {
+/// The sender's VP8 encoder: 30 fps on every layer, a keyframe at start and, like a real
+/// encoder, a few frames after it is asked (PLI). Each frame of layer `l` is
+/// `packets[l]` packets of `bytes[l]` bytes, the last byte of each being `l`.
+struct Encoder {
+    packets: [usize; 3],
+    bytes: [usize; 3],
+    picture_ids: [u16; 3],
+    seqs: [u64; 3],
+    /// Frames until the next keyframe, per layer (0: none pending).
+    want_key: [u8; 3],
+}
+
+impl Encoder {
+    fn new(packets: [usize; 3], bytes: [usize; 3]) -> Self {
+        Self {
+            packets,
+            bytes,
+            picture_ids: [1000, 5000, 20000],
+            seqs: [10, 30_000, 50_000],
+            want_key: [1; 3],
+        }
+    }
+
+    fn frame(&mut self, world: &mut World) {
         let sender = &mut world.clients[0];
         for e in sender.events.drain(..) {
             if let Event::KeyframeRequest(r) = e {
@@ -379,49 +460,57 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
                     .rid
                     .map(|rid| rid.to_string()[1..].parse::<usize>().unwrap())
                     .unwrap();
-                if want_key[layer] == 0 {
-                    want_key[layer] = 4;
+                if self.want_key[layer] == 0 {
+                    self.want_key[layer] = 4;
                 }
             }
         }
         for (l, (ssrc, _, size)) in LAYERS.iter().enumerate() {
-            let mut payload = vp8_packet(
-                want_key[l] == 1 || seqs[l] % 30_000 == 10,
-                picture_ids[l],
-                0,
-                *size,
-            );
-            payload.push(l as u8);
-            let write = RtpWrite::new(
-                Pt::from(100),
-                seqs[l].into(),
-                picture_ids[l] as u32 * 3000,
-                world.now,
-                payload,
-            )
-            .marker(true)
-            .nackable(true);
-            sender
-                .rtc
-                .direct_api()
-                .stream_tx(&Ssrc::from(*ssrc))
-                .unwrap()
-                .write_rtp(write);
-            want_key[l] = want_key[l].saturating_sub(1);
-            picture_ids[l] = (picture_ids[l] + 1) % 0x8000;
-            seqs[l] += 1;
+            let keyframe = self.want_key[l] == 1 || self.seqs[l] % 30_000 == 10;
+            for i in 0..self.packets[l] {
+                let mut payload = vp8_packet(keyframe && i == 0, self.picture_ids[l], 0, *size);
+                payload.resize(self.bytes[l].max(payload.len() + 1) - 1, 0);
+                payload.push(l as u8);
+                let write = RtpWrite::new(
+                    Pt::from(100),
+                    self.seqs[l].into(),
+                    self.picture_ids[l] as u32 * 3000,
+                    world.now,
+                    payload,
+                )
+                .marker(i + 1 == self.packets[l])
+                .nackable(true);
+                sender
+                    .rtc
+                    .direct_api()
+                    .stream_tx(&Ssrc::from(*ssrc))
+                    .unwrap()
+                    .write_rtp(write);
+                self.seqs[l] += 1;
+            }
+            self.want_key[l] = self.want_key[l].saturating_sub(1);
+            self.picture_ids[l] = (self.picture_ids[l] + 1) % 0x8000;
         }
-    };
-    // Runs `ms` of 30 fps video; returns what the receiver got.
-    let mut run = |world: &mut World, ms: u32| {
+    }
+
+    /// Runs `ms` of video; returns what receiver `r` (a client index) got.
+    fn run(&mut self, world: &mut World, ms: u32, r: usize) -> Vec<(u8, u64, u16, bool)> {
         for i in 0..ms {
             if i % 33 == 0 {
-                frame(world, &mut want_key);
+                self.frame(world);
             }
             world.tick();
         }
-        received_video(&mut world.clients[1])
-    };
+        received_video(&mut world.clients[r])
+    }
+}
+
+#[test]
+fn simulcast_switches_on_keyframes_with_continuous_numbering() {
+    let mut world = simulcast_world(&[("r", "10.0.0.3:5000")]);
+    // One small packet per frame and layer.
+    let mut encoder = Encoder::new([1; 3], [0; 3]);
+    let mut run = |world: &mut World, ms: u32| encoder.run(world, ms, 1);
     let mut received = run(&mut world, 3000);
     assert!(received.len() > 50, "too little video: {}", received.len());
     // Unconstrained: the top layer, and nothing else once it started.
@@ -504,4 +593,55 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
         world.core.endpoints[&key].forwarded_sources,
         Some(vec!["s-v0".to_string()])
     );
+}
+
+#[test]
+fn a_congested_receiver_is_estimated_down_to_a_lower_layer_and_others_keep_the_top() {
+    // "slow" sits behind 1 Mb/s with 100 ms of queue; "fast" is unconstrained. The bridge
+    // starts from a 10 Mb/s estimate for both, so it has to find out from the feedback.
+    let mut world = simulcast_world(&[("fast", "10.0.0.3:5000"), ("slow", "10.0.0.4:5000")]);
+    let slow_addr: SocketAddr = "10.0.0.4:5000".parse().unwrap();
+    world.links.insert(
+        slow_addr,
+        Link::new(1_000_000, Duration::from_millis(100), world.now),
+    );
+    // About 150 kb/s, 500 kb/s and 1.5 Mb/s, as real layers.
+    let mut encoder = Encoder::new([1, 2, 6], [625, 1040, 1040]);
+    let (fast, slow) = (key_of(&world.core, "fast"), key_of(&world.core, "slow"));
+    let state = |world: &World, k: EndpointKey| {
+        let ep = &world.core.endpoints[&k];
+        let layer = ep.out[&LAYERS[0].0].rewriter.layer();
+        (ep.downlink.estimate_bps(), layer)
+    };
+    encoder.run(&mut world, 5000, 1);
+    let (estimate, layer) = state(&world, slow);
+    assert!(estimate < 1_500_000, "slow estimate {estimate} after 5 s");
+    assert_ne!(layer, Some(2), "slow still on the top layer after 5 s");
+
+    // The next 40 s, sampled every half second: the slow receiver gets what its link
+    // carries, with rare, short attempts to go higher (backing off), the fast one the top.
+    let (mut slow_top, mut slow_video, mut fast_top, mut slow_frames) = (0, 0, 0, 0);
+    for _ in 0..80 {
+        encoder.run(&mut world, 500, 1);
+        slow_frames += received_video(&mut world.clients[2])
+            .iter()
+            .filter(|r| r.3 || r.0 < 2)
+            .count();
+        let (estimate, layer) = state(&world, slow);
+        assert!(estimate < 2_500_000, "slow estimate {estimate}");
+        slow_top += usize::from(layer == Some(2));
+        slow_video += usize::from(layer.is_some());
+        fast_top += usize::from(state(&world, fast).1 == Some(2));
+    }
+    assert!(
+        slow_top <= 4,
+        "slow on the top layer in {slow_top} of 80 samples"
+    );
+    assert_eq!(slow_video, 80, "slow lost its video");
+    assert!(
+        slow_frames > 1000,
+        "slow received {slow_frames} lower-layer packets"
+    );
+    assert_eq!(fast_top, 80, "fast left the top layer");
+    assert!(state(&world, fast).0 > 2_000_000);
 }
