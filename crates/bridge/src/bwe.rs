@@ -467,6 +467,15 @@ mod tests {
         }
     }
 
+    /// The delay of packet `i` of a 4.8 Mb/s flow (1200 bytes every 2 ms) through a
+    /// `link_bps` bottleneck 20 ms away: its queue grows when the link is slower.
+    fn through_bottleneck(link_bps: f64) -> impl FnMut(u64) -> Option<Duration> {
+        move |i| {
+            let backlog_ms = i as f64 * (1200.0 * 8.0 * 1000.0 / link_bps - 2.0);
+            Some(Duration::from_secs_f64(backlog_ms.max(0.0) / 1000.0 + 0.02))
+        }
+    }
+
     #[test]
     fn grows_towards_what_the_receiver_wants_on_a_clean_path() {
         let start = Instant::now();
@@ -487,13 +496,13 @@ mod tests {
         let mut e = DownlinkEstimator::new(start, 10_000_000);
         e.set_desired(10_000_000);
         // 4.8 Mb/s offered into a 3 Mb/s link: the queue (and the delay) grows.
-        run(&mut e, start, 3, Duration::from_millis(2), |i| {
-            let sent_ms = i as f64 * 2.0;
-            let served_ms = i as f64 * 1200.0 * 8.0 / 3_000.0;
-            Some(Duration::from_secs_f64(
-                (served_ms - sent_ms).max(0.0) / 1000.0 + 0.02,
-            ))
-        });
+        run(
+            &mut e,
+            start,
+            3,
+            Duration::from_millis(2),
+            through_bottleneck(3e6),
+        );
         let estimate = e.estimate_bps();
         assert!(estimate < 4_000_000, "estimate {estimate}");
     }
@@ -504,10 +513,13 @@ mod tests {
         let mut e = DownlinkEstimator::new(start, 10_000_000);
         e.set_desired(20_000_000);
         // 4.8 Mb/s into a 3 Mb/s link for a second.
-        run(&mut e, start, 1, Duration::from_millis(2), |i| {
-            let backlog_ms = i as f64 * (1200.0 * 8.0 / 3_000.0 - 2.0);
-            Some(Duration::from_secs_f64(backlog_ms.max(0.0) / 1000.0 + 0.02))
-        });
+        run(
+            &mut e,
+            start,
+            1,
+            Duration::from_millis(2),
+            through_bottleneck(3e6),
+        );
         let after_congestion = e.estimate_bps();
         assert!(after_congestion < 3_500_000, "estimate {after_congestion}");
         // Then a clean path: the estimate stays near what the link carried for the hold...

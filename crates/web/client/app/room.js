@@ -351,21 +351,14 @@ function sendConstraints() {
 }
 
 async function updateSpeaking() {
-  const conference = state.conference;
-  const session = conference?.session;
-  if (!conference || !session) return;
-  const levels = session.remoteAudioLevels();
+  const session = state.conference?.session;
+  if (!session) return;
+  const { remote, local } = await session.audioLevels();
   for (const [key, tile] of grid.tiles) {
-    if (key !== LOCAL) tile.setSpeaking((levels.get(key) ?? 0) > SPEAKING_LEVEL);
+    if (key !== LOCAL) tile.setSpeaking((remote.get(key) ?? 0) > SPEAKING_LEVEL);
   }
-  let localLevel = 0;
-  if (state.mic && !state.micMuted) {
-    const stats = await session.pc.getStats().catch(() => undefined);
-    stats?.forEach((s) => {
-      if (s.type === 'media-source' && s.kind === 'audio') localLevel = s.audioLevel ?? 0;
-    });
-  }
-  grid.tiles.get(LOCAL)?.setSpeaking(localLevel > SPEAKING_LEVEL);
+  const micOn = Boolean(state.mic) && !state.micMuted;
+  grid.tiles.get(LOCAL)?.setSpeaking(micOn && local > SPEAKING_LEVEL);
 }
 
 // ---------------------------------------------------------------------------- toolbar

@@ -59,6 +59,8 @@ export class JingleSession extends Emitter {
   #candidateTimer;
   #closed = false;
   #simulcast;
+  /** @type {Map<string, { energy: number, duration: number }>} audio energy totals by stats id, at the last poll */
+  #audioEnergy = new Map();
 
   /**
    * @param {SessionOptions} options
@@ -196,19 +198,43 @@ export class JingleSession extends Emitter {
   }
 
   /**
-   * Current audio level (0..1) of each remote endpoint, from the receivers' RTP sources.
-   * @returns {Map<string, number>}
+   * Audio level (0..1, RMS) of each remote endpoint and of the local microphone since the
+   * previous call, from the stats' audio energy totals: an instantaneous level (RTP
+   * sources, `media-source.audioLevel`) misses a short sound between two polls.
+   * @returns {Promise<{ remote: Map<string, number>, local: number }>}
    */
-  remoteAudioLevels() {
+  async audioLevels() {
     /** @type {Map<string, number>} */
-    const levels = new Map();
-    for (const t of this.pc.getTransceivers()) {
-      const slot = this.model.slot(t.mid ?? '');
-      if (slot?.role !== 'remote' || slot.kind !== 'audio' || !slot.source) continue;
-      const level = t.receiver.getSynchronizationSources()[0]?.audioLevel ?? 0;
-      levels.set(slot.source.owner, Math.max(level, levels.get(slot.source.owner) ?? 0));
-    }
-    return levels;
+    const remote = new Map();
+    let local = 0;
+    const stats = await this.pc.getStats().catch(() => undefined);
+    stats?.forEach((s) => {
+      const isRemote = s.type === 'inbound-rtp' && s.kind === 'audio';
+      const isLocal = s.type === 'media-source' && s.kind === 'audio';
+      if (!isRemote && !isLocal) return;
+      const level = this.#levelSinceLastPoll(s.id, s.totalAudioEnergy, s.totalSamplesDuration);
+      if (isLocal) {
+        local = Math.max(local, level);
+        return;
+      }
+      const slot = this.model.slot(s.mid ?? '');
+      if (slot?.role !== 'remote' || !slot.source) return;
+      remote.set(slot.source.owner, Math.max(level, remote.get(slot.source.owner) ?? 0));
+    });
+    return { remote, local };
+  }
+
+  /**
+   * @param {string} id stats object id
+   * @param {number | undefined} energy its totalAudioEnergy
+   * @param {number | undefined} duration its totalSamplesDuration (s)
+   */
+  #levelSinceLastPoll(id, energy, duration) {
+    const previous = this.#audioEnergy.get(id);
+    if (energy === undefined || duration === undefined) return 0;
+    this.#audioEnergy.set(id, { energy, duration });
+    const elapsed = previous ? duration - previous.duration : 0;
+    return previous && elapsed > 0 ? Math.sqrt(Math.max(0, energy - previous.energy) / elapsed) : 0;
   }
 
   /** @template T @param {() => Promise<T>} task @returns {Promise<T>} */
