@@ -1,6 +1,7 @@
 // Three real headless Chromium participants in one room through a real Convene server
 // (XMPP over WebSocket, focus, bridge), all inside an isolated network namespace.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 
 import { endpointId, launchChromium, receivedMedia, requireIsolatedNetwork, startConvene, startProxy, waitFor } from '../support/harness.js';
@@ -18,6 +19,17 @@ const rtpStats = (page) =>
     return out;
   });
 const NAMES = ['Alice', 'Bob', 'Carol'];
+
+/** Limits what loopback delivers to UDP `port` to `kbps` (htb, 50-packet queue): a slow downlink. */
+function throttle(/** @type {number} */ port, /** @type {number} */ kbps) {
+  const tc = (/** @type {string} */ args) => execFileSync('tc', args.split(' '));
+  tc('qdisc add dev lo root handle 1: htb default 10');
+  tc('class add dev lo parent 1: classid 1:10 htb rate 10gbit');
+  tc(`class add dev lo parent 1: classid 1:20 htb rate ${kbps}kbit ceil ${kbps}kbit`);
+  tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 50');
+  tc(`filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff match ip dport ${port} 0xffff flowid 1:20`);
+}
+const unthrottle = () => execFileSync('tc', ['qdisc', 'del', 'dev', 'lo', 'root']);
 const MEDIA_TIMEOUT = 60_000;
 
 describe('a three-party call in the browser', { timeout: 240_000 }, () => {
@@ -143,6 +155,54 @@ describe('a three-party call in the browser', { timeout: 240_000 }, () => {
         const { tileHeight, heights } = await sample();
         assert.ok(tileHeight <= 400, `tile height ${tileHeight}`);
         assert.ok(heights.length === 2 && heights.every((h) => h <= 360), `${NAMES[i]} receives heights ${heights}`);
+      }
+    }));
+
+  it('gives a receiver behind a slow link a lower layer, from its congestion feedback, and the others keep theirs', () =>
+    track(async () => {
+      const [, bob, carol] = pages;
+      /** What a page receives: per camera source, the decoded height and frames, and the UDP port it receives on. */
+      const reception = (/** @type {import('playwright-core').Page} */ page) =>
+        page.evaluate(async () => {
+          /** @type {any} */
+          const convene = /** @type {any} */ (window).convene;
+          const model = convene.conference.session.model;
+          const stats = await convene.pc.getStats();
+          /** @type {{ height: number, frames: number }[]} */
+          const cameras = [];
+          let port = 0;
+          /** @type {Map<string, any>} */
+          const byId = new Map();
+          stats.forEach((/** @type {any} */ s) => byId.set(s.id, s));
+          stats.forEach((/** @type {any} */ s) => {
+            const source = s.type === 'inbound-rtp' && s.kind === 'video' ? model.slot(String(s.mid))?.source : undefined;
+            if (source && source.videoType !== 'desktop') cameras.push({ height: s.frameHeight ?? 0, frames: s.framesDecoded ?? 0 });
+            if (s.type === 'transport' && s.selectedCandidatePairId) {
+              port = byId.get(byId.get(s.selectedCandidatePairId)?.localCandidateId)?.port ?? 0;
+            }
+          });
+          return { cameras, port };
+        });
+      const before = await reception(bob);
+      assert.ok(before.port > 0 && before.cameras.every((c) => c.height === 360), `Bob before: ${JSON.stringify(before)}`);
+      // 600 kb/s carries two 180p layers and the audio, not two 360p layers.
+      throttle(before.port, 600);
+      try {
+        await waitFor(
+          async () => (await reception(bob)).cameras.some((c) => c.height > 0 && c.height <= 180),
+          'Bob receiving a 180p layer behind 600 kb/s',
+          20_000,
+        );
+        const [bobStart, carolStart] = [await reception(bob), await reception(carol)];
+        await new Promise((r) => setTimeout(r, 8000));
+        const [bobEnd, carolEnd] = [await reception(bob), await reception(carol)];
+        // Bob's video keeps flowing (at least ~5 fps each), and Carol's stays at 360p.
+        const gained = (/** @type {typeof bobStart} */ a, /** @type {typeof bobStart} */ b) => b.cameras.map((c, k) => c.frames - (a.cameras[k]?.frames ?? 0));
+        assert.ok(gained(bobStart, bobEnd).every((n) => n >= 40), `Bob's frames in 8 s: ${gained(bobStart, bobEnd)}`);
+        assert.ok(gained(carolStart, carolEnd).every((n) => n >= 40), `Carol's frames in 8 s: ${gained(carolStart, carolEnd)}`);
+        assert.ok(carolEnd.cameras.every((c) => c.height === 360), `Carol receives ${JSON.stringify(carolEnd.cameras)}`);
+      } finally {
+        unthrottle();
       }
     }));
 
