@@ -561,6 +561,40 @@ mod tests {
     }
 
     #[test]
+    fn hostile_feedback_keeps_the_estimate_bounded() {
+        let start = Instant::now();
+        let mut e = DownlinkEstimator::new(start, 2_000_000);
+        e.set_desired(u64::MAX);
+        // A receiver's feedback is its own to invent: arrival times hours apart or out of
+        // order, sequence numbers near and far from what was sent, everything lost.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..2_000u64 {
+            let now = start + Duration::from_millis(round * 10);
+            e.on_sent(now, round as u16, 1200);
+            let report: Vec<_> = (0..20)
+                .map(|_| {
+                    let seq = round.saturating_sub(next() % 64) + next() % 3 * (1 << 20);
+                    let arrival = (next() % 4 != 0)
+                        .then(|| start + Duration::from_millis(next() % 10_000_000));
+                    (seq, arrival)
+                })
+                .collect();
+            e.on_feedback(now, report);
+            let estimate = e.estimate_bps();
+            assert!(
+                (100_000..=100_000_000).contains(&estimate),
+                "estimate {estimate}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_and_wrapped_sequence_numbers_are_handled() {
         let start = Instant::now();
         let mut e = DownlinkEstimator::new(start, 1_000_000);
