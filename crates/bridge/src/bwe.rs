@@ -11,7 +11,8 @@
 //! Probing: the bridge has no padding of its own. The estimate may grow up to what the
 //! receiver would take ([`DownlinkEstimator::set_desired`]); the layer allocator then
 //! upgrades, and the forwarded media itself is the probe. Over-use brings the estimate back
-//! to what was delivered.
+//! to what was delivered, and a hold that doubles while such attempts keep failing spaces
+//! them out (10 s, 20 s, … 2 min).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
