@@ -5,10 +5,10 @@
 //! UDP GSO on send: packets of a video frame going to the same receiver are usually of
 //! equal size, so one `sendmsg` carries the run and the kernel walks its stack once.
 
-use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 
+use foldhash::{HashMap, HashMapExt};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -25,7 +25,8 @@ pub struct MediaSocket {
     socket: UdpSocket,
     state: UdpSocketState,
     recv_buffers: Vec<Vec<u8>>,
-    /// Datagrams waiting for [`MediaSocket::flush`], grouped by destination in arrival order.
+    /// Datagrams waiting for [`MediaSocket::flush`], grouped by destination in arrival order
+    /// (a fast seeded hash: looked up once per datagram sent).
     queued: HashMap<SocketAddr, Vec<Vec<u8>>>,
     /// Destinations in the order they were first queued, so the flush is deterministic.
     destinations: Vec<SocketAddr>,
