@@ -240,7 +240,10 @@ impl DownlinkEstimator {
         self.arrivals.push_back((arrival, sent.bytes));
         self.arrived_bytes += u64::from(sent.bytes);
         while let Some(&(t, bytes)) = self.arrivals.front() {
-            if arrival.saturating_duration_since(t) <= ACKED_WINDOW {
+            // The length bound holds even when a receiver reports arrivals going backwards.
+            if arrival.saturating_duration_since(t) <= ACKED_WINDOW
+                && self.arrivals.len() <= MAX_SENT
+            {
                 break;
             }
             self.arrivals.pop_front();
@@ -593,6 +596,17 @@ mod tests {
                 "estimate {estimate}"
             );
         }
+        // The same packets reported again and again, arriving ever earlier: memory stays
+        // bounded.
+        for round in 0..20_000u64 {
+            let arrival = start + Duration::from_secs(100_000) - Duration::from_millis(round);
+            e.on_feedback(start, (1990..2000).map(|seq| (seq, Some(arrival))));
+        }
+        assert!(
+            e.arrivals.len() <= MAX_SENT,
+            "{} arrivals kept",
+            e.arrivals.len()
+        );
     }
 
     #[test]
