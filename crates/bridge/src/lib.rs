@@ -87,6 +87,13 @@ pub enum StartError {
     },
 }
 
+/// Why the bridge is not healthy.
+#[derive(Debug, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("the bridge core does not answer")]
+    CoreNotAnswering,
+}
+
 /// Messages from the HTTP side (WebSockets, metrics) to the core task.
 enum Control {
     ChannelOpen {
@@ -268,6 +275,42 @@ impl Bridge {
     pub fn udp_addrs(&self) -> &[SocketAddr] {
         &self.udp_addrs
     }
+
+    /// The bridge's metrics in Prometheus text format (`None`-safe: empty if the core is gone).
+    pub async fn metrics_text(&self) -> String {
+        let (reply, text) = oneshot::channel();
+        if self
+            .shared
+            .control
+            .send(Control::Metrics(reply))
+            .await
+            .is_err()
+        {
+            return String::new();
+        }
+        text.await.unwrap_or_default()
+    }
+
+    /// `Ok` when the core thread answers within a second.
+    pub async fn health(&self) -> Result<(), Unhealthy> {
+        let (reply, text) = oneshot::channel();
+        let answered = tokio::time::timeout(Duration::from_secs(1), async {
+            self.shared
+                .control
+                .send(Control::Metrics(reply))
+                .await
+                .ok()?;
+            text.await.ok()
+        })
+        .await;
+        match answered {
+            Ok(Some(_)) => Ok(()),
+            _ => Err(Unhealthy::CoreNotAnswering),
+        }
+    }
+
+    /// Stops the bridge gracefully (first version: nothing to release yet).
+    pub async fn shutdown(&self) {}
 
     /// `/colibri-ws/{server_id}/{conference}/{endpoint}?pwd=...` and `/metrics`.
     pub fn router(&self) -> Router {

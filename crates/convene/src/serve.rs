@@ -34,7 +34,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let bridge_events = bridge
         .take_events()
         .context("bridge events already taken")?;
-    convene_focus::spawn(
+    let _focus = convene_focus::spawn(
         &config.domain,
         config.focus.clone(),
         xmpp.attach_internal(focus_addresses),

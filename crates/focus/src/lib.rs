@@ -17,5 +17,5 @@ mod stanza;
 mod xml;
 
 pub use core::{FOCUS_NICK, Focus, Output, RequestId, addresses};
-pub use shell::spawn;
+pub use shell::{FocusHandle, Unhealthy, spawn};
 pub use xml::ParseError;

@@ -23,9 +23,9 @@ pub fn spawn(
     link: InternalLink,
     bridge: BridgeHandle,
     mut bridge_events: mpsc::Receiver<BridgeEvent>,
-) -> JoinHandle<()> {
+) -> FocusHandle {
     let mut focus = Focus::new(domain, config);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let InternalLink {
             to_server,
             mut from_server,
@@ -74,5 +74,43 @@ pub fn spawn(
                 () = timeout => focus.handle_timeout(Instant::now()),
             }
         }
-    })
+    });
+    FocusHandle { task }
+}
+
+/// The running focus, for the binary. Dropping it stops the focus.
+pub struct FocusHandle {
+    task: JoinHandle<()>,
+}
+
+impl Drop for FocusHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Why the focus is not healthy.
+#[derive(Debug, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("the focus task has stopped")]
+    Stopped,
+}
+
+impl FocusHandle {
+    /// The focus's metrics in Prometheus text format (first version: none yet).
+    pub async fn metrics_text(&self) -> String {
+        String::new()
+    }
+
+    /// `Ok` while the focus task runs.
+    pub async fn health(&self) -> Result<(), Unhealthy> {
+        if self.task.is_finished() {
+            Err(Unhealthy::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stops taking new conferences (first version: nothing yet).
+    pub async fn shutdown(&self) {}
 }

@@ -9,13 +9,13 @@ const DOMAIN: &str = "convene.test";
 
 struct Running {
     xmpp: convene_xmpp::XmppServer,
-    focus: tokio::task::JoinHandle<()>,
+    // Dropping it stops the focus.
+    focus: convene_focus::FocusHandle,
     data_dir: PathBuf,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.focus.abort();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
@@ -96,7 +96,10 @@ async fn participants_get_sessions_through_the_xmpp_server_and_the_bridge() {
     // The last participant left: the focus left too, and the room is gone.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(running.xmpp.room_count(), 0);
-    assert!(!running.focus.is_finished(), "the focus keeps serving");
+    assert!(
+        running.focus.health().await.is_ok(),
+        "the focus keeps serving"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

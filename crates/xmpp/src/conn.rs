@@ -9,6 +9,7 @@ use minidom::Element;
 use tokio::sync::mpsc;
 
 use crate::XmppServer;
+use crate::identity::Identity;
 use crate::router::BindError;
 use crate::sasl::{CredentialLookup, Mechanism, ScramCredentials, ScramHash, claimed_username};
 use crate::session::{Action, Env, Session, SessionConfig, StreamError, Transport, decode_sasl};
@@ -443,9 +444,9 @@ impl CredentialLookup for ServerEnv<'_> {
 impl Env for ServerEnv<'_> {
     /// Binds `jid`. A detached session holding the resource (its client came back without
     /// resuming) gives way, as Prosody does with hibernating sessions; a live one wins.
-    fn bind(&mut self, jid: &Jid) -> Result<(), BindError> {
+    fn bind(&mut self, jid: &Jid, identity: Identity) -> Result<(), BindError> {
         let mut shared = self.server.shared();
-        if shared.router.bind(jid).is_ok() {
+        if shared.router.bind(jid, identity.clone()).is_ok() {
             return Ok(());
         }
         let detached = shared
@@ -461,6 +462,6 @@ impl Env for ServerEnv<'_> {
         let mut out = Vec::new();
         shared.router.unbind(jid, &mut out);
         shared.deliver(out);
-        shared.router.bind(jid)
+        shared.router.bind(jid, identity)
     }
 }

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod config;
 mod conn;
+pub mod identity;
 pub mod muc;
 pub mod router;
 pub mod sasl;
@@ -66,6 +67,13 @@ pub enum StartError {
     },
     #[error("invalid domain {0:?}")]
     Domain(String),
+}
+
+/// Why the XMPP server is not healthy.
+#[derive(Debug, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("the XMPP hub does not answer")]
+    HubNotAnswering,
 }
 
 /// The running server. Cheap to clone; all clones share the same state.
@@ -211,6 +219,29 @@ impl XmppServer {
             from_server,
         }
     }
+
+    /// The server's metrics in Prometheus text format (first version: rooms and occupants).
+    pub async fn metrics_text(&self) -> String {
+        let shared = self.shared();
+        format!(
+            "# HELP convene_xmpp_rooms MUC rooms that exist now.\n\
+             # TYPE convene_xmpp_rooms gauge\n\
+             convene_xmpp_rooms {}\n\
+             # HELP convene_xmpp_occupants MUC occupants over all rooms.\n\
+             # TYPE convene_xmpp_occupants gauge\n\
+             convene_xmpp_occupants {}\n",
+            shared.router.room_count(),
+            shared.router.occupant_count()
+        )
+    }
+
+    /// `Ok` while the server can serve (first version: always).
+    pub async fn health(&self) -> Result<(), Unhealthy> {
+        Ok(())
+    }
+
+    /// Ends every session and stops accepting connections (first version: nothing yet).
+    pub async fn shutdown(&self) {}
 
     /// Number of MUC rooms that exist now.
     pub fn room_count(&self) -> usize {

@@ -139,6 +139,11 @@ impl Muc {
         self.rooms.len()
     }
 
+    /// Occupants over all rooms (the focus included).
+    pub fn occupant_count(&self) -> usize {
+        self.rooms.values().map(|room| room.occupants.len()).sum()
+    }
+
     /// A stanza addressed to the MUC service, a room or an occupant. `trusted` senders
     /// (internal entities such as the focus) are owners of every room, like Prosody admins.
     pub fn handle(

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use jid::{BareJid, Jid};
 use minidom::Element;
 
+use crate::identity::Identity;
 use crate::muc::{Muc, MucLimits};
 use crate::stanza::{self, StanzaError, error_reply, iq_result, iq_result_with, ns};
 
@@ -63,6 +64,8 @@ pub struct Router {
     domains: Domains,
     /// Bound client resources per account.
     sessions: HashMap<BareJid, HashSet<String>>,
+    /// The identity each bound session signed in with.
+    identities: HashMap<Jid, Identity>,
     /// Addresses of in-process entities (the focus).
     internal: HashSet<Jid>,
     muc: Muc,
@@ -73,6 +76,7 @@ impl Router {
         Self {
             domains,
             sessions: HashMap::new(),
+            identities: HashMap::new(),
             internal: HashSet::new(),
             muc: Muc::new(limits),
         }
@@ -80,6 +84,10 @@ impl Router {
 
     pub fn room_count(&self) -> usize {
         self.muc.room_count()
+    }
+
+    pub fn occupant_count(&self) -> usize {
+        self.muc.occupant_count()
     }
 
     pub fn attach_internal(&mut self, addresses: &[Jid]) {
@@ -94,8 +102,9 @@ impl Router {
         })
     }
 
-    /// Registers a client resource; fails if it is already bound.
-    pub fn bind(&mut self, jid: &Jid) -> Result<(), BindError> {
+    /// Registers a client resource with the identity it signed in with; fails if it is
+    /// already bound.
+    pub fn bind(&mut self, jid: &Jid, identity: Identity) -> Result<(), BindError> {
         let resource = jid
             .resource()
             .ok_or(BindError::Conflict)?
@@ -109,12 +118,19 @@ impl Router {
         {
             return Err(BindError::Conflict);
         }
+        self.identities.insert(jid.clone(), identity);
         Ok(())
+    }
+
+    /// The identity of a bound session.
+    pub fn identity(&self, jid: &Jid) -> Option<&Identity> {
+        self.identities.get(jid)
     }
 
     /// A session ended: it leaves its rooms.
     pub fn unbind(&mut self, jid: &Jid, out: &mut Vec<Delivery>) {
         let bare = jid.to_bare();
+        self.identities.remove(jid);
         if let (Some(set), Some(resource)) = (self.sessions.get_mut(&bare), jid.resource()) {
             set.remove(resource.as_str());
             if set.is_empty() {
@@ -251,6 +267,7 @@ fn reply(answer: Option<Element>, out: &mut Vec<Delivery>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::IdentityKind;
     use crate::xml::{Limits, parse_frame};
 
     const LIMITS: Limits = Limits {
@@ -261,6 +278,10 @@ mod tests {
 
     fn xml(text: &str) -> Element {
         parse_frame(text, LIMITS).unwrap()
+    }
+
+    fn guest_identity(address: &str) -> Identity {
+        Identity::bare(jid(address), IdentityKind::Guest)
     }
 
     fn jid(text: &str) -> Jid {
@@ -312,7 +333,7 @@ mod tests {
     #[test]
     fn focus_and_guest_conference_flow() {
         let mut router = router();
-        router.bind(&jid(ALICE)).unwrap();
+        router.bind(&jid(ALICE), guest_identity(ALICE)).unwrap();
 
         let out = send(
             &mut router,
@@ -413,7 +434,7 @@ mod tests {
     /// The focus and then Alice in `ROOM`.
     fn room_with_focus_and_alice() -> Router {
         let mut router = router();
-        router.bind(&jid(ALICE)).unwrap();
+        router.bind(&jid(ALICE), guest_identity(ALICE)).unwrap();
         send(
             &mut router,
             FOCUS,
@@ -453,7 +474,7 @@ mod tests {
         let mut router = router();
         let guests: Vec<String> = (0..4).map(|i| format!("g{i}@guest.d.test/r")).collect();
         for guest in &guests {
-            router.bind(&jid(guest)).unwrap();
+            router.bind(&jid(guest), guest_identity(guest)).unwrap();
         }
         for guest in &guests[..3] {
             send(
@@ -533,7 +554,7 @@ mod tests {
         let mut router = router();
         let bob = "bob@d.test/x";
         for who in [ALICE, bob] {
-            router.bind(&jid(who)).unwrap();
+            router.bind(&jid(who), guest_identity(who)).unwrap();
         }
         send(
             &mut router,
@@ -584,9 +605,12 @@ mod tests {
     fn routing_between_accounts_and_errors() {
         let mut router = router();
         for who in ["a@d.test/1", "a@d.test/2", "b@d.test/1"] {
-            router.bind(&jid(who)).unwrap();
+            router.bind(&jid(who), guest_identity(who)).unwrap();
         }
-        assert_eq!(router.bind(&jid("a@d.test/1")), Err(BindError::Conflict));
+        assert_eq!(
+            router.bind(&jid("a@d.test/1"), guest_identity("a@d.test/1")),
+            Err(BindError::Conflict)
+        );
         let out = send(
             &mut router,
             "b@d.test/1",

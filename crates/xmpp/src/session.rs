@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use jid::Jid;
 use minidom::Element;
 
+use crate::identity::{Identity, IdentityKind};
 use crate::router::{BindError, Domains};
 use crate::sasl::{self, CredentialLookup, Exchange, Mechanism, Step};
 use crate::stanza::{self, StanzaError, error_reply, iq_result_with, n, ns};
@@ -192,7 +193,7 @@ enum Phase {
 
 /// Environment the session consults synchronously: accounts and the router's bindings.
 pub trait Env: CredentialLookup {
-    fn bind(&mut self, jid: &Jid) -> Result<(), BindError>;
+    fn bind(&mut self, jid: &Jid, identity: Identity) -> Result<(), BindError>;
 }
 
 pub struct Session {
@@ -553,7 +554,12 @@ impl Session {
             self.reply_error(&stanza, StanzaError::BadRequest, out);
             return;
         };
-        if env.bind(&jid).is_err() {
+        let kind = if username.is_some() {
+            IdentityKind::Account
+        } else {
+            IdentityKind::Guest
+        };
+        if env.bind(&jid, Identity::bare(jid.clone(), kind)).is_err() {
             self.reply_error(&stanza, StanzaError::Conflict, out);
             return;
         }
@@ -706,7 +712,7 @@ mod tests {
     }
 
     impl Env for NoAccounts {
-        fn bind(&mut self, _: &Jid) -> Result<(), BindError> {
+        fn bind(&mut self, _: &Jid, _: Identity) -> Result<(), BindError> {
             Ok(())
         }
     }
