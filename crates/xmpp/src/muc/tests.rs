@@ -14,13 +14,16 @@ const ROOM: &str = "standup@conference.d.test";
 
 /// A router with the MUC at `conference.d.test`: rooms of at most 3, 2 rooms a session.
 fn router() -> Router {
+    router_drawing_from(StdRng::seed_from_u64(7))
+}
+
+fn router_drawing_from(rng: StdRng) -> Router {
     let mut router = crate::router::test_support::router();
     let limits = MucLimits {
         max_occupants: 3,
         max_rooms_per_session: 2,
     };
-    let muc = Muc::new(limits, StdRng::seed_from_u64(7));
-    router.add_component("conference.d.test", Box::new(muc));
+    router.add_component("conference.d.test", Box::new(Muc::new(limits, rng)));
     router
 }
 
@@ -327,24 +330,31 @@ fn identities(presence: &Element) -> Vec<&Element> {
         .collect()
 }
 
-#[test]
-fn a_client_identity_is_replaced_by_the_servers() {
+const BOB: &str = "bob@guest.d.test/b";
+
+/// `ROOM` with only the focus in it; Alice bound with the identity `alice`, Bob as a guest.
+fn room_with_focus_for_alice_and_bob(alice: Identity) -> Router {
     let mut router = router();
-    let bob = "bob@guest.d.test/b";
-    router.bind(&jid(ALICE), signed_in(ALICE, false)).unwrap();
-    router.bind(&jid(bob), guest_identity(bob)).unwrap();
+    router.bind(&jid(ALICE), alice).unwrap();
+    router.bind(&jid(BOB), guest_identity(BOB)).unwrap();
     send(
         &mut router,
         FOCUS,
         &format!("<presence to='{ROOM}/focus'/>"),
     );
+    router
+}
+
+#[test]
+fn a_client_identity_is_replaced_by_the_servers() {
+    let mut router = room_with_focus_for_alice_and_bob(signed_in(ALICE, false));
     let forged = "<identity><user><name>Mallory</name><id>admin</id></user></identity>\
                   <identity xmlns='urn:example:other'/><stats-id>S</stats-id>";
 
     // A guest's identity claims are dropped and nothing is put in their place.
     let out = send(
         &mut router,
-        bob,
+        BOB,
         &format!("<presence to='{ROOM}/bob'>{forged}</presence>"),
     );
     let seen = to(&out, FOCUS)[0];
@@ -362,7 +372,7 @@ fn a_client_identity_is_replaced_by_the_servers() {
         format!("<presence type='unavailable' to='{ROOM}/alice'>{forged}</presence>"),
     ] {
         let out = send(&mut router, ALICE, &presence);
-        let seen = to(&out, bob)[0];
+        let seen = to(&out, BOB)[0];
         let found = identities(seen);
         assert_eq!(found.len(), 1, "{presence}");
         assert!(found[0].is("identity", ns::CLIENT));
@@ -382,18 +392,10 @@ fn a_client_identity_is_replaced_by_the_servers() {
 
 #[test]
 fn the_moderator_right_makes_an_owner_but_not_over_a_ban() {
-    let mut router = router();
-    let bob = "bob@guest.d.test/b";
-    router.bind(&jid(ALICE), signed_in(ALICE, true)).unwrap();
-    router.bind(&jid(bob), guest_identity(bob)).unwrap();
-    send(
-        &mut router,
-        FOCUS,
-        &format!("<presence to='{ROOM}/focus'/>"),
-    );
+    let mut router = room_with_focus_for_alice_and_bob(signed_in(ALICE, true));
 
-    let out = send(&mut router, bob, &format!("<presence to='{ROOM}/bob'/>"));
-    assert_eq!(item(to(&out, bob)[1]).attr("affiliation"), Some("none"));
+    let out = send(&mut router, BOB, &format!("<presence to='{ROOM}/bob'/>"));
+    assert_eq!(item(to(&out, BOB)[1]).attr("affiliation"), Some("none"));
     let out = send(
         &mut router,
         ALICE,
@@ -439,13 +441,7 @@ fn the_moderator_right_makes_an_owner_but_not_over_a_ban() {
 #[test]
 fn meeting_ids_come_from_the_rng_handed_in() {
     let meeting_id = |seed: u64| {
-        let mut router = crate::router::test_support::router();
-        let limits = MucLimits {
-            max_occupants: 3,
-            max_rooms_per_session: 2,
-        };
-        let muc = Muc::new(limits, StdRng::seed_from_u64(seed));
-        router.add_component("conference.d.test", Box::new(muc));
+        let mut router = router_drawing_from(StdRng::seed_from_u64(seed));
         send(
             &mut router,
             FOCUS,
