@@ -5,7 +5,7 @@
 //! and never locked (the Jitsi clients and focus expect that), temporary (gone when the last
 //! occupant leaves) and keep no history. Presence payloads are forwarded as received (the
 //! Jitsi clients keep their whole state there), but for what only the server may vouch for:
-//! see [`presence`].
+//! the MUC elements and the user's `<identity>` (see `presence::occupant_presence`).
 //!
 //! `roles`: affiliations and roles; `room`: occupants, presence broadcast, relayed messages
 //! and iq; `presence`: join, update, leave; `admin`: `muc#admin`; `config`: `muc#owner`;
