@@ -6,6 +6,7 @@
 //! tokio shells ([`tcp`], [`ws`]) own the sockets and share one [`conn::Conn`] driver.
 
 pub mod accounts;
+pub mod component;
 pub mod config;
 mod conn;
 pub mod identity;
@@ -150,13 +151,7 @@ impl XmppServer {
         })?;
         let domains = Arc::new(Domains::new(&domain.to_lowercase()));
         let shared = Shared {
-            router: Router::new(
-                (*domains).clone(),
-                muc::MucLimits {
-                    max_occupants: config.muc_max_occupants,
-                    max_rooms_per_session: config.muc_max_rooms_per_session,
-                },
-            ),
+            router: muc_router(&domains, &config),
             sinks: HashMap::new(),
             parked: HashMap::new(),
             attached: HashMap::new(),
@@ -288,6 +283,19 @@ impl XmppServer {
             }
         });
     }
+}
+
+/// The router with the MUC at `conference.<domain>`.
+fn muc_router(domains: &Domains, config: &Config) -> Router {
+    use rand::SeedableRng;
+    let limits = muc::MucLimits {
+        max_occupants: config.muc_max_occupants,
+        max_rooms_per_session: config.muc_max_rooms_per_session,
+    };
+    let muc = muc::Muc::new(limits, rand::rngs::StdRng::from_os_rng());
+    let mut router = Router::new(domains.clone());
+    router.add_component(domains.conference.clone(), Box::new(muc));
+    router
 }
 
 impl Shared {

@@ -1,22 +1,17 @@
 //! Stanza routing between client sessions, internal entities, the server itself and the
-//! MUC service. Sans-IO: callers pass in stanzas whose `from` they have authenticated and
-//! receive the deliveries to make.
+//! components (the MUC and the services beside it, each at its own host). Sans-IO: callers
+//! pass in stanzas whose `from` they have authenticated and receive the deliveries to make.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jid::{BareJid, Jid};
 use minidom::Element;
 
+use crate::component::{Component, Sender, Trust};
 use crate::identity::Identity;
-use crate::muc::{Muc, MucLimits};
-use crate::stanza::{self, StanzaError, error_reply, iq_result, iq_result_with, ns};
+use crate::stanza::{self, StanzaError, iq_result, iq_result_with, ns, push_reply, reply_error};
 
-/// One stanza to hand to the session or internal entity at `to`.
-#[derive(Debug)]
-pub struct Delivery {
-    pub to: Jid,
-    pub stanza: Element,
-}
+pub use crate::stanza::Delivery;
 
 /// The domains derived from the one configured domain (Jitsi's layout).
 #[derive(Debug, Clone)]
@@ -68,26 +63,45 @@ pub struct Router {
     identities: HashMap<Jid, Identity>,
     /// Addresses of in-process entities (the focus).
     internal: HashSet<Jid>,
-    muc: Muc,
+    /// The component answering at each host (ordered, so that disco answers are stable).
+    components: BTreeMap<String, Box<dyn Component>>,
 }
 
 impl Router {
-    pub fn new(domains: Domains, limits: MucLimits) -> Self {
+    /// A router with no components; [`Self::add_component`] registers them.
+    pub fn new(domains: Domains) -> Self {
         Self {
             domains,
             sessions: HashMap::new(),
             identities: HashMap::new(),
             internal: HashSet::new(),
-            muc: Muc::new(limits),
+            components: BTreeMap::new(),
         }
     }
 
-    pub fn room_count(&self) -> usize {
-        self.muc.room_count()
+    /// Hands every stanza addressed to `host`, or to a JID at it, to `component`.
+    ///
+    /// # Panics
+    /// If `host` already has a component or is one of the server's own domains: the wiring
+    /// at start-up is wrong.
+    pub fn add_component(&mut self, host: impl Into<String>, component: Box<dyn Component>) {
+        let host = host.into();
+        assert!(
+            !self.domains.is_server_host(&host),
+            "{host} is served by the server itself"
+        );
+        let previous = self.components.insert(host, component);
+        assert!(previous.is_none(), "two components at one host");
     }
 
+    /// Rooms over all components.
+    pub fn room_count(&self) -> usize {
+        self.components.values().map(|c| c.room_count()).sum()
+    }
+
+    /// Room occupants over all components (internal entities included).
     pub fn occupant_count(&self) -> usize {
-        self.muc.occupant_count()
+        self.components.values().map(|c| c.occupant_count()).sum()
     }
 
     pub fn attach_internal(&mut self, addresses: &[Jid]) {
@@ -137,7 +151,9 @@ impl Router {
                 self.sessions.remove(&bare);
             }
         }
-        self.muc.disconnect(jid, out);
+        for component in self.components.values_mut() {
+            component.disconnect(jid, out);
+        }
     }
 
     /// Routes a stanza sent by `from` (a bound session or an internal entity).
@@ -147,7 +163,7 @@ impl Router {
             Ok(Some(to)) => to,
             Ok(None) => Jid::new(&self.domains.main).expect("configured domain is a valid JID"),
             Err(_) => {
-                reply(error_reply(&stanza, StanzaError::BadRequest), out);
+                reply_error(&stanza, StanzaError::BadRequest, out);
                 return;
             }
         };
@@ -155,9 +171,17 @@ impl Router {
             out.push(Delivery { to, stanza });
             return;
         }
-        let trusted = self.internal.contains(from);
-        if to.domain().as_str() == self.domains.conference {
-            self.muc.handle(from, &to, trusted, stanza, out);
+        if let Some(component) = self.components.get_mut(to.domain().as_str()) {
+            let sender = Sender {
+                jid: from,
+                trust: if self.internal.contains(from) {
+                    Trust::Internal
+                } else {
+                    Trust::Client
+                },
+                identity: self.identities.get(from),
+            };
+            component.handle(sender, &to, stanza, out);
             return;
         }
         if to.node().is_none() && self.domains.is_server_host(to.domain().as_str()) {
@@ -195,7 +219,8 @@ impl Router {
             ("presence", _, _) => {}
             // The server answers iq on behalf of an account's bare JID (RFC 6120 §10.5.3).
             ("iq", None, Some(_)) => self.to_server(stanza, out),
-            _ => reply(error_reply(&stanza, StanzaError::ServiceUnavailable), out),
+            // Also what an unknown host gets: there is no server-to-server federation.
+            _ => reply_error(&stanza, StanzaError::ServiceUnavailable, out),
         }
     }
 
@@ -203,7 +228,7 @@ impl Router {
     fn to_server(&self, stanza: Element, out: &mut Vec<Delivery>) {
         if stanza.name() != "iq" || !matches!(stanza.attr("type"), Some("get") | Some("set")) {
             if stanza.name() != "presence" && stanza.name() != "iq" {
-                reply(error_reply(&stanza, StanzaError::ServiceUnavailable), out);
+                reply_error(&stanza, StanzaError::ServiceUnavailable, out);
             }
             return;
         }
@@ -223,13 +248,7 @@ impl Router {
                     .attr("to")
                     .is_none_or(|to| Jid::new(to).is_ok_and(|to| to.node().is_none()));
                 let info = if is_host {
-                    stanza::disco_info(
-                        &[
-                            ("server", "im", "Convene"),
-                            ("conference", "text", &self.domains.conference),
-                        ],
-                        &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, ns::SM, ns::MUC],
-                    )
+                    self.host_disco_info()
                 } else {
                     stanza::disco_info(
                         &[("account", "registered", "")],
@@ -240,365 +259,326 @@ impl Router {
             }
             ns::DISCO_ITEMS if getting => {
                 let mut items = Element::bare("query", ns::DISCO_ITEMS);
-                items.append_child(
-                    Element::builder("item", ns::DISCO_ITEMS)
-                        .attr(stanza::n("jid"), self.domains.conference.as_str())
-                        .build(),
-                );
+                for host in self.components.keys() {
+                    items.append_child(
+                        Element::builder("item", ns::DISCO_ITEMS)
+                            .attr(stanza::n("jid"), host.as_str())
+                            .build(),
+                    );
+                }
                 iq_result_with(&stanza, Some(items))
             }
             _ => {
-                reply(error_reply(&stanza, StanzaError::ServiceUnavailable), out);
+                reply_error(&stanza, StanzaError::ServiceUnavailable, out);
                 return;
             }
         };
-        reply(Some(answer), out);
+        push_reply(answer, out);
+    }
+
+    /// The domain's disco#info: the server, and each component under its host's name.
+    fn host_disco_info(&self) -> Element {
+        let mut identities = vec![("server", "im", "Convene")];
+        let mut features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, ns::SM];
+        for (host, component) in &self.components {
+            let identity = component.disco_identity();
+            identities.push((identity.category, identity.kind, host.as_str()));
+            for feature in component.server_features() {
+                // Two components may need one feature; XEP-0030 lists each once.
+                if !features.contains(feature) {
+                    features.push(feature);
+                }
+            }
+        }
+        stanza::disco_info(&identities, &features)
     }
 }
 
-fn reply(answer: Option<Element>, out: &mut Vec<Delivery>) {
-    if let Some(answer) = answer
-        && let Some(to) = answer.attr("to").and_then(|t| Jid::new(t).ok())
-    {
-        out.push(Delivery { to, stanza: answer });
-    }
-}
-
+/// What the router and component tests share: a router for `d.test` with the focus attached,
+/// and a dummy component that reports each stanza it is handed.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
+    use crate::component::DiscoIdentity;
     use crate::identity::IdentityKind;
     use crate::xml::{Limits, parse_frame};
 
-    const LIMITS: Limits = Limits {
-        max_stanza_bytes: 65536,
-        max_depth: 16,
-    };
-    const ROOM: &str = "standup@conference.d.test";
+    pub(crate) const FOCUS: &str = "focus@auth.d.test/focus";
+    pub(crate) const ALICE: &str = "3f2a9c1e-0000-4000-8000-000000000000@guest.d.test/web";
 
-    fn xml(text: &str) -> Element {
-        parse_frame(text, LIMITS).unwrap()
+    pub(crate) fn xml(text: &str) -> Element {
+        let limits = Limits {
+            max_stanza_bytes: 65536,
+            max_depth: 16,
+        };
+        parse_frame(text, limits).unwrap()
     }
 
-    fn guest_identity(address: &str) -> Identity {
-        Identity::bare(jid(address), IdentityKind::Guest)
-    }
-
-    fn jid(text: &str) -> Jid {
+    pub(crate) fn jid(text: &str) -> Jid {
         Jid::new(text).unwrap()
     }
 
-    fn router() -> Router {
-        let limits = MucLimits {
-            max_occupants: 3,
-            max_rooms_per_session: 2,
-        };
-        let mut router = Router::new(Domains::new("d.test"), limits);
-        router.attach_internal(&[jid("focus.d.test"), jid("focus@auth.d.test/focus")]);
+    pub(crate) fn guest_identity(address: &str) -> Identity {
+        Identity::bare(jid(address), IdentityKind::Guest)
+    }
+
+    /// A router for `d.test` with the focus attached and no components.
+    pub(crate) fn router() -> Router {
+        let mut router = Router::new(Domains::new("d.test"));
+        router.attach_internal(&[jid("focus.d.test"), jid(FOCUS)]);
         router
     }
 
-    fn send(router: &mut Router, from: &str, text: &str) -> Vec<Delivery> {
+    pub(crate) fn send(router: &mut Router, from: &str, text: &str) -> Vec<Delivery> {
         let mut out = Vec::new();
         router.route(&jid(from), xml(text), &mut out);
         out
     }
 
-    fn to<'a>(out: &'a [Delivery], who: &str) -> Vec<&'a Element> {
+    pub(crate) fn to<'a>(out: &'a [Delivery], who: &str) -> Vec<&'a Element> {
         out.iter()
             .filter(|d| d.to.as_str() == who)
             .map(|d| &d.stanza)
             .collect()
     }
 
-    fn item(presence: &Element) -> &Element {
-        presence
-            .get_child("x", ns::MUC_USER)
-            .and_then(|x| x.get_child("item", ns::MUC_USER))
-            .unwrap()
+    /// The defined condition of an error stanza.
+    pub(crate) fn error_condition(stanza: &Element) -> Option<String> {
+        let error = stanza.get_child("error", ns::CLIENT)?;
+        error.children().next().map(|c| c.name().to_owned())
     }
 
-    fn statuses(presence: &Element) -> Vec<String> {
-        let x = presence.get_child("x", ns::MUC_USER).unwrap();
-        x.children()
-            .filter_map(|c| c.attr("code").map(str::to_owned))
-            .collect()
-    }
+    pub(crate) const ECHO_NS: &str = "urn:convene:test:echo";
 
-    const FOCUS: &str = "focus@auth.d.test/focus";
-    const ALICE: &str = "3f2a9c1e-0000-4000-8000-000000000000@guest.d.test/web";
+    /// Answers every stanza it is handed with `<handled/>` to the sender, naming itself, the
+    /// address, the sender's trust and display name; on a disconnect it tells the departed
+    /// JID `<forgot/>`.
+    pub(crate) struct Echo(pub(crate) &'static str);
 
-    /// The Jitsi conference set-up: focus creates the room, a guest joins, the focus
-    /// grants it ownership and exchanges Jingle-style IQs through occupant JIDs.
-    #[test]
-    fn focus_and_guest_conference_flow() {
-        let mut router = router();
-        router.bind(&jid(ALICE), guest_identity(ALICE)).unwrap();
+    impl Component for Echo {
+        fn handle(
+            &mut self,
+            sender: Sender<'_>,
+            to: &Jid,
+            stanza: Element,
+            out: &mut Vec<Delivery>,
+        ) {
+            let trust = match sender.trust {
+                Trust::Internal => "internal",
+                Trust::Client => "client",
+            };
+            let name = sender
+                .identity
+                .and_then(|identity| identity.display_name.as_deref())
+                .unwrap_or_default();
+            let report = Element::builder("handled", ECHO_NS)
+                .attr(stanza::n("by"), self.0)
+                .attr(stanza::n("to"), to.to_string())
+                .attr(stanza::n("trust"), trust)
+                .attr(stanza::n("name"), name)
+                .append(stanza)
+                .build();
+            out.push(Delivery {
+                to: sender.jid.clone(),
+                stanza: report,
+            });
+        }
 
-        let out = send(
-            &mut router,
-            FOCUS,
-            &format!(
-                "<presence to='{ROOM}/focus'><x xmlns='{}'/></presence>",
-                ns::MUC
-            ),
-        );
-        let own = to(&out, FOCUS);
-        assert_eq!(own.len(), 2, "self-presence and subject");
-        assert_eq!(statuses(own[0]), ["100", "110", "201"]);
-        assert_eq!(item(own[0]).attr("affiliation"), Some("owner"));
-        assert_eq!(item(own[0]).attr("role"), Some("moderator"));
+        fn disconnect(&mut self, jid: &Jid, out: &mut Vec<Delivery>) {
+            let forgot = Element::builder("forgot", ECHO_NS)
+                .attr(stanza::n("by"), self.0)
+                .build();
+            out.push(Delivery {
+                to: jid.clone(),
+                stanza: forgot,
+            });
+        }
 
-        let join = format!(
-            "<presence to='{ROOM}/3f2a9c1e'><x xmlns='{}'><password/></x><stats-id>Kzx</stats-id>\
-             <x xmlns='{}'><item affiliation='owner' role='moderator'/></x>\
-             <SourceInfo>{{\"a\":1}}</SourceInfo></presence>",
-            ns::MUC,
-            ns::MUC_USER
-        );
-        let out = send(&mut router, ALICE, &join);
-        let seen_by_alice = to(&out, ALICE);
-        assert_eq!(
-            seen_by_alice[0].attr("from"),
-            Some(&*format!("{ROOM}/focus"))
-        );
-        assert_eq!(item(seen_by_alice[0]).attr("jid"), Some(FOCUS));
-        assert_eq!(statuses(seen_by_alice[1]), ["100", "110"]);
-        assert_eq!(
-            item(seen_by_alice[1]).attr("role"),
-            Some("participant"),
-            "forged muc#user ignored"
-        );
-        let seen_by_focus = to(&out, FOCUS);
-        assert_eq!(seen_by_focus.len(), 1);
-        let presence = seen_by_focus[0];
-        assert_eq!(item(presence).attr("jid"), Some(ALICE));
-        assert_eq!(
-            presence.get_child("stats-id", ns::CLIENT).unwrap().text(),
-            "Kzx"
-        );
-        assert_eq!(
-            presence.get_child("SourceInfo", ns::CLIENT).unwrap().text(),
-            "{\"a\":1}"
-        );
-        assert!(presence.get_child("x", ns::MUC).is_none());
-        assert_eq!(
-            presence
-                .children()
-                .filter(|c| c.is("x", ns::MUC_USER))
-                .count(),
+        fn disco_identity(&self) -> DiscoIdentity {
+            DiscoIdentity {
+                category: "component",
+                kind: self.0,
+            }
+        }
+
+        fn server_features(&self) -> &'static [&'static str] {
+            &["urn:convene:test:echo"]
+        }
+
+        fn room_count(&self) -> usize {
             1
-        );
-
-        let grant = format!(
-            "<iq type='set' id='g' to='{ROOM}'><query xmlns='{}'><item affiliation='owner' \
-             jid='3f2a9c1e-0000-4000-8000-000000000000@guest.d.test'/></query></iq>",
-            ns::MUC_ADMIN
-        );
-        let out = send(&mut router, FOCUS, &grant);
-        assert!(
-            to(&out, FOCUS)
-                .iter()
-                .any(|s| s.attr("type") == Some("result"))
-        );
-        let updated = to(&out, ALICE)[0];
-        assert_eq!(item(updated).attr("affiliation"), Some("owner"));
-        assert_eq!(item(updated).attr("role"), Some("moderator"));
-
-        let offer = format!(
-            "<iq type='set' id='j1' to='{ROOM}/3f2a9c1e'><jingle xmlns='urn:xmpp:jingle:1'/></iq>"
-        );
-        let out = send(&mut router, FOCUS, &offer);
-        let delivered = to(&out, ALICE)[0];
-        assert_eq!(delivered.attr("from"), Some(&*format!("{ROOM}/focus")));
-        assert_eq!(delivered.attr("to"), Some(ALICE));
-        let out = send(
-            &mut router,
-            ALICE,
-            &format!("<iq type='result' id='j1' to='{ROOM}/focus'/>"),
-        );
-        let answer = to(&out, FOCUS)[0];
-        assert_eq!(answer.attr("from"), Some(&*format!("{ROOM}/3f2a9c1e")));
-        assert_eq!(answer.attr("id"), Some("j1"));
-
-        // Stanzas to the focus component address reach the internal entity unchanged.
-        let out = send(
-            &mut router,
-            ALICE,
-            "<iq type='set' id='c' to='focus.d.test'><conference xmlns='http://jitsi.org/protocol/focus'/></iq>",
-        );
-        assert_eq!(out[0].to.as_str(), "focus.d.test");
-        assert_eq!(out[0].stanza.attr("from"), Some(ALICE));
+        }
     }
+}
 
-    /// The focus and then Alice in `ROOM`.
-    fn room_with_focus_and_alice() -> Router {
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    const BOB: &str = "bob@d.test/x";
+
+    fn router_with_lobby_and_polls() -> Router {
         let mut router = router();
-        router.bind(&jid(ALICE), guest_identity(ALICE)).unwrap();
-        send(
-            &mut router,
-            FOCUS,
-            &format!("<presence to='{ROOM}/focus'/>"),
-        );
-        send(
-            &mut router,
-            ALICE,
-            &format!("<presence to='{ROOM}/alice'/>"),
-        );
+        router.add_component("lobby.d.test", Box::new(Echo("lobby")));
+        router.add_component("polls.d.test", Box::new(Echo("polls")));
+        let mut bob = guest_identity(BOB);
+        bob.display_name = Some("Bob".to_owned());
+        router.bind(&jid(BOB), bob).unwrap();
         router
     }
 
-    #[test]
-    fn last_occupant_leaving_destroys_the_room() {
-        let mut router = room_with_focus_and_alice();
-        let out = send(
-            &mut router,
-            FOCUS,
-            &format!("<presence type='unavailable' to='{ROOM}/focus'/>"),
-        );
-        let gone = to(&out, ALICE)[0];
-        assert_eq!(gone.attr("type"), Some("unavailable"));
-        assert_eq!(item(gone).attr("role"), Some("none"));
-        assert_eq!(
-            router.room_count(),
-            1,
-            "an internal entity leaving leaves others in place"
-        );
-        let mut out = Vec::new();
-        router.unbind(&jid(ALICE), &mut out);
-        assert_eq!(router.room_count(), 0);
+    fn handled_by(delivery: &Delivery) -> Option<&str> {
+        if delivery.stanza.is("handled", ECHO_NS) {
+            delivery.stanza.attr("by")
+        } else {
+            None
+        }
     }
 
     #[test]
-    fn room_size_and_rooms_per_session_are_bounded() {
-        let mut router = router();
-        let guests: Vec<String> = (0..4).map(|i| format!("g{i}@guest.d.test/r")).collect();
-        for guest in &guests {
-            router.bind(&jid(guest), guest_identity(guest)).unwrap();
+    fn each_component_gets_exactly_the_stanzas_for_its_host() {
+        let mut router = router_with_lobby_and_polls();
+        let cases = [
+            ("<iq type='get' id='1' to='lobby.d.test'/>", "lobby"),
+            ("<presence to='room@lobby.d.test/bob'/>", "lobby"),
+            (
+                "<message to='room@polls.d.test' type='groupchat'/>",
+                "polls",
+            ),
+            ("<iq type='set' id='2' to='a@polls.d.test/n'/>", "polls"),
+        ];
+        for (stanza, host) in cases {
+            let out = send(&mut router, BOB, stanza);
+            assert_eq!(out.len(), 1, "{stanza}");
+            assert_eq!(handled_by(&out[0]), Some(host), "{stanza}");
+            assert_eq!(out[0].to.as_str(), BOB);
+            let report = &out[0].stanza;
+            assert_eq!(report.attr("trust"), Some("client"));
+            assert_eq!(
+                report.attr("name"),
+                Some("Bob"),
+                "the bound identity travels"
+            );
+            let handed = report.children().next().unwrap();
+            assert_eq!(handed.attr("from"), Some(BOB), "from is stamped first");
         }
-        for guest in &guests[..3] {
-            send(
-                &mut router,
-                guest,
-                &format!("<presence to='{ROOM}/{}'/>", &guest[..2]),
+        let out = send(
+            &mut router,
+            FOCUS,
+            "<iq type='get' id='3' to='polls.d.test'/>",
+        );
+        assert_eq!(out[0].stanza.attr("trust"), Some("internal"));
+        assert_eq!(
+            out[0].stanza.attr("name"),
+            Some(""),
+            "internal entities bind no identity"
+        );
+
+        // Neither the server's own domains nor the sessions are handed to components.
+        let out = send(
+            &mut router,
+            BOB,
+            "<iq type='get' id='4'><ping xmlns='urn:xmpp:ping'/></iq>",
+        );
+        assert_eq!(out[0].stanza.attr("type"), Some("result"));
+        let out = send(&mut router, FOCUS, &format!("<message to='{BOB}'/>"));
+        assert_eq!(to(&out, BOB)[0].name(), "message");
+
+        let mut out = Vec::new();
+        router.unbind(&jid(BOB), &mut out);
+        let mut forgot: Vec<&str> = out.iter().filter_map(|d| d.stanza.attr("by")).collect();
+        forgot.sort_unstable();
+        assert_eq!(
+            forgot,
+            ["lobby", "polls"],
+            "every component learns of the departure"
+        );
+        assert_eq!(router.room_count(), 2, "room counts add up over components");
+    }
+
+    #[test]
+    fn an_unknown_host_is_service_unavailable() {
+        let mut router = router_with_lobby_and_polls();
+        for stanza in [
+            "<iq type='get' id='1' to='breakout.d.test'/>",
+            "<message to='room@breakout.d.test'/>",
+            "<iq type='get' id='2' to='someone@elsewhere.example/r'/>",
+        ] {
+            let out = send(&mut router, BOB, stanza);
+            assert_eq!(out.len(), 1, "{stanza}");
+            assert_eq!(out[0].to.as_str(), BOB);
+            assert_eq!(
+                error_condition(&out[0].stanza).as_deref(),
+                Some("service-unavailable"),
+                "{stanza}"
             );
         }
-        let error_of = |out: &[Delivery]| {
-            let error = out[0].stanza.get_child("error", ns::CLIENT).unwrap();
-            error.children().next().unwrap().name().to_owned()
-        };
-        let out = send(
-            &mut router,
-            &guests[3],
-            &format!("<presence to='{ROOM}/g3'/>"),
+        assert!(
+            send(
+                &mut router,
+                BOB,
+                "<presence to='room@breakout.d.test/bob'/>"
+            )
+            .is_empty()
         );
-        assert_eq!(error_of(&out), "service-unavailable", "room full");
-        // The focus is not a client: it always gets in.
-        let out = send(
-            &mut router,
-            FOCUS,
-            &format!("<presence to='{ROOM}/focus'/>"),
-        );
-        assert!(out.iter().all(|d| d.stanza.attr("type") != Some("error")));
-
-        send(
-            &mut router,
-            &guests[3],
-            "<presence to='a@conference.d.test/g3'/>",
-        );
-        send(
-            &mut router,
-            &guests[3],
-            "<presence to='b@conference.d.test/g3'/>",
-        );
-        let out = send(
-            &mut router,
-            &guests[3],
-            "<presence to='c@conference.d.test/g3'/>",
-        );
-        assert_eq!(error_of(&out), "policy-violation");
-        assert_eq!(router.room_count(), 3, "the refused join created no room");
     }
 
     #[test]
-    fn owner_destroys_the_room() {
-        let mut router = room_with_focus_and_alice();
-        let destroy = format!(
-            "<iq type='set' id='d' to='{ROOM}'><query xmlns='{}'><destroy/></query></iq>",
-            ns::MUC_OWNER
+    fn the_domain_lists_its_components_in_disco() {
+        let mut router = router_with_lobby_and_polls();
+        let out = send(
+            &mut router,
+            BOB,
+            &format!(
+                "<iq type='get' id='i' to='d.test'><query xmlns='{}'/></iq>",
+                ns::DISCO_INFO
+            ),
         );
-        let out = send(&mut router, ALICE, &destroy);
+        let query = out[0].stanza.get_child("query", ns::DISCO_INFO).unwrap();
+        let identities: Vec<_> = query
+            .children()
+            .filter(|c| c.name() == "identity")
+            .map(|c| (c.attr("type").unwrap(), c.attr("name").unwrap()))
+            .collect();
         assert_eq!(
-            to(&out, ALICE).last().unwrap().attr("type"),
-            Some("error"),
-            "only owners destroy"
+            identities,
+            [
+                ("im", "Convene"),
+                ("lobby", "lobby.d.test"),
+                ("polls", "polls.d.test")
+            ]
         );
-        let out = send(&mut router, FOCUS, &destroy);
-        let gone = to(&out, ALICE)[0];
-        assert_eq!(gone.attr("type"), Some("unavailable"));
-        assert!(
-            gone.get_child("x", ns::MUC_USER)
-                .unwrap()
-                .has_child("destroy", ns::MUC_USER)
+        let features = query.children().filter(|c| c.attr("var") == Some(ECHO_NS));
+        assert_eq!(
+            features.count(),
+            1,
+            "a feature two components need is listed once"
         );
-        assert!(
-            to(&out, FOCUS)
-                .iter()
-                .any(|s| s.attr("type") == Some("result"))
+
+        let out = send(
+            &mut router,
+            BOB,
+            &format!(
+                "<iq type='get' id='t' to='d.test'><query xmlns='{}'/></iq>",
+                ns::DISCO_ITEMS
+            ),
         );
-        assert_eq!(router.room_count(), 0);
+        let items: Vec<_> = out[0]
+            .stanza
+            .get_child("query", ns::DISCO_ITEMS)
+            .unwrap()
+            .children()
+            .filter_map(|c| c.attr("jid"))
+            .collect();
+        assert_eq!(items, ["lobby.d.test", "polls.d.test"]);
     }
 
     #[test]
-    fn join_errors_nick_conflict_and_password() {
-        let mut router = router();
-        let bob = "bob@d.test/x";
-        for who in [ALICE, bob] {
-            router.bind(&jid(who), guest_identity(who)).unwrap();
-        }
-        send(
-            &mut router,
-            ALICE,
-            &format!("<presence to='{ROOM}/alice'/>"),
-        );
-        let out = send(&mut router, bob, &format!("<presence to='{ROOM}/alice'/>"));
-        let error = to(&out, bob)[0];
-        assert_eq!(error.attr("type"), Some("error"));
-        assert!(
-            error
-                .get_child("error", ns::CLIENT)
-                .unwrap()
-                .has_child("conflict", ns::STANZAS)
-        );
-
-        let config = format!(
-            "<iq type='set' id='c' to='{ROOM}'><query xmlns='{}'><x xmlns='{}' type='submit'>\
-             <field var='muc#roomconfig_roomsecret'><value>pw</value></field></x></query></iq>",
-            ns::MUC_OWNER,
-            ns::DATA_FORMS
-        );
-        let out = send(&mut router, bob, &config);
-        assert_eq!(
-            to(&out, bob)[0].attr("type"),
-            Some("error"),
-            "only owners configure"
-        );
-        send(&mut router, ALICE, &config);
-        let wrong = format!(
-            "<presence to='{ROOM}/bob'><x xmlns='{}'><password>nope</password></x></presence>",
-            ns::MUC
-        );
-        let out = send(&mut router, bob, &wrong);
-        assert!(
-            to(&out, bob)[0]
-                .get_child("error", ns::CLIENT)
-                .unwrap()
-                .has_child("not-authorized", ns::STANZAS)
-        );
-        let right = wrong.replace("nope", "pw");
-        let out = send(&mut router, bob, &right);
-        // alice's presence, bob's own presence, then the subject.
-        assert_eq!(statuses(to(&out, bob)[1]), ["100", "110"]);
+    #[should_panic(expected = "two components at one host")]
+    fn one_component_per_host() {
+        let mut router = router_with_lobby_and_polls();
+        router.add_component("lobby.d.test", Box::new(Echo("again")));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Namespaces and small builders shared by the stream, router and MUC code.
+//! Namespaces, the [`Delivery`] type and small builders shared by the stream, the router
+//! and the components.
 
 use jid::Jid;
 use minidom::Element;
@@ -25,6 +26,13 @@ pub mod ns {
     pub const DATA_FORMS: &str = "jabber:x:data";
     pub const EXTDISCO_1: &str = "urn:xmpp:extdisco:1";
     pub const EXTDISCO_2: &str = "urn:xmpp:extdisco:2";
+}
+
+/// One stanza to hand to the session or internal entity at `to`.
+#[derive(Debug)]
+pub struct Delivery {
+    pub to: Jid,
+    pub stanza: Element,
 }
 
 /// RFC 6120 §8.3.3 stanza error conditions we produce.
@@ -83,6 +91,20 @@ pub fn error_reply(stanza: &Element, error: StanzaError) -> Option<Element> {
         .append(Element::bare(condition, ns::STANZAS))
         .build();
     Some(reply.append(error).build())
+}
+
+/// Queues the error reply to `stanza`, unless it is itself an error or a result.
+pub fn reply_error(stanza: &Element, error: StanzaError, out: &mut Vec<Delivery>) {
+    if let Some(reply) = error_reply(stanza, error) {
+        push_reply(reply, out);
+    }
+}
+
+/// Queues an answer built from a request (its `to` is the request's sender).
+pub fn push_reply(reply: Element, out: &mut Vec<Delivery>) {
+    if let Some(to) = reply.attr("to").and_then(|t| Jid::new(t).ok()) {
+        out.push(Delivery { to, stanza: reply });
+    }
 }
 
 /// An empty `result` answer to an iq, addresses swapped.
