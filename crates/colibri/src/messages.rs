@@ -227,6 +227,21 @@ pub enum BridgeRequest {
     },
 }
 
+impl BridgeRequest {
+    /// The conference the request is about.
+    pub fn conference(&self) -> &ConferenceId {
+        match self {
+            BridgeRequest::AllocateEndpoint { conference, .. }
+            | BridgeRequest::ConfigureEndpoint { conference, .. }
+            | BridgeRequest::AddRemoteCandidates { conference, .. }
+            | BridgeRequest::AddSources { conference, .. }
+            | BridgeRequest::RemoveSources { conference, .. }
+            | BridgeRequest::ExpireEndpoint { conference, .. }
+            | BridgeRequest::ExpireConference { conference } => conference,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BridgeResponse {
     EndpointAllocated(EndpointOffer),

@@ -25,18 +25,6 @@ fn expired(room: &str, nick: &str) -> BridgeEvent {
     }
 }
 
-fn conference_of(request: &BridgeRequest) -> &str {
-    match request {
-        BridgeRequest::AllocateEndpoint { conference, .. }
-        | BridgeRequest::ConfigureEndpoint { conference, .. }
-        | BridgeRequest::AddRemoteCandidates { conference, .. }
-        | BridgeRequest::AddSources { conference, .. }
-        | BridgeRequest::RemoveSources { conference, .. }
-        | BridgeRequest::ExpireEndpoint { conference, .. }
-        | BridgeRequest::ExpireConference { conference } => &conference.0,
-    }
-}
-
 #[test]
 fn each_conference_stays_on_the_bridge_it_was_placed_on() {
     let (one, two) = (BridgeId("jvb1".into()), BridgeId("jvb2".into()));
@@ -51,7 +39,7 @@ fn each_conference_stays_on_the_bridge_it_was_placed_on() {
     let placed: Vec<(&str, &BridgeId)> = h
         .bridge_log
         .iter()
-        .map(conference_of)
+        .map(|request| request.conference().0.as_str())
         .zip(&h.bridge_of)
         .collect();
     assert!(placed.iter().any(|(room, _)| *room == OTHER));

@@ -37,7 +37,7 @@ impl BridgeQueues {
         next_id: &mut u64,
         outputs: &mut VecDeque<Output>,
     ) {
-        let conference = conference_of(&request).clone();
+        let conference = request.conference().clone();
         let key = (bridge.clone(), conference);
         let queue = self.queues.entry(key.clone()).or_default();
         queue.waiting.push_back((request, purpose));
@@ -90,18 +90,6 @@ impl BridgeQueues {
                     .take_if(|(in_flight, _)| *in_flight == id)
                     .map(|(_, purpose)| (conference.clone(), purpose))
             })
-    }
-}
-
-fn conference_of(request: &BridgeRequest) -> &ConferenceId {
-    match request {
-        BridgeRequest::AllocateEndpoint { conference, .. }
-        | BridgeRequest::ConfigureEndpoint { conference, .. }
-        | BridgeRequest::AddRemoteCandidates { conference, .. }
-        | BridgeRequest::AddSources { conference, .. }
-        | BridgeRequest::RemoveSources { conference, .. }
-        | BridgeRequest::ExpireEndpoint { conference, .. }
-        | BridgeRequest::ExpireConference { conference } => conference,
     }
 }
 

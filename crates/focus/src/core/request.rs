@@ -63,7 +63,7 @@ impl Focus {
         room: &str,
     ) -> Result<(), (Condition, &'static str)> {
         if self.draining {
-            info!("shutting down; refusing a new conference");
+            debug!("shutting down; refusing a new conference");
             return Err((Condition::ServiceUnavailable, "the focus is shutting down"));
         }
         if self.conferences.len() >= self.out.config.max_conferences {

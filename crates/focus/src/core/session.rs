@@ -201,10 +201,7 @@ impl Conference {
             })
             .collect();
         let jingle = Jingle {
-            action: Action::SessionInitiate,
-            sid: sid.to_owned(),
             initiator: Some(out.addresses.full.clone()),
-            responder: None,
             bundle: Some(contents.iter().map(|c| c.name.clone()).collect()),
             contents,
             bridge_session: Some(BridgeSession {
@@ -212,8 +209,7 @@ impl Conference {
                 restart: false,
                 ice_restart: false,
             }),
-            reason: None,
-            json_sources: Vec::new(),
+            ..Jingle::new(Action::SessionInitiate, sid)
         };
         session.signaled = desired;
         session.state = SessionState::Offered;
@@ -448,18 +444,11 @@ impl Conference {
             return;
         };
         let terminate = Jingle {
-            action: Action::SessionTerminate,
-            sid: session.sid.clone(),
-            initiator: None,
-            responder: None,
-            contents: Vec::new(),
-            bundle: None,
-            bridge_session: None,
             reason: Some(Reason {
                 condition: "success".into(),
                 text: Some("the bridge expired the endpoint".into()),
             }),
-            json_sources: Vec::new(),
+            ..Jingle::new(Action::SessionTerminate, &session.sid)
         };
         let restart = participant.allow_restart(now);
         info!(%nick, restart, "the bridge expired an endpoint");
@@ -491,14 +480,7 @@ fn source_update(action: Action, sid: &str, sets: &BTreeMap<String, SourceSet>) 
         })
         .collect();
     Jingle {
-        action,
-        sid: sid.to_owned(),
-        initiator: None,
-        responder: None,
         contents,
-        bundle: None,
-        bridge_session: None,
-        reason: None,
-        json_sources: Vec::new(),
+        ..Jingle::new(action, sid)
     }
 }

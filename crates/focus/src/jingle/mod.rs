@@ -171,6 +171,21 @@ fn bool_attr(el: &Element, name: &str) -> bool {
 }
 
 impl Jingle {
+    /// A request with nothing but its action and session id, to fill in.
+    pub fn new(action: Action, sid: &str) -> Self {
+        Jingle {
+            action,
+            sid: sid.to_owned(),
+            initiator: None,
+            responder: None,
+            contents: Vec::new(),
+            bundle: None,
+            bridge_session: None,
+            reason: None,
+            json_sources: Vec::new(),
+        }
+    }
+
     /// Reads a `<jingle>` element received from a peer.
     pub fn parse(el: &Element) -> Result<Self, ParseError> {
         if !el.is("jingle", ns::JINGLE) {
