@@ -2,14 +2,14 @@
 //! the time and (at construction) randomness; polled for stanzas to send and bridge requests
 //! to run.
 //!
-//! One [`Conference`](conference::Conference) per MUC room, placed on one bridge. Each
-//! participant (occupant) gets its own Jingle session with that bridge as soon as it joins,
-//! even when alone (the Jitsi client copes, and nobody waits for a second participant's
-//! allocation to start). What each participant has been told about the others' sources is
-//! kept per session (`signaled`), and every change in the conference ends in
-//! `Conference::sync_sources`, which sends each active session the difference as
-//! `source-remove` then `source-add`. Sessions not yet accepted are caught up when they
-//! become active, which is Jicofo's "queue until active" without a queue.
+//! One `Conference` per MUC room, placed on one bridge. Each participant (occupant) gets its
+//! own Jingle session with that bridge as soon as it joins, even when alone (the Jitsi
+//! client copes, and nobody waits for a second participant's allocation to start). What each
+//! participant has been told about the others' sources is kept per session (`signaled`),
+//! and every change in the conference ends in `Conference::sync_sources`, which sends each
+//! active session the difference as `source-remove` then `source-add`. Sessions not yet
+//! accepted are caught up when they become active, which is Jicofo's "queue until active"
+//! without a queue.
 //!
 //! Bridge requests of one conference run one at a time, in order (`bridge_queue`), so an
 //! expiry can never overtake the allocation it undoes; different conferences run in
