@@ -12,7 +12,7 @@ pub mod config;
 pub use config::Config;
 
 pub mod allocator;
-pub mod api;
+pub use convene_colibri as api;
 pub mod bwe;
 pub mod channel;
 pub mod codec;
@@ -73,6 +73,17 @@ impl BridgeHandle {
             .await
             .map_err(|_| BridgeError::Unavailable)?;
         response.await.map_err(|_| BridgeError::Unavailable)?
+    }
+}
+
+/// The in-process bridge client.
+impl api::BridgeClient for BridgeHandle {
+    fn request(
+        &self,
+        request: BridgeRequest,
+    ) -> api::BoxFuture<'static, Result<BridgeResponse, BridgeError>> {
+        let handle = self.clone();
+        Box::pin(async move { BridgeHandle::request(&handle, request).await })
     }
 }
 

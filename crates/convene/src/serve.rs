@@ -1,8 +1,9 @@
 //! Starts every role and the shared HTTP listener.
 //!
 //! Each role contributes its part here: its routes on the HTTP listener and its own
-//! sockets. The focus reaches the XMPP server through an `InternalLink` and the bridge
-//! through a `BridgeHandle`, never through shared state.
+//! sockets. The focus reaches the XMPP server through an `InternalLink` (as its
+//! `StanzaLink`) and the bridge through a `BridgeHandle` (as its `BridgeClient`), never
+//! through shared state.
 
 use anyhow::Context;
 use axum::Router;
@@ -34,12 +35,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let bridge_events = bridge
         .take_events()
         .context("bridge events already taken")?;
+    let convene_xmpp::InternalLink {
+        to_server,
+        from_server,
+    } = xmpp.attach_internal(focus_addresses);
     let _focus = convene_focus::spawn(
         &config.domain,
         config.focus.clone(),
-        xmpp.attach_internal(focus_addresses),
-        bridge.handle(),
-        bridge_events,
+        convene_focus::StanzaLink {
+            to_server,
+            from_server,
+        },
+        vec![convene_focus::BridgeConnection {
+            id: convene_bridge::api::BridgeId("local".into()),
+            client: std::sync::Arc::new(bridge.handle()),
+            events: bridge_events,
+        }],
     );
     println!(
         "Convene is running. Open http://{}:{port}/<room> in a browser to join a room.",

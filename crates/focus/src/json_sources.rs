@@ -4,7 +4,7 @@
 //! `["f" | "s", ssrc, ...]` (`JCF: .../source/EndpointSourceSet.kt`, `LJM:
 //! JingleHelperFunctions.ts`). Trailing empty lists may be left out.
 
-use convene_bridge::api::{GroupSemantics, MediaKind, Source, SourceSet, SsrcGroup, VideoType};
+use convene_colibri::{GroupSemantics, MediaKind, Source, SourceSet, SsrcGroup, VideoType};
 use serde_json::{Value, json};
 
 use crate::xml::ParseError;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use convene_bridge::api::{GroupSemantics, SourceSet};
+use convene_colibri::{GroupSemantics, SourceSet};
 
 /// Most SSRCs, and most groups, one endpoint may signal (as Jicofo).
 pub const MAX_SOURCES_PER_ENDPOINT: usize = 20;
@@ -202,7 +202,7 @@ pub fn diff(old: &SourceSet, new: &SourceSet) -> (SourceSet, SourceSet) {
 
 #[cfg(test)]
 mod tests {
-    use convene_bridge::api::{MediaKind, Source, SsrcGroup};
+    use convene_colibri::{MediaKind, Source, SsrcGroup};
 
     use super::*;
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use convene_bridge::api::{DtlsSetup, GroupSemantics, MediaKind, VideoType};
+use convene_colibri::{DtlsSetup, GroupSemantics, MediaKind, VideoType};
 use convene_focus::Config;
 use convene_focus::ParseError;
 use convene_focus::jingle::{Action, Jingle};

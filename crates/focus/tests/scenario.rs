@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use convene_bridge::api::{
+use convene_colibri::{
     BridgeError, BridgeEvent, BridgeRequest, ConferenceId, EndpointId, VideoType,
 };
 use convene_focus::Config;
@@ -151,7 +151,7 @@ fn three_participants_join_share_and_leave() {
         assert_eq!(transport.candidates.len(), 1);
         assert_eq!(
             transport.fingerprints[0].setup,
-            convene_bridge::api::DtlsSetup::Actpass
+            convene_colibri::DtlsSetup::Actpass
         );
     }
 
@@ -360,6 +360,7 @@ fn an_endpoint_the_bridge_expires_is_offered_a_new_session() {
 
     h.focus.handle_bridge_event(
         h.now,
+        &bridge(),
         BridgeEvent::EndpointExpired {
             conference: conference(),
             endpoint: endpoint("bob"),

@@ -46,13 +46,22 @@ async fn start() -> Running {
     let mut bridge = convene_bridge::Bridge::start(bridge_config, "ws://127.0.0.1:9".into())
         .await
         .unwrap();
-    let link = xmpp.attach_internal(convene_focus::addresses(DOMAIN).unwrap());
+    let convene_xmpp::InternalLink {
+        to_server,
+        from_server,
+    } = xmpp.attach_internal(convene_focus::addresses(DOMAIN).unwrap());
     let focus = convene_focus::spawn(
         DOMAIN,
         convene_focus::Config::default(),
-        link,
-        bridge.handle(),
-        bridge.take_events().unwrap(),
+        convene_focus::StanzaLink {
+            to_server,
+            from_server,
+        },
+        vec![convene_focus::BridgeConnection {
+            id: convene_bridge::api::BridgeId("local".into()),
+            client: std::sync::Arc::new(bridge.handle()),
+            events: bridge.take_events().unwrap(),
+        }],
     );
     Running {
         xmpp,

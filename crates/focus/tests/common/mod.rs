@@ -7,14 +7,16 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use convene_bridge::api::{
-    BridgeError, BridgeRequest, BridgeResponse, DtlsSetup, EndpointOffer, Fingerprint,
+use convene_colibri::{
+    BridgeError, BridgeId, BridgeRequest, BridgeResponse, DtlsSetup, EndpointOffer, Fingerprint,
     GroupSemantics, HeaderExtension, IceCandidate, MediaDescription, MediaKind, PayloadType,
     Source, SourceSet, TransportDescription,
 };
 use convene_focus::jingle::{Action, Jingle};
 use convene_focus::{Config, Focus, Output, RequestId};
 use minidom::Element;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 pub const DOMAIN: &str = "example.com";
 pub const ROOM: &str = "standup@conference.example.com";
@@ -117,6 +119,11 @@ pub fn offer(endpoint: &str) -> EndpointOffer {
     }
 }
 
+/// The bridge a [`Harness::new`] focus has.
+pub fn bridge() -> BridgeId {
+    BridgeId("jvb1".into())
+}
+
 pub struct Harness {
     pub focus: Focus,
     pub now: Instant,
@@ -124,27 +131,44 @@ pub struct Harness {
     pub stanzas: Vec<Element>,
     /// Every bridge request the focus made, in order.
     pub bridge_log: Vec<BridgeRequest>,
-    pending: VecDeque<(RequestId, BridgeRequest)>,
+    /// The bridge each request of `bridge_log` went to, in the same order.
+    pub bridge_of: Vec<BridgeId>,
+    pending: VecDeque<(BridgeId, RequestId, BridgeRequest)>,
 }
 
 impl Harness {
+    /// A focus with one bridge, [`bridge`].
     pub fn new(config: Config) -> Self {
+        Self::with_bridges(config, &[bridge()])
+    }
+
+    pub fn with_bridges(config: Config, bridges: &[BridgeId]) -> Self {
+        let mut focus = Focus::new(DOMAIN, config, StdRng::seed_from_u64(7));
+        for bridge in bridges {
+            focus.add_bridge(bridge.clone());
+        }
         Harness {
-            focus: Focus::new(DOMAIN, config),
+            focus,
             now: Instant::now(),
             stanzas: Vec::new(),
             bridge_log: Vec::new(),
+            bridge_of: Vec::new(),
             pending: VecDeque::new(),
         }
     }
 
-    fn drain(&mut self) {
+    pub fn drain(&mut self) {
         while let Some(output) = self.focus.poll_output() {
             match output {
                 Output::Stanza(stanza) => self.stanzas.push(stanza),
-                Output::Bridge { id, request } => {
+                Output::Bridge {
+                    bridge,
+                    id,
+                    request,
+                } => {
                     self.bridge_log.push(request.clone());
-                    self.pending.push_back((id, request));
+                    self.bridge_of.push(bridge.clone());
+                    self.pending.push_back((bridge, id, request));
                 }
             }
         }
@@ -169,13 +193,13 @@ impl Harness {
     pub fn in_flight(&self) -> Vec<BridgeRequest> {
         self.pending
             .iter()
-            .map(|(_, request)| request.clone())
+            .map(|(_, _, request)| request.clone())
             .collect()
     }
 
     /// Plays a healthy bridge: answers every request, including those the answers cause.
     pub fn run_bridge(&mut self) {
-        while let Some((id, request)) = self.pending.pop_front() {
+        while let Some((bridge, id, request)) = self.pending.pop_front() {
             let response = match &request {
                 BridgeRequest::AllocateEndpoint { endpoint, .. } => {
                     BridgeResponse::EndpointAllocated(offer(&endpoint.0))
@@ -183,16 +207,16 @@ impl Harness {
                 _ => BridgeResponse::Done,
             };
             self.focus
-                .handle_bridge_response(self.now, id, Ok(response));
+                .handle_bridge_response(self.now, &bridge, id, Ok(response));
             self.drain();
         }
     }
 
     /// Plays a bridge that fails every pending request with `error`.
     pub fn fail_bridge(&mut self, error: BridgeError) {
-        while let Some((id, _)) = self.pending.pop_front() {
+        while let Some((bridge, id, _)) = self.pending.pop_front() {
             self.focus
-                .handle_bridge_response(self.now, id, Err(error.clone()));
+                .handle_bridge_response(self.now, &bridge, id, Err(error.clone()));
             self.drain();
         }
     }
@@ -204,14 +228,20 @@ impl Harness {
     /// Lets the bridge answer everything pending, then returns what it was asked.
     pub fn take_bridge_log(&mut self) -> Vec<BridgeRequest> {
         self.run_bridge();
+        self.bridge_of.clear();
         std::mem::take(&mut self.bridge_log)
     }
 
     /// The conference request and the MUC's confirmation of the focus's join; returns the
     /// focus's answer.
-    /// `alice` asks for the room; returns the focus's answer.
     pub fn open_conference(&mut self) -> Element {
-        self.conference_request("alice");
+        self.open_room(ROOM, "alice")
+    }
+
+    /// `nick` asks for `room` and the MUC confirms the focus's join; returns the focus's
+    /// answer.
+    pub fn open_room(&mut self, room: &str, nick: &str) -> Element {
+        self.room_request(room, nick);
         let join = self.take_stanzas();
         assert_eq!(
             join.len(),
@@ -219,9 +249,9 @@ impl Harness {
             "only the join presence before the MUC confirms"
         );
         assert_eq!(join[0].name(), "presence");
-        assert_eq!(join[0].attr("to"), Some(format!("{ROOM}/focus").as_str()));
+        assert_eq!(join[0].attr("to"), Some(format!("{room}/focus").as_str()));
         self.send_xml(&format!(
-            r#"<presence xmlns="jabber:client" from="{ROOM}/focus" to="{FOCUS_FULL}">
+            r#"<presence xmlns="jabber:client" from="{room}/focus" to="{FOCUS_FULL}">
                  <x xmlns="http://jabber.org/protocol/muc#user">
                    <item affiliation="owner" role="moderator" jid="{FOCUS_FULL}"/>
                    <status code="110"/><status code="201"/>
@@ -235,9 +265,14 @@ impl Harness {
     /// The conference request of `nick`'s client (real JID `nick@example.com/web`, as in
     /// [`Harness::presence`]).
     pub fn conference_request(&mut self, nick: &str) {
+        self.room_request(ROOM, nick);
+    }
+
+    /// The conference request of `nick`'s client for `room`.
+    pub fn room_request(&mut self, room: &str, nick: &str) {
         self.send_xml(&format!(
             r#"<iq xmlns="jabber:client" type="set" id="c-{nick}" from="{nick}@example.com/web" to="focus.example.com">
-                 <conference xmlns="http://jitsi.org/protocol/focus" room="{ROOM}" machine-uid="m1">
+                 <conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m1">
                    <property name="visitors-version" value="1"/>
                  </conference></iq>"#
         ));
@@ -245,8 +280,13 @@ impl Harness {
 
     /// An occupant presence as the MUC relays it to the focus.
     pub fn presence(&mut self, nick: &str, affiliation: &str, role: &str) {
+        self.presence_in(ROOM, nick, affiliation, role);
+    }
+
+    /// [`Harness::presence`] in another room.
+    pub fn presence_in(&mut self, room: &str, nick: &str, affiliation: &str, role: &str) {
         self.send_xml(&format!(
-            r#"<presence xmlns="jabber:client" from="{ROOM}/{nick}" to="{FOCUS_FULL}">
+            r#"<presence xmlns="jabber:client" from="{room}/{nick}" to="{FOCUS_FULL}">
                  <x xmlns="http://jabber.org/protocol/muc#user">
                    <item affiliation="{affiliation}" role="{role}" jid="{nick}@example.com/web"/>
                  </x>

@@ -1,8 +1,5 @@
-//! The focus ↔ bridge protocol (Colibri's role): plain, serializable data.
-//!
-//! Contract between the `focus` and `bridge` crates. Change it additively: both sides are
-//! developed in parallel. Nothing here holds a handle or a lock, so every request and event
-//! can cross a process boundary unchanged.
+//! The messages: requests from the focus, the bridge's responses and events, and the
+//! Jingle-shaped data they carry.
 
 use serde::{Deserialize, Serialize};
 
@@ -228,6 +225,21 @@ pub enum BridgeRequest {
     ExpireConference {
         conference: ConferenceId,
     },
+}
+
+impl BridgeRequest {
+    /// The conference the request is about.
+    pub fn conference(&self) -> &ConferenceId {
+        match self {
+            BridgeRequest::AllocateEndpoint { conference, .. }
+            | BridgeRequest::ConfigureEndpoint { conference, .. }
+            | BridgeRequest::AddRemoteCandidates { conference, .. }
+            | BridgeRequest::AddSources { conference, .. }
+            | BridgeRequest::RemoveSources { conference, .. }
+            | BridgeRequest::ExpireEndpoint { conference, .. }
+            | BridgeRequest::ExpireConference { conference } => conference,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
