@@ -254,8 +254,10 @@ impl Conn {
                 tracing::debug!("unexpected message from the hub: {other:?}");
                 Vec::new()
             }
-            // The hub dropped the queue: this session did not keep up with its stanzas.
-            None => vec![Write::Close(Some(StreamError::ResourceConstraint))],
+            // The hub dropped the queue: a bound session did not keep up with its stanzas;
+            // before binding, the server is going away.
+            None if self.is_bound() => vec![Write::Close(Some(StreamError::ResourceConstraint))],
+            None => vec![Write::Close(Some(StreamError::SystemShutdown))],
         }
     }
 

@@ -205,7 +205,10 @@ impl Driver {
                     let ending = matches!(message, ToSession::End(_));
                     match queue.try_send(message) {
                         Err(mpsc::error::TrySendError::Full(_)) => {
-                            tracing::debug!("connection {} does not keep up; ending it", conn.0);
+                            tracing::warn!(
+                                "connection {} does not keep up with its stanzas; ending it",
+                                conn.0
+                            );
                             self.queues.remove(&conn);
                             self.hub.handle(now, Input::Overflowed { conn });
                         }
