@@ -11,21 +11,10 @@ use crate::identity::IdentityKind;
 use crate::muc::MucLimits;
 use crate::router::Domains;
 use crate::session::{Action, Session, SessionConfig};
-use crate::xml::{Limits, parse_frame};
+use crate::xml::test_element as xml;
 
 const ROOM: &str = "room@conference.d.test";
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn xml(text: &str) -> Element {
-    parse_frame(
-        text,
-        Limits {
-            max_stanza_bytes: 4096,
-            max_depth: 8,
-        },
-    )
-    .unwrap()
-}
 
 struct Client {
     conn: ConnId,

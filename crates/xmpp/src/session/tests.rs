@@ -6,18 +6,7 @@ use rand::SeedableRng;
 
 use super::*;
 use crate::identity::IdentityKind;
-use crate::xml::{Limits, parse_frame};
-
-fn xml(text: &str) -> Element {
-    parse_frame(
-        text,
-        Limits {
-            max_stanza_bytes: 4096,
-            max_depth: 8,
-        },
-    )
-    .unwrap()
-}
+use crate::xml::test_element as xml;
 
 fn config(burst: f64) -> SessionConfig {
     SessionConfig {
@@ -63,8 +52,8 @@ fn sent(actions: &[Action]) -> Vec<String> {
         .collect()
 }
 
-/// Opens, logs in anonymously, binds and enables resumable stream management.
-fn bound_session(now: Instant) -> (Session, Jid) {
+/// A session whose stream is open, with what it sent so far.
+fn opened(now: Instant) -> (Session, Vec<Action>) {
     let mut session = Session::new(
         config(100.0),
         std::sync::Arc::new(Domains::new("d.test")),
@@ -73,6 +62,12 @@ fn bound_session(now: Instant) -> (Session, Jid) {
     );
     let mut out = Vec::new();
     session.open(Some("d.test"), Some("1.0"), &mut out);
+    (session, out)
+}
+
+/// Opens and logs in anonymously, up to the restarted stream.
+fn anonymous(now: Instant) -> (Session, Vec<Action>) {
+    let (mut session, mut out) = opened(now);
     assert!(
         sent(&out)[0].contains("ANONYMOUS") && !sent(&out)[0].contains("PLAIN"),
         "PLAIN needs TLS or loopback"
@@ -83,6 +78,12 @@ fn bound_session(now: Instant) -> (Session, Jid) {
         &mut out,
     );
     session.open(Some("d.test"), Some("1.0"), &mut out);
+    (session, out)
+}
+
+/// Opens, logs in anonymously, binds and enables resumable stream management.
+fn bound_session(now: Instant) -> (Session, Jid) {
+    let (mut session, mut out) = anonymous(now);
     session.element(
         xml("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>"),
         now,
@@ -268,17 +269,7 @@ fn unknown_host_and_early_stanzas_are_stream_errors() {
 #[test]
 fn a_refused_bind_is_a_conflict_and_another_resource_may_be_asked_for() {
     let now = Instant::now();
-    let mut session = Session::new(
-        config(100.0),
-        std::sync::Arc::new(Domains::new("d.test")),
-        now,
-        rng(),
-    );
-    let mut out = Vec::new();
-    session.open(Some("d.test"), Some("1.0"), &mut out);
-    let auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>";
-    session.element(xml(auth), now, &mut out);
-    session.open(Some("d.test"), Some("1.0"), &mut out);
+    let (mut session, mut out) = anonymous(now);
     let bind = |resource: &str| {
         xml(&format!(
             "<iq type='set' id='{resource}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
@@ -300,14 +291,7 @@ fn a_refused_bind_is_a_conflict_and_another_resource_may_be_asked_for() {
 #[test]
 fn scram_asks_its_shell_for_the_credentials() {
     let now = Instant::now();
-    let mut session = Session::new(
-        config(100.0),
-        std::sync::Arc::new(Domains::new("d.test")),
-        now,
-        rng(),
-    );
-    let mut out = Vec::new();
-    session.open(Some("d.test"), Some("1.0"), &mut out);
+    let (mut session, mut out) = opened(now);
     // base64 of "n,,n=alice,r=abc"
     let auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>biwsbj1hbGljZSxyPWFiYw==</auth>";
     out.clear();
