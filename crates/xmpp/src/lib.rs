@@ -2,8 +2,11 @@
 //! (RFC 7395), SASL, resource binding, stream management, MUC, and an in-process link for
 //! the focus.
 //!
-//! The protocol logic is sans-IO ([`xml`], [`session`], [`router`], [`muc`], [`sasl`]); the
-//! tokio shells ([`tcp`], [`ws`]) own the sockets and share one [`conn::Conn`] driver.
+//! The protocol logic is sans-IO ([`xml`], [`session`], [`sasl`] behind the [`auth`] seam,
+//! [`hub`], [`router`], [`muc`]): fed input, `now` and a seeded or OS-seeded `StdRng`,
+//! polled for output. The shells own sockets, clock and channels: one task runs the hub
+//! (`driver`), `tcp` and `ws` share one connection driver (`conn`), and the account
+//! database lives on a thread of its own ([`accounts::AccountStore`]).
 
 pub mod accounts;
 pub mod auth;

@@ -1,6 +1,6 @@
 //! One client stream (RFC 6120) as a sans-IO state machine: stream negotiation, STARTTLS
-//! offer, SASL ([`login`]), resource binding ([`bind`]), stream management ([`sm`],
-//! XEP-0198) and the per-connection rate limit ([`rate`]). The transport shells (TCP,
+//! offer, SASL (`login`), resource binding (`bind`), stream management (`sm`,
+//! XEP-0198) and the per-connection rate limit (`rate`). The transport shells (TCP,
 //! WebSocket) feed it parsed elements, `now` and the answers to what it asked for, and
 //! carry out the [`Action`]s it returns. Its randomness (stream ids, SCRAM nonces,
 //! anonymous nodes, resources, resumption ids) comes from the `StdRng` it is given.
