@@ -523,3 +523,26 @@ fn every_metric_has_help_and_type() {
         );
     }
 }
+
+#[test]
+fn an_internal_entity_speaks_only_from_its_own_addresses() {
+    let mut t = Harness::new(10);
+    let bob = t.in_room(2, "bob");
+    let bob_jid = bob.session.jid().cloned().unwrap();
+    let focus = Jid::new("focus@auth.d.test/focus").unwrap();
+    let link = LinkId(0);
+    t.run(Input::AttachInternal {
+        link,
+        addresses: vec![focus.clone()],
+    });
+    t.told.clear();
+    for from in [focus.to_string(), "mallory@auth.d.test/x".to_owned()] {
+        let stanza = xml(&format!(
+            "<message xmlns='jabber:client' from='{from}' to='{bob_jid}'><body>hi</body></message>"
+        ));
+        t.run(Input::FromInternal { link, stanza });
+    }
+    let received = t.stanzas(bob.conn);
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert!(received[0].contains(&focus.to_string()));
+}
