@@ -183,3 +183,32 @@ async fn healthy_counted_then_shut_down_cleanly() {
         "{metrics}"
     );
 }
+
+/// A WebSocket upgrade request's status line.
+async fn upgrade_status(addr: std::net::SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buffer = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buffer[..n]);
+    head.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_are_refused_after_shutdown() {
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, Config::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = server.router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    assert!(upgrade_status(addr).await.contains("101"));
+    server.shutdown().await;
+    assert!(upgrade_status(addr).await.contains("503"));
+}
