@@ -1,12 +1,17 @@
 //! Accounts in SQLite (`data_dir/accounts.sqlite`): SCRAM salted credentials per hash,
-//! never passwords.
+//! never passwords. [`Accounts`] is the database itself (used as is by `convene user`);
+//! the running server reaches it through an [`AccountStore`], which owns it on a thread of
+//! its own so that lookups never block the async runtime.
 
 use std::path::Path;
-use std::sync::Mutex;
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
 
-use crate::sasl::{CredentialLookup, ScramCredentials, ScramHash};
+use crate::auth::{Answer, Lookup};
+use crate::sasl::{ScramCredentials, ScramHash};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -18,10 +23,12 @@ pub enum AccountError {
     NoSuchAccount(String),
     #[error("account {0:?} already exists")]
     Exists(String),
+    #[error("cannot start the account store thread: {0}")]
+    Thread(std::io::Error),
 }
 
 pub struct Accounts {
-    db: Mutex<Connection>,
+    db: Connection,
 }
 
 impl Accounts {
@@ -38,18 +45,12 @@ impl Accounts {
                 PRIMARY KEY (username, hash)
             )",
         )?;
-        Ok(Self { db: Mutex::new(db) })
-    }
-
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        Ok(Self { db })
     }
 
     pub fn exists(&self, username: &str) -> Result<bool, AccountError> {
         let found: Option<i64> = self
-            .db()
+            .db
             .query_row(
                 "SELECT 1 FROM credentials WHERE username = ?1 LIMIT 1",
                 [username],
@@ -72,10 +73,10 @@ impl Accounts {
             (false, true) => return Err(AccountError::NoSuchAccount(username)),
             _ => {}
         }
-        let mut db = self.db();
-        let tx = db.transaction()?;
+        let mut rng = StdRng::from_os_rng();
+        let tx = self.db.unchecked_transaction()?;
         for hash in ScramHash::ALL {
-            let c = ScramCredentials::new_random(hash, password);
+            let c = ScramCredentials::new_random(hash, password, &mut rng);
             tx.execute(
                 "INSERT OR REPLACE INTO credentials VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -95,7 +96,7 @@ impl Accounts {
     pub fn delete(&self, username: &str) -> Result<(), AccountError> {
         let username = normalize(username)?;
         if self
-            .db()
+            .db
             .execute("DELETE FROM credentials WHERE username = ?1", [&username])?
             == 0
         {
@@ -103,12 +104,12 @@ impl Accounts {
         }
         Ok(())
     }
-}
 
-impl CredentialLookup for Accounts {
-    fn credentials(&self, username: &str, hash: ScramHash) -> Option<ScramCredentials> {
+    /// An account's stored credentials for `hash` (`None`: no such account, or the
+    /// database failed, which is logged).
+    pub fn credentials(&self, username: &str, hash: ScramHash) -> Option<ScramCredentials> {
         let result = self
-            .db()
+            .db
             .query_row(
                 "SELECT salt, iterations, stored_key, server_key FROM credentials WHERE username = ?1 AND hash = ?2",
                 params![username, hash.name()],
@@ -126,6 +127,44 @@ impl CredentialLookup for Accounts {
             tracing::error!("account lookup failed: {e}");
             None
         })
+    }
+
+    pub fn answer(&self, lookup: &Lookup) -> Answer {
+        match lookup {
+            Lookup::ScramCredentials { username, hash } => {
+                Answer::ScramCredentials(self.credentials(username, *hash))
+            }
+        }
+    }
+}
+
+/// The account database on its own thread, answering the sessions' [`Lookup`]s.
+pub struct AccountStore {
+    requests: std::sync::mpsc::Sender<(Lookup, oneshot::Sender<Answer>)>,
+}
+
+impl AccountStore {
+    /// Moves `accounts` to a new thread; it ends when the store is dropped.
+    pub fn spawn(accounts: Accounts) -> Result<Self, AccountError> {
+        let (requests, incoming) = std::sync::mpsc::channel::<(Lookup, oneshot::Sender<Answer>)>();
+        std::thread::Builder::new()
+            .name("convene-accounts".into())
+            .spawn(move || {
+                for (lookup, reply) in incoming {
+                    let _ = reply.send(accounts.answer(&lookup));
+                }
+            })
+            .map_err(AccountError::Thread)?;
+        Ok(Self { requests })
+    }
+
+    pub async fn answer(&self, lookup: Lookup) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        let unknown = Answer::ScramCredentials(None);
+        if self.requests.send((lookup, reply)).is_err() {
+            return unknown;
+        }
+        answer.await.unwrap_or(unknown)
     }
 }
 
@@ -148,8 +187,12 @@ mod tests {
     #[test]
     fn accounts_store_scram_credentials_only() {
         let dir = std::env::temp_dir().join(format!(
-            "convene-accounts-{}",
-            crate::session::random_hex(6)
+            "convene-accounts-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let accounts = Accounts::open(&dir).unwrap();
@@ -172,6 +215,25 @@ mod tests {
         );
         let raw = std::fs::read(dir.join("accounts.sqlite")).unwrap();
         assert!(!raw.windows(6).any(|w| w == b"secret"));
+        // The store answers from its own thread what the database holds.
+        let store = AccountStore::spawn(accounts).unwrap();
+        let lookup = |username: &str| Lookup::ScramCredentials {
+            username: username.into(),
+            hash: ScramHash::Sha256,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(
+            runtime.block_on(store.answer(lookup("alice"))),
+            Answer::ScramCredentials(Some(stored))
+        );
+        assert_eq!(
+            runtime.block_on(store.answer(lookup("bob"))),
+            Answer::ScramCredentials(None)
+        );
+        drop(store);
+        let accounts = Accounts::open(&dir).unwrap();
         accounts.delete("alice").unwrap();
         assert!(accounts.credentials("alice", ScramHash::Sha1).is_none());
         std::fs::remove_dir_all(dir).unwrap();

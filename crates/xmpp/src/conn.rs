@@ -1,28 +1,26 @@
 //! The part of a client connection shared by the TCP and WebSocket shells: it drives a
-//! [`Session`], talks to the router and parks or ends the session when the socket goes.
+//! [`Session`], carries its requests to the hub (and the account store) and their answers
+//! back, and reports how the connection ended.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use jid::Jid;
 use minidom::Element;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
 use crate::XmppServer;
-use crate::identity::Identity;
-use crate::router::BindError;
-use crate::sasl::{CredentialLookup, Mechanism, ScramCredentials, ScramHash, claimed_username};
-use crate::session::{Action, Env, Session, SessionConfig, StreamError, Transport, decode_sasl};
-use crate::stanza::{n, ns};
+use crate::driver::Event;
+use crate::hub::{ConnId, Ending, Input, ToSession};
+use crate::sasl::{Mechanism, claimed_username};
+use crate::session::{Action, Session, SessionConfig, StreamError, Transport, decode_sasl};
+use crate::stanza::ns;
 use crate::xml::{Limits, XmlError};
 
-/// Events for a connection that do not come from its socket.
-enum Outside {
-    Delivery(Element),
-    TakenOver,
-    /// The session was ended because it did not keep up with its stanzas.
-    Evicted,
-}
+/// Stanzas written per wake before the socket gets its turn again.
+const DELIVERY_BATCH: usize = 256;
 
 /// When a silent peer is probed and when it counts as dead, for both socket shells: after
 /// one interval of silence it is probed, after a second one it is gone.
@@ -62,22 +60,33 @@ pub enum Write {
 }
 
 pub struct Conn {
+    id: ConnId,
     server: XmppServer,
     session: Session,
     peer: IpAddr,
-    receiver: Option<mpsc::Receiver<Box<Element>>>,
-    /// Resumption id, when the client enabled stream management with resume.
-    resumable: Option<String>,
-    /// Fires when a newer connection resumes this session.
-    taken_over: Option<tokio::sync::oneshot::Receiver<()>>,
-    counted_unauthenticated: bool,
-    /// A stream error decided before the stream opened (connection limit).
+    /// Everything the hub tells this connection, in order.
+    receiver: mpsc::Receiver<ToSession>,
+    /// A message read ahead while batching deliveries.
+    read_ahead: Option<ToSession>,
+    /// The session enabled resumable stream management (or resumed one).
+    resumable: bool,
+    /// A newer connection resumes this session: it goes to the hub, whatever the close.
+    taken_over: bool,
+    /// A stream error decided before the stream opened (connection limit, shutdown).
     rejected: Option<StreamError>,
     clean_close: bool,
+    /// The stream error the shell closed with.
+    closed_with: Option<StreamError>,
 }
 
 impl Conn {
-    pub fn new(server: XmppServer, transport: Transport, peer: IpAddr) -> Self {
+    /// Registers a new connection with the hub and waits for its admission.
+    pub async fn connect(
+        server: XmppServer,
+        id: ConnId,
+        transport: Transport,
+        peer: IpAddr,
+    ) -> Self {
         let config = &server.inner.config;
         let session_config = SessionConfig {
             transport,
@@ -88,28 +97,39 @@ impl Conn {
             max_unacked: config.max_unacked,
             resume_timeout: Duration::from_secs(config.resume_timeout_secs),
         };
-        let session = Session::new(session_config, server.inner.domains.clone(), Instant::now());
-        let limit = config.max_unauthenticated_per_ip;
-        let rejected = {
-            let mut shared = server.shared();
-            let count = shared.unauthenticated.entry(peer).or_default();
-            *count += 1;
-            (*count > limit).then_some(StreamError::PolicyViolation)
-        };
-        if rejected.is_some() {
-            tracing::info!("too many unauthenticated connections from {peer}");
-        }
-        Self {
+        // A CSPRNG per connection: stream ids, nonces and resumption ids must stay
+        // unpredictable.
+        let session = Session::new(
+            session_config,
+            server.inner.domains.clone(),
+            Instant::now(),
+            StdRng::from_os_rng(),
+        );
+        let (queue, receiver) = mpsc::channel(config.max_unacked.max(1));
+        server.inner.hub.send(Event::Opened {
+            conn: id,
+            peer,
+            transport,
+            queue,
+        });
+        let mut conn = Self {
+            id,
             server,
             session,
             peer,
-            receiver: None,
-            resumable: None,
-            taken_over: None,
-            counted_unauthenticated: true,
-            rejected,
+            receiver,
+            read_ahead: None,
+            resumable: false,
+            taken_over: false,
+            rejected: None,
             clean_close: false,
-        }
+            closed_with: None,
+        };
+        conn.rejected = match conn.reply().await {
+            ToSession::Admission(admission) => admission.err(),
+            other => Some(conn.interrupted(other)),
+        };
+        conn
     }
 
     pub fn limits(&self) -> Limits {
@@ -132,25 +152,38 @@ impl Conn {
         self.session.is_authenticated()
     }
 
+    pub fn is_bound(&self) -> bool {
+        self.session.jid().is_some()
+    }
+
+    pub fn stream_id(&self) -> &str {
+        self.session.stream_id()
+    }
+
     pub fn tls_established(&mut self) {
         self.session.tls_established();
     }
 
-    pub fn open(&mut self, to: Option<&str>, version: Option<&str>) -> Vec<Write> {
+    /// The shell closes the stream with `error`: kept for the hub's metrics.
+    pub fn closing(&mut self, error: Option<StreamError>) {
+        self.closed_with = self.closed_with.or(error);
+    }
+
+    pub async fn open(&mut self, to: Option<&str>, version: Option<&str>) -> Vec<Write> {
         let mut actions = Vec::new();
         self.session.open(to, version, &mut actions);
         if let Some(error) = self.rejected {
             actions.retain(|a| matches!(a, Action::Header { .. }));
             actions.push(Action::Close(Some(error)));
         }
-        self.perform(actions)
+        self.perform(actions).await
     }
 
-    pub fn close(&mut self) -> Vec<Write> {
+    pub async fn close(&mut self) -> Vec<Write> {
         self.clean_close = true;
         let mut actions = Vec::new();
         self.session.close(&mut actions);
-        self.perform(actions)
+        self.perform(actions).await
     }
 
     /// A parse failure: the matching stream error.
@@ -164,47 +197,28 @@ impl Conn {
 
     pub async fn element(&mut self, element: Element) -> Vec<Write> {
         if element.ns() == ns::SASL && matches!(element.name(), "auth" | "response") {
-            let claimed = element
+            let username = element
                 .attr("mechanism")
                 .and_then(Mechanism::parse)
                 .zip(decode_sasl(&element.text()))
                 .and_then(|(mechanism, initial)| claimed_username(mechanism, &initial));
-            let keys = self.throttle_keys(claimed.as_deref());
-            let delay = match self.server.inner.throttle.lock() {
-                Ok(throttle) => throttle.delay(&keys, Instant::now()),
-                Err(_) => Duration::ZERO,
-            };
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+            self.tell_hub(Input::LoginAttempt {
+                conn: self.id,
+                username,
+            });
+            match self.reply().await {
+                ToSession::LoginDelay(delay) if !delay.is_zero() => {
+                    tokio::time::sleep(delay).await;
+                }
+                ToSession::LoginDelay(_) => {}
+                other => return vec![Write::Close(Some(self.interrupted(other)))],
             }
         }
-        if element.is("resume", ns::SM)
-            && let Some(previd) = element.attr("previd")
-        {
-            self.take_over(previd).await;
-        }
         let mut actions = Vec::new();
-        let mut env = ServerEnv {
-            server: &self.server,
-        };
-        self.session
-            .element(element, Instant::now(), &mut env, &mut actions);
-        self.perform(actions)
+        self.session.element(element, Instant::now(), &mut actions);
+        self.perform(actions).await
     }
 
-    /// If the session `previd` is still attached to an older connection (the client noticed
-    /// the drop before we did), makes that connection let go and waits until it has.
-    async fn take_over(&mut self, previd: &str) {
-        let parked = self.server.inner.parked_changed.notified();
-        let signal = self.server.shared().attached.remove(previd);
-        if let Some(signal) = signal
-            && signal.send(()).is_ok()
-        {
-            let _ = tokio::time::timeout(Duration::from_secs(2), parked).await;
-        }
-    }
-
-    /// Seconds of client silence before a probe.
     /// A fresh keepalive tracker for this connection's socket.
     pub fn keepalive(&self) -> Keepalive {
         Keepalive {
@@ -215,101 +229,87 @@ impl Conn {
     }
 
     /// An XEP-0199 ping to a silent TCP client; its answer counts as a sign of life.
-    pub fn probe(&mut self) -> Vec<Write> {
-        let mut ping = Element::builder("iq", ns::CLIENT)
-            .attr(n("type"), "get")
-            .attr(n("id"), format!("probe-{}", crate::session::random_hex(4)))
-            .attr(n("from"), self.server.inner.domains.main.as_str())
-            .append(Element::bare("ping", ns::PING))
-            .build();
-        if let Some(jid) = self.session.jid() {
-            ping.set_attr(rxml::Namespace::NONE, n("to"), jid.to_string());
-        }
-        // A stanza like any other: stream management counts it.
-        self.deliver(ping)
-    }
-
-    pub fn is_bound(&self) -> bool {
-        self.session.jid().is_some()
+    pub async fn probe(&mut self) -> Vec<Write> {
+        let mut actions = Vec::new();
+        self.session.probe(&mut actions);
+        self.perform(actions).await
     }
 
     /// What the socket must carry next because of something outside it: stanzas routed to
     /// this session, or the stream error that ends it (taken over by a resuming connection,
-    /// or evicted for not keeping up). Pending forever before binding.
+    /// evicted for not keeping up, server shutdown).
     pub async fn next_outside_writes(&mut self) -> Vec<Write> {
-        match self.next_outside().await {
-            Outside::Delivery(stanza) => self.deliver(stanza),
-            Outside::TakenOver => vec![Write::Close(Some(StreamError::Conflict))],
-            Outside::Evicted => vec![Write::Close(Some(StreamError::ResourceConstraint))],
-        }
-    }
-
-    /// The next thing that happens to this session from outside the socket: a stanza
-    /// routed to it, or a newer connection resuming it.
-    async fn next_outside(&mut self) -> Outside {
-        loop {
-            let receiver = self.receiver.as_mut();
-            let taken_over = self.taken_over.as_mut();
-            let delivery = async {
-                match receiver {
-                    Some(receiver) => receiver.recv().await,
-                    None => std::future::pending::<Option<Box<Element>>>().await,
-                }
-            };
-            let takeover = async {
-                match taken_over {
-                    Some(signal) => signal.await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                stanza = delivery => {
-                    return match stanza {
-                        Some(stanza) => Outside::Delivery(*stanza),
-                        None => {
-                            // Nothing to park: the router already ended the session.
-                            if let Some(id) = self.resumable.take() {
-                                self.server.shared().attached.remove(&id);
-                            }
-                            Outside::Evicted
-                        }
-                    };
-                }
-                taken = takeover => {
-                    if taken {
-                        return Outside::TakenOver;
-                    }
-                    // The registration went away without a takeover: stop listening.
-                    self.taken_over = None;
-                }
-                else => std::future::pending::<()>().await,
+        let message = match self.read_ahead.take() {
+            Some(message) => Some(message),
+            None => self.receiver.recv().await,
+        };
+        match message {
+            Some(ToSession::Stanza(stanza)) => self.deliver(*stanza).await,
+            Some(ToSession::TakeOver) => {
+                self.taken_over = true;
+                vec![Write::Close(Some(StreamError::Conflict))]
             }
+            Some(ToSession::End(error)) => vec![Write::Close(Some(error))],
+            Some(other) => {
+                tracing::debug!("unexpected message from the hub: {other:?}");
+                Vec::new()
+            }
+            // The hub dropped the queue: a bound session did not keep up with its stanzas;
+            // before binding, the server is going away.
+            None if self.is_bound() => vec![Write::Close(Some(StreamError::ResourceConstraint))],
+            None => vec![Write::Close(Some(StreamError::SystemShutdown))],
         }
     }
 
     /// Stanzas routed to this session: `first` and whatever else is already queued.
-    pub fn deliver(&mut self, first: Element) -> Vec<Write> {
+    async fn deliver(&mut self, first: Element) -> Vec<Write> {
         let mut actions = Vec::new();
         self.session.deliver(first, &mut actions);
-        while let Some(next) = self.receiver.as_mut().and_then(|r| r.try_recv().ok()) {
-            self.session.deliver(*next, &mut actions);
-            if actions.len() > 256 {
-                break;
+        while actions.len() <= DELIVERY_BATCH {
+            match self.receiver.try_recv() {
+                Ok(ToSession::Stanza(next)) => self.session.deliver(*next, &mut actions),
+                Ok(other) => {
+                    self.read_ahead = Some(other);
+                    break;
+                }
+                Err(_) => break,
             }
         }
         self.session.request_ack(&mut actions);
-        self.perform(actions)
+        self.perform(actions).await
     }
 
-    fn throttle_keys(&self, username: Option<&str>) -> Vec<String> {
-        let mut keys = vec![format!("ip:{}", self.peer)];
-        keys.extend(username.map(|u| format!("user:{u}")));
-        keys
+    /// The hub's answer to a request. Before a session is bound nothing else is sent to it
+    /// but an end.
+    async fn reply(&mut self) -> ToSession {
+        self.receiver
+            .recv()
+            .await
+            .unwrap_or(ToSession::End(StreamError::SystemShutdown))
     }
 
-    fn perform(&mut self, actions: Vec<Action>) -> Vec<Write> {
+    /// Something else came while an answer was awaited: the stream ends.
+    fn interrupted(&self, message: ToSession) -> StreamError {
+        match message {
+            ToSession::End(error) => error,
+            other => {
+                tracing::debug!("unexpected message from the hub: {other:?}");
+                StreamError::ResourceConstraint
+            }
+        }
+    }
+
+    fn tell_hub(&self, input: Input) {
+        self.server.inner.hub.send(Event::Hub(input));
+    }
+
+    /// Carries out the session's actions; answers to its requests produce more, which come
+    /// before the rest.
+    async fn perform(&mut self, actions: Vec<Action>) -> Vec<Write> {
         let mut writes = Vec::new();
-        for action in actions {
+        let mut actions = VecDeque::from(actions);
+        let mut more = Vec::new();
+        while let Some(action) = actions.pop_front() {
             match action {
                 Action::Header { id, from } => writes.push(Write::Header { id, from }),
                 Action::Send(element) => writes.push(Write::Element(element)),
@@ -319,149 +319,83 @@ impl Conn {
                     writes.push(Write::Close(error));
                     break;
                 }
-                Action::Bound(jid) => self.bound(jid),
-                Action::Route(stanza) => {
-                    if let Some(from) = self.session.jid().cloned() {
-                        self.server.route(&from, stanza);
+                Action::Route(stanza) => self.tell_hub(Input::Stanza {
+                    conn: self.id,
+                    stanza,
+                }),
+                Action::Lookup(lookup) => {
+                    let answer = self.server.inner.accounts.answer(lookup).await;
+                    self.session.answer(answer, &mut more);
+                }
+                Action::Authenticated { username } => self.tell_hub(Input::Authenticated {
+                    conn: self.id,
+                    username,
+                }),
+                Action::AuthFailed { username } => self.tell_hub(Input::LoginFailed {
+                    conn: self.id,
+                    username,
+                }),
+                Action::Bind(identity) => {
+                    self.tell_hub(Input::Bind {
+                        conn: self.id,
+                        identity,
+                    });
+                    match self.reply().await {
+                        ToSession::BindResult(result) => {
+                            self.session.bind_result(result, &mut more)
+                        }
+                        other => more.push(Action::Close(Some(self.interrupted(other)))),
                     }
                 }
-                Action::SmEnabled(id) => self.attach(id),
-                Action::Resume { previd, h } => {
-                    let more = self.resume(previd, h);
-                    writes.extend(self.perform(more));
+                Action::SmEnabled(id) => {
+                    self.resumable = true;
+                    self.tell_hub(Input::SmEnabled { conn: self.id, id });
                 }
-                Action::AuthFailed { username } => {
-                    let keys = self.throttle_keys(username.as_deref());
-                    if let Ok(mut throttle) = self.server.inner.throttle.lock() {
-                        throttle.failed(&keys, Instant::now());
+                Action::Resume { previd, h } => {
+                    self.tell_hub(Input::Resume {
+                        conn: self.id,
+                        previd,
+                    });
+                    match self.reply().await {
+                        ToSession::Resumed(resumption) => {
+                            self.resumable = true;
+                            self.session.resume(*resumption, h, &mut more);
+                        }
+                        ToSession::ResumeFailed => self.session.resume_failed(&mut more),
+                        other => more.push(Action::Close(Some(self.interrupted(other)))),
                     }
                 }
             }
-        }
-        if self.counted_unauthenticated && self.session.is_authenticated() {
-            self.uncount_unauthenticated();
-            let username = self.session.username().cloned().flatten();
-            let keys = self.throttle_keys(username.as_deref());
-            if let Ok(mut throttle) = self.server.inner.throttle.lock() {
-                throttle.succeeded(&keys);
+            for action in more.drain(..).rev() {
+                actions.push_front(action);
             }
         }
         writes
     }
-
-    fn bound(&mut self, jid: Jid) {
-        if self.receiver.is_some() {
-            return; // resumed: the parked sink and receiver carry on
-        }
-        let (sink, receiver) = mpsc::channel(self.server.inner.config.max_unacked.max(1));
-        self.server
-            .shared()
-            .sinks
-            .insert(jid, crate::Sink::Session(sink));
-        self.receiver = Some(receiver);
-    }
-
-    fn resume(&mut self, previd: String, h: u32) -> Vec<Action> {
-        let mut actions = Vec::new();
-        let username = self.session.username().cloned().flatten();
-        let parked = {
-            let mut shared = self.server.shared();
-            match shared.parked.get(&previd) {
-                Some(p) if p.detached.may_resume(&username) => shared.parked.remove(&previd),
-                _ => None,
-            }
-        };
-        match parked {
-            Some(parked) => {
-                self.receiver = Some(parked.receiver);
-                self.attach(previd);
-                self.session.resume(parked.detached, h, &mut actions);
-            }
-            None => self.session.resume_failed(&mut actions),
-        }
-        actions
-    }
-
-    /// Registers this connection as the holder of resumable session `id`.
-    fn attach(&mut self, id: String) {
-        let (signal, taken_over) = tokio::sync::oneshot::channel();
-        self.server.shared().attached.insert(id.clone(), signal);
-        self.taken_over = Some(taken_over);
-        self.resumable = Some(id);
-    }
-
-    fn uncount_unauthenticated(&mut self) {
-        if !std::mem::take(&mut self.counted_unauthenticated) {
-            return;
-        }
-        let mut shared = self.server.shared();
-        if let Some(count) = shared.unauthenticated.get_mut(&self.peer) {
-            *count -= 1;
-            if *count == 0 {
-                shared.unauthenticated.remove(&self.peer);
-            }
-        }
-    }
 }
 
 impl Drop for Conn {
-    /// The socket is gone: park the session for resumption, or end it.
+    /// The socket is gone: hand a resumable session to the hub, or end it.
     fn drop(&mut self) {
-        self.uncount_unauthenticated();
-        let Some(jid) = self.session.jid().cloned() else {
-            return;
+        let ending = Ending {
+            error: self.closed_with,
+            rate_limited: self.session.rate_limited(),
         };
-        let resumable = self.resumable.take();
-        if let Some(id) = &resumable {
-            self.server.shared().attached.remove(id);
-        }
-        let detached = self.session.detach();
-        match (
-            resumable.filter(|_| !self.clean_close),
-            detached,
-            self.receiver.take(),
-        ) {
-            (Some(id), Some(detached), Some(receiver)) => {
-                tracing::debug!("{jid} detached, resumable");
-                self.server.park(id, detached, receiver);
-            }
-            _ => self.server.end_session(&jid),
-        }
-    }
-}
-
-/// Accounts and bindings, as the session sees them.
-struct ServerEnv<'a> {
-    server: &'a XmppServer,
-}
-
-impl CredentialLookup for ServerEnv<'_> {
-    fn credentials(&self, username: &str, hash: ScramHash) -> Option<ScramCredentials> {
-        self.server.inner.accounts.credentials(username, hash)
-    }
-}
-
-impl Env for ServerEnv<'_> {
-    /// Binds `jid`. A detached session holding the resource (its client came back without
-    /// resuming) gives way, as Prosody does with hibernating sessions; a live one wins.
-    fn bind(&mut self, jid: &Jid, identity: Identity) -> Result<(), BindError> {
-        let mut shared = self.server.shared();
-        if shared.router.bind(jid, identity.clone()).is_ok() {
-            return Ok(());
-        }
-        let detached = shared
-            .parked
-            .iter()
-            .find(|(_, parked)| &parked.detached.jid == jid)
-            .map(|(id, _)| id.clone());
-        let Some(id) = detached else {
-            return Err(BindError::Conflict);
+        let detached = (self.resumable && (self.taken_over || !self.clean_close))
+            .then(|| self.session.detach())
+            .flatten();
+        let event = match detached {
+            Some(detached) => Event::Detached {
+                conn: self.id,
+                detached,
+                receiver: std::mem::replace(&mut self.receiver, mpsc::channel(1).1),
+                ending,
+            },
+            None => Event::Hub(Input::Closed {
+                conn: self.id,
+                ending,
+            }),
         };
-        shared.parked.remove(&id);
-        shared.sinks.remove(jid);
-        let mut out = Vec::new();
-        shared.router.unbind(jid, &mut out);
-        shared.deliver(out);
-        shared.router.bind(jid, identity)
+        self.server.inner.hub.send(event);
     }
 }

@@ -2,13 +2,19 @@
 //! (RFC 7395), SASL, resource binding, stream management, MUC, and an in-process link for
 //! the focus.
 //!
-//! The protocol logic is sans-IO ([`xml`], [`session`], [`router`], [`muc`], [`sasl`]); the
-//! tokio shells ([`tcp`], [`ws`]) own the sockets and share one [`conn::Conn`] driver.
+//! The protocol logic is sans-IO ([`xml`], [`session`], [`sasl`] behind the [`auth`] seam,
+//! [`hub`], [`router`], [`muc`]): fed input, `now` and a seeded or OS-seeded `StdRng`,
+//! polled for output. The shells own sockets, clock and channels: one task runs the hub
+//! (`driver`), `tcp` and `ws` share one connection driver (`conn`), and the account
+//! database lives on a thread of its own ([`accounts::AccountStore`]).
 
 pub mod accounts;
+pub mod auth;
 pub mod component;
 pub mod config;
 mod conn;
+mod driver;
+pub mod hub;
 pub mod identity;
 pub mod muc;
 pub mod router;
@@ -23,19 +29,25 @@ pub mod xml;
 
 pub use config::Config;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use jid::Jid;
 use minidom::Element;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::accounts::Accounts;
-use crate::router::{Delivery, Domains, Router};
-use crate::session::Detached;
+use crate::accounts::{AccountStore, Accounts};
+use crate::driver::{Event, HubHandle};
+use crate::hub::{ConnId, Hub, HubConfig};
+use crate::router::{Domains, Router};
+
+/// How long [`XmppServer::health`] waits for the hub to answer.
+const HEALTH_WAIT: Duration = Duration::from_secs(1);
+/// How long [`XmppServer::shutdown`] waits for the connections to close.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 /// Stanzas queued for an in-process entity before it is considered stuck.
 const INTERNAL_QUEUE: usize = 65_536;
@@ -83,42 +95,16 @@ pub struct XmppServer {
     inner: Arc<Inner>,
 }
 
-/// A session parked after its connection dropped, with the stanzas queued for it since.
-struct Parked {
-    detached: Detached,
-    receiver: mpsc::Receiver<Box<Element>>,
-}
-
-/// Where the stanzas for one address go.
-enum Sink {
-    /// A client session's queue. Boxed: a channel reserves its first block of slots up
-    /// front, and a boxed slot is 8 bytes where an `Element` is 120.
-    Session(mpsc::Sender<Box<Element>>),
-    /// An in-process entity's link.
-    Internal(mpsc::Sender<Element>),
-}
-
-struct Shared {
-    router: Router,
-    /// Where stanzas for each bound JID or internal address go.
-    sinks: HashMap<Jid, Sink>,
-    parked: HashMap<String, Parked>,
-    /// Live connections with resumable sessions: signalling one makes it let go of its
-    /// session so that a newer connection can resume it.
-    attached: HashMap<String, tokio::sync::oneshot::Sender<()>>,
-    unauthenticated: HashMap<IpAddr, usize>,
-}
-
 struct Inner {
     config: Config,
     domains: Arc<Domains>,
-    accounts: Accounts,
+    accounts: AccountStore,
     tls: Arc<rustls::ServerConfig>,
-    shared: Mutex<Shared>,
-    throttle: Mutex<throttle::Throttle>,
+    hub: HubHandle,
     c2s_addr: SocketAddr,
-    /// Woken when a session is parked (a resumption may be waiting for it).
-    parked_changed: tokio::sync::Notify,
+    next_conn: AtomicU64,
+    /// Set once [`XmppServer::shutdown`] began: no new connections.
+    shutting_down: watch::Sender<bool>,
 }
 
 impl XmppServer {
@@ -150,27 +136,37 @@ impl XmppServer {
             source,
         })?;
         let domains = Arc::new(Domains::new(&domain.to_lowercase()));
-        let shared = Shared {
-            router: muc_router(&domains, &config),
-            sinks: HashMap::new(),
-            parked: HashMap::new(),
-            attached: HashMap::new(),
-            unauthenticated: HashMap::new(),
+        let limits = muc::MucLimits {
+            max_occupants: config.muc_max_occupants,
+            max_rooms_per_session: config.muc_max_rooms_per_session,
         };
+        let router = muc_router(&domains, limits, rand::SeedableRng::from_os_rng());
+        let hub = Hub::new(
+            HubConfig {
+                max_unauthenticated_per_ip: config.max_unauthenticated_per_ip,
+                resume_timeout: Duration::from_secs(config.resume_timeout_secs),
+                max_queued: config.max_unacked.max(1),
+            },
+            router,
+        );
         let server = Self {
             inner: Arc::new(Inner {
                 config,
                 domains,
-                accounts,
+                accounts: AccountStore::spawn(accounts)?,
                 tls,
-                shared: Mutex::new(shared),
-                throttle: Mutex::new(throttle::Throttle::default()),
+                hub: driver::spawn(hub),
                 c2s_addr,
-                parked_changed: tokio::sync::Notify::new(),
+                next_conn: AtomicU64::new(1),
+                shutting_down: watch::Sender::new(false),
             }),
         };
-        tracing::info!("XMPP c2s listening on {c2s_addr}");
-        tokio::spawn(tcp::accept_loop(server.clone(), listener));
+        tracing::info!("XMPP c2s listening on port {}", c2s_addr.port());
+        tokio::spawn(tcp::accept_loop(
+            server.clone(),
+            listener,
+            server.inner.shutting_down.subscribe(),
+        ));
         Ok(server)
     }
 
@@ -188,25 +184,22 @@ impl XmppServer {
     pub fn attach_internal(&self, addresses: Vec<Jid>) -> InternalLink {
         let (to_server, mut from_entity) = mpsc::channel::<Element>(1024);
         let (sink, from_server) = mpsc::channel::<Element>(INTERNAL_QUEUE);
-        {
-            let mut shared = self.shared();
-            shared.router.attach_internal(&addresses);
-            for address in &addresses {
-                shared
-                    .sinks
-                    .insert(address.clone(), Sink::Internal(sink.clone()));
-            }
-        }
+        let (link, id) = oneshot::channel();
+        self.inner.hub.send(Event::AttachInternal {
+            addresses,
+            sink,
+            link,
+        });
         let server = self.clone();
         tokio::spawn(async move {
+            let Ok(link) = id.await else {
+                return;
+            };
             while let Some(stanza) = from_entity.recv().await {
-                let from = stanza.attr("from").and_then(|f| Jid::new(f).ok());
-                match from {
-                    Some(from) if addresses.contains(&from) => server.route(&from, stanza),
-                    _ => tracing::warn!(
-                        "internal entity sent a stanza from an address it does not own"
-                    ),
-                }
+                server
+                    .inner
+                    .hub
+                    .send(Event::Hub(hub::Input::FromInternal { link, stanza }));
             }
         });
         InternalLink {
@@ -215,125 +208,59 @@ impl XmppServer {
         }
     }
 
-    /// The server's metrics in Prometheus text format (first version: rooms and occupants).
+    /// The server's metrics in Prometheus text format (`convene_xmpp_*`); empty if the hub
+    /// does not answer.
     pub async fn metrics_text(&self) -> String {
-        let shared = self.shared();
-        format!(
-            "# HELP convene_xmpp_rooms MUC rooms that exist now.\n\
-             # TYPE convene_xmpp_rooms gauge\n\
-             convene_xmpp_rooms {}\n\
-             # HELP convene_xmpp_occupants MUC occupants over all rooms.\n\
-             # TYPE convene_xmpp_occupants gauge\n\
-             convene_xmpp_occupants {}\n",
-            shared.router.room_count(),
-            shared.router.occupant_count()
-        )
+        let (answer, text) = oneshot::channel();
+        self.inner.hub.send(Event::Metrics(answer));
+        tokio::time::timeout(HEALTH_WAIT, text)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
     }
 
-    /// `Ok` while the server can serve (first version: always).
+    /// `Ok` while the hub task runs and answers within a second.
     pub async fn health(&self) -> Result<(), Unhealthy> {
-        Ok(())
+        let (answer, pong) = oneshot::channel();
+        self.inner.hub.send(Event::Ping(answer));
+        match tokio::time::timeout(HEALTH_WAIT, pong).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Unhealthy::HubNotAnswering),
+        }
     }
 
-    /// Ends every session and stops accepting connections (first version: nothing yet).
-    pub async fn shutdown(&self) {}
+    /// Stops accepting connections (new ones are refused), ends every session with
+    /// `<system-shutdown/>` and a clean close, drops the parked ones, and returns once
+    /// every connection is gone or after 5 s.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.send_replace(true);
+        let (done, closed) = oneshot::channel();
+        self.inner.hub.send(Event::Shutdown(done));
+        if tokio::time::timeout(SHUTDOWN_WAIT, closed).await.is_err() {
+            tracing::warn!("XMPP connections still open after {SHUTDOWN_WAIT:?}; leaving them");
+        }
+    }
 
-    /// Number of MUC rooms that exist now.
+    /// Number of MUC rooms that exist now (as of the hub's last wake).
     pub fn room_count(&self) -> usize {
-        self.shared().router.room_count()
+        self.inner.hub.rooms.load(Ordering::Relaxed)
     }
 
-    fn shared(&self) -> MutexGuard<'_, Shared> {
-        self.inner
-            .shared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn is_shutting_down(&self) -> bool {
+        *self.inner.shutting_down.borrow()
     }
 
-    fn route(&self, from: &Jid, stanza: Element) {
-        let mut out = Vec::new();
-        let mut shared = self.shared();
-        shared.router.route(from, stanza, &mut out);
-        shared.deliver(out);
-    }
-
-    /// Ends a session for good: it leaves its rooms and stops receiving.
-    fn end_session(&self, jid: &Jid) {
-        let mut out = Vec::new();
-        let mut shared = self.shared();
-        shared.sinks.remove(jid);
-        shared.router.unbind(jid, &mut out);
-        shared.deliver(out);
-    }
-
-    /// Keeps a dropped session resumable for the configured time, then ends it.
-    fn park(&self, id: String, detached: Detached, receiver: mpsc::Receiver<Box<Element>>) {
-        let jid = detached.jid.clone();
-        self.shared()
-            .parked
-            .insert(id.clone(), Parked { detached, receiver });
-        let server = self.clone();
-        let timeout = Duration::from_secs(self.inner.config.resume_timeout_secs);
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let expired = server.shared().parked.remove(&id).is_some();
-            if expired {
-                tracing::debug!("resumption window of {jid} expired");
-                server.end_session(&jid);
-            }
-        });
+    /// A number for a new connection, for the hub and for following it in the logs.
+    fn next_conn_id(&self) -> ConnId {
+        ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed))
     }
 }
 
 /// The router with the MUC at `conference.<domain>`.
-fn muc_router(domains: &Domains, config: &Config) -> Router {
-    use rand::SeedableRng;
-    let limits = muc::MucLimits {
-        max_occupants: config.muc_max_occupants,
-        max_rooms_per_session: config.muc_max_rooms_per_session,
-    };
-    let muc = muc::Muc::new(limits, rand::rngs::StdRng::from_os_rng());
+fn muc_router(domains: &Domains, limits: muc::MucLimits, rng: rand::rngs::StdRng) -> Router {
+    let muc = muc::Muc::new(limits, rng);
     let mut router = Router::new(domains.clone());
     router.add_component(domains.conference.clone(), Box::new(muc));
     router
-}
-
-impl Shared {
-    /// Hands stanzas to their sessions' queues without blocking. A session whose queue is
-    /// full (a client that stopped reading, or a detached one that gathered too much) is
-    /// ended: it leaves its rooms and its connection closes with `resource-constraint`.
-    fn deliver(&mut self, deliveries: Vec<Delivery>) {
-        let mut overflowing = Vec::new();
-        for Delivery { to, stanza } in deliveries {
-            let Some(sink) = self.sinks.get(&to) else {
-                tracing::trace!("dropping stanza for vanished {to}");
-                continue;
-            };
-            match sink {
-                Sink::Session(queue) => {
-                    if let Err(mpsc::error::TrySendError::Full(_)) =
-                        queue.try_send(Box::new(stanza))
-                        && !overflowing.contains(&to)
-                    {
-                        overflowing.push(to);
-                    }
-                }
-                Sink::Internal(link) => {
-                    if let Err(mpsc::error::TrySendError::Full(_)) = link.try_send(stanza) {
-                        tracing::error!(
-                            "internal entity {to} is not reading its stanzas; dropping one"
-                        );
-                    }
-                }
-            }
-        }
-        for jid in overflowing {
-            tracing::warn!("{jid} does not keep up with its stanzas; ending its session");
-            self.sinks.remove(&jid);
-            self.parked.retain(|_, parked| parked.detached.jid != jid);
-            let mut out = Vec::new();
-            self.router.unbind(&jid, &mut out);
-            self.deliver(out);
-        }
-    }
 }

@@ -3,14 +3,19 @@
 //! Written here rather than taken from the `sasl` crate: that crate pins an older RustCrypto
 //! generation and its server API wants a callback provider shape that fits our SQLite store
 //! poorly; SCRAM's server side is a page of code over `hmac`/`sha1`/`sha2`/`pbkdf2`.
-//! Sans-IO: fed with the client's messages, it answers challenges and the outcome.
+//! Sans-IO: fed with the client's messages and the answers to its [`Lookup`]s, it answers
+//! challenges and the outcome.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
+use rand::Rng;
+use rand::rngs::StdRng;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::auth::{Answer, Lookup};
 
 /// PBKDF2 iterations for new credentials (RFC 7677 recommends at least 4096).
 pub const ITERATIONS: u32 = 10_000;
@@ -91,11 +96,11 @@ impl ScramCredentials {
         }
     }
 
-    pub fn new_random(hash: ScramHash, password: &str) -> Self {
+    pub fn new_random(hash: ScramHash, password: &str, rng: &mut StdRng) -> Self {
         Self::derive(
             hash,
             password,
-            rand::random::<[u8; 16]>().to_vec(),
+            rng.random::<[u8; 16]>().to_vec(),
             ITERATIONS,
         )
     }
@@ -104,11 +109,6 @@ impl ScramCredentials {
         let candidate = Self::derive(hash, password, self.salt.clone(), self.iterations);
         bool::from(candidate.stored_key.ct_eq(&self.stored_key))
     }
-}
-
-/// Looks up an account's credentials for one hash.
-pub trait CredentialLookup {
-    fn credentials(&self, username: &str, hash: ScramHash) -> Option<ScramCredentials>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +167,9 @@ pub fn claimed_username(mechanism: Mechanism, initial: &[u8]) -> Option<String> 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     Challenge(Vec<u8>),
+    /// The mechanism needs to know something (an account's credentials) before it can go
+    /// on: feed the answer to [`Exchange::answer`].
+    Lookup(Lookup),
     /// Authenticated as `username` (`None`: anonymous), with optional additional data.
     Success {
         username: Option<String>,
@@ -181,6 +184,20 @@ pub enum Step {
 
 enum State {
     Idle,
+    /// PLAIN, waiting for the account's credentials.
+    PlainLookup {
+        username: String,
+        password: String,
+        authzid_ok: bool,
+    },
+    /// SCRAM, client-first message read, waiting for the account's credentials.
+    ScramLookup {
+        hash: ScramHash,
+        username: String,
+        gs2_header: String,
+        client_first_bare: String,
+        client_nonce: String,
+    },
     /// SCRAM, after the server-first message.
     ScramSent {
         hash: ScramHash,
@@ -206,27 +223,71 @@ fn failure(condition: Failure, username: Option<String>) -> Step {
 
 impl Exchange {
     /// Starts `mechanism` with the client's initial response (if any).
-    pub fn start(
-        mechanism: Mechanism,
-        initial: &[u8],
-        lookup: &dyn CredentialLookup,
-    ) -> (Self, Step) {
+    pub fn start(mechanism: Mechanism, initial: &[u8]) -> (Self, Step) {
         let mut exchange = Self { state: State::Idle };
         let step = match mechanism {
             Mechanism::Anonymous => Step::Success {
                 username: None,
                 data: Vec::new(),
             },
-            Mechanism::Plain => plain(initial, lookup),
-            Mechanism::Scram(hash) => exchange.scram_first(hash, initial, lookup),
+            Mechanism::Plain => exchange.plain(initial),
+            Mechanism::Scram(hash) => exchange.scram_first(hash, initial),
         };
         (exchange, step)
+    }
+
+    /// The answer to the [`Step::Lookup`] this exchange asked for. `rng` draws the server
+    /// nonce.
+    pub fn answer(&mut self, answer: Answer, rng: &mut StdRng) -> Step {
+        let Answer::ScramCredentials(credentials) = answer;
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::PlainLookup {
+                username,
+                password,
+                authzid_ok,
+            } => {
+                let verified =
+                    credentials.is_some_and(|c| c.verify_password(ScramHash::Sha256, &password));
+                if verified && authzid_ok {
+                    Step::Success {
+                        username: Some(username),
+                        data: Vec::new(),
+                    }
+                } else {
+                    failure(Failure::NotAuthorized, Some(username))
+                }
+            }
+            State::ScramLookup {
+                hash,
+                username,
+                gs2_header,
+                client_first_bare,
+                client_nonce,
+            } => {
+                // Unknown users get a plausible salt so that the exchange does not reveal them.
+                let (salt, iterations) = match &credentials {
+                    Some(c) => (c.salt.clone(), c.iterations),
+                    None => (hash.hash(username.as_bytes())[..16].to_vec(), ITERATIONS),
+                };
+                let nonce = format!("{client_nonce}{}", BASE64.encode(rng.random::<[u8; 18]>()));
+                let server_first = format!("r={nonce},s={},i={iterations}", BASE64.encode(&salt));
+                self.state = State::ScramSent {
+                    hash,
+                    username,
+                    credentials,
+                    gs2_header,
+                    nonce,
+                    auth_message_prefix: format!("{client_first_bare},{server_first}"),
+                };
+                Step::Challenge(server_first.into_bytes())
+            }
+            State::Idle | State::ScramSent { .. } => failure(Failure::MalformedRequest, None),
+        }
     }
 
     /// The client's answer to our last challenge.
     pub fn respond(&mut self, response: &[u8]) -> Step {
         match std::mem::replace(&mut self.state, State::Idle) {
-            State::Idle => failure(Failure::MalformedRequest, None),
             State::ScramSent {
                 hash,
                 username,
@@ -243,15 +304,13 @@ impl Exchange {
                 &auth_message_prefix,
                 response,
             ),
+            State::Idle | State::PlainLookup { .. } | State::ScramLookup { .. } => {
+                failure(Failure::MalformedRequest, None)
+            }
         }
     }
 
-    fn scram_first(
-        &mut self,
-        hash: ScramHash,
-        initial: &[u8],
-        lookup: &dyn CredentialLookup,
-    ) -> Step {
+    fn scram_first(&mut self, hash: ScramHash, initial: &[u8]) -> Step {
         let Ok(message) = std::str::from_utf8(initial) else {
             return failure(Failure::MalformedRequest, None);
         };
@@ -279,51 +338,38 @@ impl Exchange {
             return failure(Failure::MalformedRequest, None);
         };
         let username = username.to_lowercase();
-        let credentials = lookup.credentials(&username, hash);
-        // Unknown users get a plausible salt so that the exchange does not reveal them.
-        let (salt, iterations) = match &credentials {
-            Some(c) => (c.salt.clone(), c.iterations),
-            None => (hash.hash(username.as_bytes())[..16].to_vec(), ITERATIONS),
-        };
-        let nonce = format!(
-            "{client_nonce}{}",
-            BASE64.encode(rand::random::<[u8; 18]>())
-        );
-        let server_first = format!("r={nonce},s={},i={iterations}", BASE64.encode(&salt));
-        self.state = State::ScramSent {
+        self.state = State::ScramLookup {
             hash,
-            username,
-            credentials,
+            username: username.clone(),
             gs2_header: format!("{flag},{authzid},"),
-            nonce,
-            auth_message_prefix: format!("{bare},{server_first}"),
+            client_first_bare: bare.to_owned(),
+            client_nonce,
         };
-        Step::Challenge(server_first.into_bytes())
+        Step::Lookup(Lookup::ScramCredentials { username, hash })
     }
-}
 
-fn plain(initial: &[u8], lookup: &dyn CredentialLookup) -> Step {
-    let Ok(message) = std::str::from_utf8(initial) else {
-        return failure(Failure::MalformedRequest, None);
-    };
-    let mut parts = message.split('\0');
-    let (Some(authzid), Some(username), Some(password), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return failure(Failure::MalformedRequest, None);
-    };
-    let username = username.to_lowercase();
-    let authzid_ok = authzid.is_empty() || authzid.split('@').next() == Some(username.as_str());
-    let verified = lookup
-        .credentials(&username, ScramHash::Sha256)
-        .is_some_and(|c| c.verify_password(ScramHash::Sha256, password));
-    if verified && authzid_ok {
-        Step::Success {
-            username: Some(username),
-            data: Vec::new(),
-        }
-    } else {
-        failure(Failure::NotAuthorized, Some(username))
+    fn plain(&mut self, initial: &[u8]) -> Step {
+        let Ok(message) = std::str::from_utf8(initial) else {
+            return failure(Failure::MalformedRequest, None);
+        };
+        let mut parts = message.split('\0');
+        let (Some(authzid), Some(username), Some(password), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return failure(Failure::MalformedRequest, None);
+        };
+        let username = username.to_lowercase();
+        let authzid_ok = authzid.is_empty() || authzid.split('@').next() == Some(username.as_str());
+        self.state = State::PlainLookup {
+            username: username.clone(),
+            password: password.to_owned(),
+            authzid_ok,
+        };
+        // PLAIN is checked against the SHA-256 credentials.
+        Step::Lookup(Lookup::ScramCredentials {
+            username,
+            hash: ScramHash::Sha256,
+        })
     }
 }
 
@@ -386,15 +432,28 @@ fn scram_final(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     struct OneUser(ScramCredentials, ScramCredentials);
 
-    impl CredentialLookup for OneUser {
-        fn credentials(&self, username: &str, hash: ScramHash) -> Option<ScramCredentials> {
-            (username == "user").then(|| match hash {
-                ScramHash::Sha1 => self.0.clone(),
-                ScramHash::Sha256 => self.1.clone(),
-            })
+    impl OneUser {
+        /// Answers what the exchange asks until it needs the client again.
+        fn drive(&self, exchange: &mut Exchange, mut step: Step) -> Step {
+            let mut rng = StdRng::seed_from_u64(7);
+            while let Step::Lookup(Lookup::ScramCredentials { username, hash }) = &step {
+                let credentials = (username == "user").then(|| match hash {
+                    ScramHash::Sha1 => self.0.clone(),
+                    ScramHash::Sha256 => self.1.clone(),
+                });
+                step = exchange.answer(Answer::ScramCredentials(credentials), &mut rng);
+            }
+            step
+        }
+
+        fn start(&self, mechanism: Mechanism, initial: &[u8]) -> (Exchange, Step) {
+            let (mut exchange, step) = Exchange::start(mechanism, initial);
+            let step = self.drive(&mut exchange, step);
+            (exchange, step)
         }
     }
 
@@ -406,18 +465,20 @@ mod tests {
                 BASE64.decode("QSXCR+Q6sek8bf92").unwrap(),
                 4096,
             ),
-            ScramCredentials::new_random(ScramHash::Sha256, "pencil"),
+            ScramCredentials::new_random(
+                ScramHash::Sha256,
+                "pencil",
+                &mut StdRng::seed_from_u64(1),
+            ),
         )
     }
 
     /// The RFC 5802 §5 example exchange, with the server nonce replaced by ours.
     #[test]
     fn scram_sha1_rfc5802_example_proof_verifies() {
-        let lookup = store();
-        let (mut exchange, step) = Exchange::start(
+        let (mut exchange, step) = store().start(
             Mechanism::Scram(ScramHash::Sha1),
             b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
-            &lookup,
         );
         let Step::Challenge(first) = step else {
             panic!("{step:?}")
@@ -453,10 +514,9 @@ mod tests {
     fn scram_wrong_proof_and_unknown_user_fail_alike() {
         let lookup = store();
         for user in ["user", "nobody"] {
-            let (mut exchange, step) = Exchange::start(
+            let (mut exchange, step) = lookup.start(
                 Mechanism::Scram(ScramHash::Sha256),
                 format!("n,,n={user},r=abc").as_bytes(),
-                &lookup,
             );
             let Step::Challenge(first) = step else {
                 panic!()
@@ -486,11 +546,11 @@ mod tests {
     #[test]
     fn plain_checks_password_against_scram_credentials() {
         let lookup = store();
-        let (_, ok) = Exchange::start(Mechanism::Plain, b"\0user\0pencil", &lookup);
+        let (_, ok) = lookup.start(Mechanism::Plain, b"\0user\0pencil");
         assert!(matches!(ok, Step::Success { .. }));
-        let (_, bad) = Exchange::start(Mechanism::Plain, b"\0user\0pen", &lookup);
+        let (_, bad) = lookup.start(Mechanism::Plain, b"\0user\0pen");
         assert_eq!(bad, failure(Failure::NotAuthorized, Some("user".into())));
-        let (_, malformed) = Exchange::start(Mechanism::Plain, b"user", &lookup);
+        let (_, malformed) = lookup.start(Mechanism::Plain, b"user");
         assert_eq!(malformed, failure(Failure::MalformedRequest, None));
     }
 }

@@ -4,19 +4,34 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::XmppServer;
 use crate::conn::{Conn, Write};
+use crate::hub::ConnId;
 use crate::session::{StreamError, Transport};
 use crate::stanza::ns;
 use crate::xml::{self, StreamEvent, StreamParser};
 
-pub async fn accept_loop(server: XmppServer, listener: TcpListener) {
+/// Accepts connections until the server shuts down (then the listener closes, so new
+/// connections are refused).
+pub async fn accept_loop(
+    server: XmppServer,
+    listener: TcpListener,
+    mut shutting_down: watch::Receiver<bool>,
+) {
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutting_down.wait_for(|down| *down) => return,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve(server.clone(), stream, peer));
+                let id = server.next_conn_id();
+                let span = tracing::info_span!("c2s", transport = "tcp", id = id.0);
+                tokio::spawn(serve(server.clone(), id, stream, peer).instrument(span));
             }
             Err(e) => {
                 tracing::warn!("c2s accept failed: {e}");
@@ -26,8 +41,9 @@ pub async fn accept_loop(server: XmppServer, listener: TcpListener) {
     }
 }
 
-async fn serve(server: XmppServer, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = Conn::new(server, Transport::Tcp, peer.ip());
+async fn serve(server: XmppServer, id: ConnId, stream: TcpStream, peer: SocketAddr) {
+    tracing::debug!("connection from {peer}");
+    let mut conn = Conn::connect(server, id, Transport::Tcp, peer.ip()).await;
     let stream = match run(&mut conn, stream).await {
         Ok(Some(stream)) => stream,
         Ok(None) => return,
@@ -79,11 +95,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                                     if !header.is("stream", ns::STREAM) {
                                         vec![Write::Close(Some(StreamError::InvalidNamespace))]
                                     } else {
-                                        conn.open(header.attr("to"), header.attr("version"))
+                                        conn.open(header.attr("to"), header.attr("version")).await
                                     }
                                 }
                                 StreamEvent::Element(element) => conn.element(element).await,
-                                StreamEvent::Close => conn.close(),
+                                StreamEvent::Close => conn.close().await,
                             });
                             if writes.iter().any(|w| matches!(w, Write::Close(_) | Write::StartTls | Write::Restart)) {
                                 break;
@@ -102,7 +118,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 if !keepalive.probe_due() {
                     return Ok(None); // dead peer: no clean close, so the session may resume
                 }
-                conn.probe()
+                conn.probe().await
             }
         };
         let mut out = String::new();
@@ -120,9 +136,10 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     return Ok(Some(stream));
                 }
                 Write::Close(error) => {
+                    conn.closing(error);
                     if let Some(error) = error {
                         if !header_sent {
-                            out.push_str(&header(&crate::session::random_hex(8), ""));
+                            out.push_str(&header(conn.stream_id(), ""));
                         }
                         out.push_str(&xml::to_string(&error.element()));
                     }

@@ -8,13 +8,16 @@ use axum::extract::ws::{
     Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
 use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use minidom::Element;
+use tracing::Instrument;
 
 use crate::XmppServer;
 use crate::conn::{Conn, Write};
+use crate::hub::ConnId;
 use crate::session::{StreamError, Transport};
 use crate::stanza::{n, ns};
 use crate::xml;
@@ -38,17 +41,23 @@ async fn upgrade(
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         |Extension(ConnectInfo(addr))| addr.ip(),
     );
+    if server.is_shutting_down() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let max = server.inner.config.max_stanza_bytes;
+    let id = server.next_conn_id();
+    let span = tracing::info_span!("c2s", transport = "websocket", id = id.0);
     upgrade
         .protocols(["xmpp"])
         .max_message_size(max + 1024)
         // tungstenite reserves 128 KiB per connection by default; stanzas are small.
         .read_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| serve(server, socket, peer))
+        .on_upgrade(move |socket| serve(server, id, socket, peer).instrument(span))
 }
 
-async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
-    let mut conn = Conn::new(server, Transport::WebSocket, peer);
+async fn serve(server: XmppServer, id: ConnId, mut socket: WebSocket, peer: IpAddr) {
+    tracing::debug!("connection from {peer}");
+    let mut conn = Conn::connect(server, id, Transport::WebSocket, peer).await;
     let deadline = tokio::time::Instant::now() + conn.auth_deadline();
     let mut keepalive = conn.keepalive();
     loop {
@@ -61,9 +70,9 @@ async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
                 Some(Ok(Message::Text(text))) if text.trim().is_empty() => continue,
                 Some(Ok(Message::Text(text))) => match xml::parse_frame(text.as_str(), conn.limits()) {
                     Ok(element) if element.is("open", ns::FRAMING) => {
-                        conn.open(element.attr("to"), element.attr("version"))
+                        conn.open(element.attr("to"), element.attr("version")).await
                     }
-                    Ok(element) if element.is("close", ns::FRAMING) => conn.close(),
+                    Ok(element) if element.is("close", ns::FRAMING) => conn.close().await,
                     Ok(element) => conn.element(element).await,
                     Err(e) => vec![Write::Close(Some(conn.xml_error(&e)))],
                 },
@@ -94,6 +103,7 @@ async fn serve(server: XmppServer, mut socket: WebSocket, peer: IpAddr) {
                 Write::Element(element) => element,
                 Write::StartTls | Write::Restart => continue,
                 Write::Close(error) => {
+                    conn.closing(error);
                     if let Some(error) = error {
                         let _ = socket
                             .send(Message::Text(xml::to_string(&error.element()).into()))

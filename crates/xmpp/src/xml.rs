@@ -175,6 +175,19 @@ impl StreamParser {
 }
 
 /// Parses one WebSocket text frame (RFC 7395: exactly one element per frame).
+/// One element from test text, under small limits.
+#[cfg(test)]
+pub(crate) fn test_element(text: &str) -> Element {
+    parse_frame(
+        text,
+        Limits {
+            max_stanza_bytes: 4096,
+            max_depth: 8,
+        },
+    )
+    .unwrap()
+}
+
 pub fn parse_frame(frame: &str, limits: Limits) -> Result<Element, XmlError> {
     if frame.len() > limits.max_stanza_bytes {
         return Err(XmlError::TooLarge(limits.max_stanza_bytes));

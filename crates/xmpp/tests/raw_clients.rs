@@ -1,9 +1,10 @@
-//! Clients misbehaving below what an XMPP library lets one do, on raw sockets: one that
-//! stops reading, one that falls silent.
+//! Clients on raw sockets: misbehaving below what an XMPP library lets one do (one that
+//! stops reading, one that falls silent), and a session seeing what the binary needs of
+//! the server (health, metrics, graceful shutdown).
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{DataDir, start_server};
 use convene_xmpp::{Config, XmppServer};
@@ -136,4 +137,78 @@ async fn silent_client_is_probed_then_dropped() {
         .await
         .expect("dropped")
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_counted_then_shut_down_cleanly() {
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, Config::default()).await;
+    server.health().await.expect("healthy");
+
+    let mut client = anonymous_login(&server).await;
+
+    let metrics = server.metrics_text().await;
+    for line in [
+        "convene_xmpp_connections{transport=\"tcp\"} 1",
+        "convene_xmpp_sessions 1",
+        "# TYPE convene_xmpp_stanzas_in_total counter",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
+    let started = Instant::now();
+    server.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), client.read_to_end(&mut rest))
+        .await
+        .expect("closed by the server")
+        .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("<system-shutdown"), "{rest}");
+    assert!(rest.ends_with("</stream:stream>"), "{rest}");
+    // New connections are refused.
+    let refused = async {
+        while TcpStream::connect(server.c2s_addr()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), refused)
+        .await
+        .expect("the listener is closed");
+    let metrics = server.metrics_text().await;
+    assert!(metrics.contains("convene_xmpp_sessions 0"), "{metrics}");
+    assert!(
+        metrics.contains("convene_xmpp_stream_errors_total{condition=\"system-shutdown\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A WebSocket upgrade request's status line.
+async fn upgrade_status(addr: std::net::SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buffer = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buffer[..n]);
+    head.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_are_refused_after_shutdown() {
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, Config::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = server.router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    assert!(upgrade_status(addr).await.contains("101"));
+    server.shutdown().await;
+    assert!(upgrade_status(addr).await.contains("503"));
 }

@@ -1,0 +1,133 @@
+//! The authentication phase of a stream: SASL `<auth/>`, challenges and responses, the
+//! lookups a mechanism asks the shell for, and the identity success yields.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use jid::Jid;
+use minidom::Element;
+
+use super::{Action, Phase, Session, StreamError, anonymous_node};
+use crate::auth::{self, Answer};
+use crate::sasl::{self, Exchange, Mechanism, Step};
+use crate::stanza::ns;
+
+impl Session {
+    pub(super) fn auth(&mut self, element: &Element, out: &mut Vec<Action>) {
+        if !matches!(self.phase, Phase::Negotiating) {
+            out.push(Action::Close(Some(StreamError::PolicyViolation)));
+            return;
+        }
+        let name = element.attr("mechanism").unwrap_or_default();
+        let Some(mechanism) =
+            Mechanism::parse(name).filter(|_| self.offered_mechanisms().contains(&name))
+        else {
+            let condition = if name == "PLAIN" {
+                sasl::Failure::EncryptionRequired
+            } else {
+                sasl::Failure::InvalidMechanism
+            };
+            out.push(Action::Send(sasl_failure(condition)));
+            return;
+        };
+        let Some(initial) = decode_sasl(&element.text()) else {
+            out.push(Action::Send(sasl_failure(sasl::Failure::MalformedRequest)));
+            return;
+        };
+        let (exchange, step) = Exchange::start(mechanism, &initial);
+        self.sasl = Some(exchange);
+        self.sasl_step(step, out);
+    }
+
+    pub(super) fn sasl_response(&mut self, element: &Element, out: &mut Vec<Action>) {
+        let (Some(exchange), Some(response)) = (self.sasl.as_mut(), decode_sasl(&element.text()))
+        else {
+            out.push(Action::Send(sasl_failure(sasl::Failure::MalformedRequest)));
+            return;
+        };
+        let step = exchange.respond(&response);
+        self.sasl_step(step, out);
+    }
+
+    pub(super) fn sasl_abort(&mut self, out: &mut Vec<Action>) {
+        self.sasl = None;
+        out.push(Action::Send(sasl_failure(sasl::Failure::Aborted)));
+    }
+
+    /// The answer to the [`Action::Lookup`] the SASL exchange asked for.
+    pub fn answer(&mut self, answer: Answer, out: &mut Vec<Action>) {
+        let Some(exchange) = self.sasl.as_mut() else {
+            return; // aborted meanwhile
+        };
+        let step = exchange.answer(answer, &mut self.rng);
+        self.sasl_step(step, out);
+    }
+
+    fn sasl_step(&mut self, step: Step, out: &mut Vec<Action>) {
+        match step {
+            Step::Challenge(data) => {
+                out.push(Action::Send(
+                    Element::builder("challenge", ns::SASL)
+                        .append(BASE64.encode(data))
+                        .build(),
+                ));
+            }
+            Step::Lookup(lookup) => out.push(Action::Lookup(lookup)),
+            Step::Failure {
+                condition,
+                username,
+            } => {
+                self.sasl = None;
+                out.push(Action::AuthFailed { username });
+                out.push(Action::Send(sasl_failure(condition)));
+            }
+            Step::Success { username, data } => {
+                self.sasl = None;
+                let host = self.host.take().expect("streams are open before SASL");
+                let node = username
+                    .clone()
+                    .unwrap_or_else(|| anonymous_node(&mut self.rng));
+                // Accounts live on the main domain, anonymous sessions on the host they chose.
+                let domain = if username.is_some() && host != self.domains.auth {
+                    self.domains.main.clone()
+                } else {
+                    host
+                };
+                let Ok(bare) = Jid::new(&format!("{node}@{domain}")) else {
+                    out.push(Action::Send(sasl_failure(sasl::Failure::NotAuthorized)));
+                    return;
+                };
+                let text = if data.is_empty() {
+                    String::new()
+                } else {
+                    BASE64.encode(data)
+                };
+                out.push(Action::Send(
+                    Element::builder("success", ns::SASL).append(text).build(),
+                ));
+                out.push(Action::Authenticated {
+                    username: username.clone(),
+                });
+                out.push(Action::Restart);
+                self.phase = Phase::Authenticated {
+                    identity: auth::sasl_identity(bare, username.as_deref()),
+                    username,
+                };
+            }
+        }
+    }
+}
+
+fn sasl_failure(condition: sasl::Failure) -> Element {
+    Element::builder("failure", ns::SASL)
+        .append(Element::bare(condition.condition(), ns::SASL))
+        .build()
+}
+
+/// SASL payloads are base64; `=` stands for an empty initial response.
+pub fn decode_sasl(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text.is_empty() || text == "=" {
+        return Some(Vec::new());
+    }
+    BASE64.decode(text).ok()
+}
