@@ -16,6 +16,10 @@ use axum::routing::get;
 /// A role promises to answer `health()` within a second; past this it counts as failing.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A role promises to stop within this; past it the next role is stopped regardless, so
+/// that one hung role does not keep the others from ending their sessions cleanly.
+const ROLE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Prometheus text exposition format, version 0.0.4.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -53,12 +57,16 @@ impl Roles {
     /// Stops the roles in dependency order: the focus first (no new conferences), then
     /// the XMPP server (sessions end with `<system-shutdown/>`), then the bridge.
     pub async fn shutdown(&self) {
-        tracing::info!("stopping the focus");
-        self.focus.shutdown().await;
-        tracing::info!("stopping the XMPP server");
-        self.xmpp.shutdown().await;
-        tracing::info!("stopping the bridge");
-        self.bridge.shutdown().await;
+        stop_role("focus", self.focus.shutdown()).await;
+        stop_role("xmpp", self.xmpp.shutdown()).await;
+        stop_role("bridge", self.bridge.shutdown()).await;
+    }
+}
+
+async fn stop_role(role: &'static str, stop: impl Future<Output = ()>) {
+    tracing::info!(role, "stopping");
+    if tokio::time::timeout(ROLE_STOP_TIMEOUT, stop).await.is_err() {
+        tracing::warn!(role, "not stopped within {ROLE_STOP_TIMEOUT:?}; going on");
     }
 }
 
