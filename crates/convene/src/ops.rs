@@ -125,14 +125,17 @@ async fn metrics_page(State(roles): State<Arc<Roles>>) -> Response {
         .into_response()
 }
 
-/// Resolves on the first SIGTERM or Ctrl-C (SIGINT), naming which. Create it before the
-/// roles start so that a signal during start-up is not lost to the default handler.
+/// Resolves on the first SIGTERM or Ctrl-C (SIGINT), naming which. Both handlers are
+/// installed here, so call it before the roles start: a signal during start-up then stops
+/// the process gracefully once it is up instead of killing it half-started.
 pub fn stop_signal() -> std::io::Result<impl Future<Output = &'static str>> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     Ok(async move {
         tokio::select! {
             _ = terminate.recv() => "SIGTERM",
-            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = interrupt.recv() => "Ctrl-C",
         }
     })
 }

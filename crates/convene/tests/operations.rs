@@ -14,7 +14,8 @@ const DOMAIN: &str = "convene.test";
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/peers");
 
 /// Metric families `/metrics` must contain, by role: the one list to extend as the roles
-/// gain metrics.
+/// gain metrics. Names as `prometheus_client` reports them: a counter `x_total` is the
+/// family `x`.
 const REQUIRED_FAMILIES: &[&str] = &[
     "convene_xmpp_rooms",
     "convene_xmpp_occupants",
