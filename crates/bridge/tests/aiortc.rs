@@ -1,5 +1,5 @@
 //! The real bridge (UDP on loopback, colibri-ws over HTTP) against aiortc peers
-//! (`tests/bridge/peer.py`), driven through `BridgeHandle` as the focus would.
+//! (`tests/peers/bridge_endpoint.py`), driven through `BridgeHandle` as the focus would.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -14,7 +14,10 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_tungstenite::tungstenite::Message;
 
-const PEER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/bridge/peer.py");
+const PEER_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/peers/bridge_endpoint.py"
+);
 
 struct Running {
     bridge: Bridge,

@@ -1,11 +1,13 @@
 //! The `convene` binary: loads the configuration and wires the roles together.
 
 mod config;
+mod ops;
 mod serve;
 mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -61,7 +63,13 @@ fn main() -> anyhow::Result<()> {
         config.http_listen = addr;
     }
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => tokio::runtime::Runtime::new()?.block_on(serve::run(config)),
+        Command::Run => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let served = runtime.block_on(serve::run(config));
+            // A task still blocked (a hung role, a blocking read) must not hold up the exit.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            served
+        }
         Command::User { action } => user::run(&config, action),
     }
 }

@@ -1,16 +1,25 @@
-//! Starts every role and the shared HTTP listener.
+//! Starts every role and the shared HTTP listener, and stops them on SIGTERM or Ctrl-C.
 //!
 //! Each role contributes its part here: its routes on the HTTP listener and its own
 //! sockets. The focus reaches the XMPP server through an `InternalLink` (as its
 //! `StanzaLink`) and the bridge through a `BridgeHandle` (as its `BridgeClient`), never
 //! through shared state.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::Context;
 use axum::Router;
 
 use crate::config::Config;
+use crate::ops;
+
+/// From the stop signal to the end of `run`, whatever a role does (a hung role is left
+/// behind rather than keeping the process alive).
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let stop_signal = ops::stop_signal().context("cannot listen for SIGTERM")?;
     let xmpp =
         convene_xmpp::XmppServer::start(&config.domain, &config.data_dir, config.xmpp.clone())
             .await
@@ -21,7 +30,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
     let port = listener.local_addr()?.port();
-    // Bridge: media on its own UDP port, colibri-ws and /metrics on the HTTP listener.
+    // Bridge: media on its own UDP port, colibri-ws on the HTTP listener.
     let mut bridge = convene_bridge::Bridge::start(
         config.bridge.clone(),
         format!("ws://{}:{port}", config.domain),
@@ -39,7 +48,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         to_server,
         from_server,
     } = xmpp.attach_internal(focus_addresses);
-    let _focus = convene_focus::spawn(
+    let focus = convene_focus::spawn(
         &config.domain,
         config.focus.clone(),
         convene_focus::StanzaLink {
@@ -48,16 +57,50 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         vec![convene_focus::BridgeConnection {
             id: convene_bridge::api::BridgeId("local".into()),
-            client: std::sync::Arc::new(bridge.handle()),
+            client: Arc::new(bridge.handle()),
             events: bridge_events,
         }],
     );
+    let roles = Arc::new(ops::Roles {
+        xmpp,
+        focus,
+        bridge,
+    });
+    // The operations routes come first: the bridge's own `/metrics` (bridge metrics only)
+    // is shadowed by the one that covers every role.
+    let app = ops::router(roles.clone()).fallback_service(app);
     println!(
         "Convene is running. Open http://{}:{port}/<room> in a browser to join a room.",
         config.domain
     );
     // Peer addresses feed the per-IP limits of the XMPP WebSocket endpoint.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).await?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    tokio::select! {
+        signal = stop_signal => tracing::info!("{signal}: stopping"),
+        served = &mut http => {
+            served.context("the HTTP server panicked")??;
+            anyhow::bail!("the HTTP server stopped");
+        }
+    }
+    let stopped = tokio::time::timeout(STOP_DEADLINE, async {
+        roles.shutdown().await;
+        tracing::info!("stopping the HTTP server");
+        let _ = stop_http.send(());
+        http.await
+    })
+    .await;
+    match stopped {
+        Ok(served) => served.context("the HTTP server panicked")??,
+        Err(_) => tracing::warn!("not stopped within {STOP_DEADLINE:?}; exiting anyway"),
+    }
+    tracing::info!("stopped");
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The focus attached to the real XMPP server and the real bridge, with participants written
-//! on libraries we did not write (`tests/peer.py`): slixmpp for XMPP, aiortc for WebRTC.
+//! on libraries we did not write (`tests/peers/focus_scenarios.py`): slixmpp for XMPP, aiortc for WebRTC.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -70,11 +70,12 @@ async fn start() -> Running {
     }
 }
 
-/// Runs one scenario of `tests/peer.py`; panics with its output unless it passed. Returns
+/// Runs one scenario of `tests/peers/focus_scenarios.py`; panics with its output unless it passed. Returns
 /// its standard output.
 async fn peer(running: &Running, scenario: &str) -> String {
     let python = std::env::var("CONVENE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peer.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/focus_scenarios.py");
     let child = tokio::process::Command::new(python)
         .arg(script)
         .arg(scenario)

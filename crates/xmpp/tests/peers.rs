@@ -1,5 +1,5 @@
 //! The server on real sockets against peers we did not write: slixmpp over TCP/STARTTLS and
-//! the `websockets` library over RFC 7395, driven by `tests/xmpp/peer.py`.
+//! the `websockets` library over RFC 7395, driven by `tests/peers/xmpp_scenarios.py`.
 
 mod common;
 
@@ -41,10 +41,11 @@ async fn start(config: Config) -> Running {
     }
 }
 
-/// Runs one scenario of `tests/xmpp/peer.py`; panics with its output unless it passed.
+/// Runs one scenario of `tests/peers/xmpp_scenarios.py`; panics with its output unless it passed.
 async fn peer(running: &Running, scenario: &str) {
     let python = std::env::var("CONVENE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/xmpp/peer.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/xmpp_scenarios.py");
     let child = tokio::process::Command::new(python)
         .arg(script)
         .arg(scenario)

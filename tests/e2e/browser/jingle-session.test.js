@@ -56,7 +56,9 @@ describe('Jingle session against a Chromium peer playing the bridge', { timeout:
     await page.goto(origin);
     const result = await page.evaluate(async () => {
       const { JingleSession } = await import('/assets/lib/jingle-session.js');
-      const { answerToJingle, parseJingle, parseSdp } = await import('/assets/lib/jingle-sdp.js');
+      const { answerToJingle } = await import('/assets/lib/jingle-sdp.js');
+      const { parseJingle } = await import('/assets/lib/jingle.js');
+      const { parseSdp } = await import('/assets/lib/sdp.js');
       const { xml, NS, parseXml } = await import('/assets/lib/xml.js');
       // As the stanzas arrive over the wire: serialized, then parsed.
       /** @param {any} el */

@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import {
-  SessionModel,
-  answerToJingle,
-  candidateFromSdp,
-  candidateToSdp,
-  parseJingle,
-  parseSdp,
-  sourcesToJingle,
-} from '../../../crates/web/client/lib/jingle-sdp.js';
+import { parseJingle } from '../../../crates/web/client/lib/jingle.js';
+import { answerToJingle, sourcesToJingle } from '../../../crates/web/client/lib/jingle-sdp.js';
+import { candidateFromSdp, candidateToSdp, parseSdp } from '../../../crates/web/client/lib/sdp.js';
+import { SessionModel } from '../../../crates/web/client/lib/session-model.js';
 import { NS } from '../../../crates/web/client/lib/xml.js';
 import { chromeAnswer, parse, sessionInitiate, sourceAdd, sourceRemoveAudio } from './fixtures.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { parseSdp, sectionSsrcs } from '../../../crates/web/client/lib/jingle-sdp.js';
+import { parseSdp, sectionSsrcs } from '../../../crates/web/client/lib/sdp.js';
 import { mungeSimulcast, simulcastSsrcs } from '../../../crates/web/client/lib/simulcast.js';
 import { chromeAnswer } from './fixtures.js';
 

@@ -8,7 +8,7 @@
 
 import { BridgeChannel } from './bridge-channel.js';
 import { Emitter } from './emitter.js';
-import { parseJingle } from './jingle-sdp.js';
+import { parseJingle } from './jingle.js';
 import { readOccupantPresence } from './presence.js';
 import { JingleSession } from './jingle-session.js';
 import { NS, XmlElement, xml } from './xml.js';

@@ -7,22 +7,17 @@
  */
 
 import { Emitter } from './emitter.js';
-import {
-  SessionModel,
-  answerToJingle,
-  candidateFromSdp,
-  candidateToSdp,
-  candidateToXml,
-  parseJingle,
-  sourcesToJingle,
-} from './jingle-sdp.js';
+import { parseJingle } from './jingle.js';
+import { answerToJingle, candidateToXml, sourcesToJingle } from './jingle-sdp.js';
+import { candidateFromSdp, candidateToSdp } from './sdp.js';
+import { SessionModel } from './session-model.js';
 import { mungeSimulcast, SIMULCAST_LAYERS } from './simulcast.js';
 import { NS, XmlElement, xml } from './xml.js';
 import { XmppConnection } from './xmpp.js';
 
-/** @typedef {import('./jingle-sdp.js').RemoteSource} RemoteSource */
+/** @typedef {import('./jingle.js').RemoteSource} RemoteSource */
 /** @typedef {import('./jingle-sdp.js').LocalSource} LocalSource */
-/** @typedef {import('./jingle-sdp.js').JingleContents} JingleContents */
+/** @typedef {import('./jingle.js').JingleContents} JingleContents */
 
 /**
  * @typedef {object} SessionEvents

@@ -7,7 +7,7 @@
  * The added SSRCs are kept per m-line so every later renegotiation uses the same ones.
  */
 
-import { parseSdp, sectionSsrcs } from './jingle-sdp.js';
+import { parseSdp, sectionSsrcs } from './sdp.js';
 
 export const SIMULCAST_LAYERS = 3;
 

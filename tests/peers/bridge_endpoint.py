@@ -26,7 +26,6 @@ import math
 import sys
 import time
 
-import aioice.ice
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -34,8 +33,10 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtcpPsfbPacket, RtpPacket
 from av import AudioFrame, VideoFrame
 
-# Loopback only: aioice skips 127.0.0.1 by default.
-aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+from common import emit, loopback_ice
+from sdp import media_section, session
+
+loopback_ice()
 
 STATE = {
     "received": {},  # ssrc -> {"packets", "out_of_order", "last_seq"}
@@ -46,11 +47,6 @@ STATE = {
     "rtx_map": {},  # rtx ssrc -> primary ssrc
 }
 DROP_ONE = False
-
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 # --- hooks into aiortc to observe RTP/RTCP (the library offers no public API for this) ---
@@ -143,7 +139,7 @@ class ToneAudio(AudioStreamTrack):
 
 
 # --- SDP from the bridge's EndpointOffer ---
-def media_section(desc, mid, transport, remote, port):
+def offer_section(desc, mid, transport, remote):
     kind = desc["kind"]
     if kind == "video":
         # aiortc answers VP8 (+RTX) from what we offer; keep the offer to those.
@@ -156,39 +152,20 @@ def media_section(desc, mid, transport, remote, port):
         ]
     else:
         pts = desc["payload_types"]
-    lines = [
-        f"m={kind} 9 UDP/TLS/RTP/SAVPF {' '.join(str(p['id']) for p in pts)}",
-        "c=IN IP4 0.0.0.0",
-        f"a=ice-ufrag:{transport['ufrag']}",
-        f"a=ice-pwd:{transport['pwd']}",
-    ]
-    for fp in transport["fingerprints"]:
-        lines.append(f"a=fingerprint:{fp['hash']} {fp['value']}")
-    lines += [f"a=setup:actpass", f"a=mid:{mid}", "a=sendrecv", "a=rtcp-mux"]
-    for p in pts:
-        chans = f"/{p['channels']}" if p.get("channels") else ""
-        lines.append(f"a=rtpmap:{p['id']} {p['name']}/{p['clockrate']}{chans}")
-        if p["parameters"]:
-            fmtp = ";".join(f"{k}={v}" for k, v in p["parameters"])
-            lines.append(f"a=fmtp:{p['id']} {fmtp}")
-        for fb_type, fb_sub in p["rtcp_fb"]:
-            lines.append(f"a=rtcp-fb:{p['id']} {fb_type}{' ' + fb_sub if fb_sub else ''}")
-    for ext in desc["header_extensions"]:
-        lines.append(f"a=extmap:{ext['id']} {ext['uri']}")
-    for c in transport["candidates"]:
-        lines.append(
-            f"a=candidate:{c['foundation']} {c['component']} {c['protocol']} "
-            f"{c['priority']} {c['ip']} {c['port']} typ {c['typ']}"
-        )
+    transport_info = {
+        **transport,
+        "fingerprints": [(fp["hash"], fp["value"]) for fp in transport["fingerprints"]],
+        "setup": "actpass",
+    }
+    extensions = [(ext["id"], ext["uri"]) for ext in desc["header_extensions"]]
+    groups, sources = [], []
     for r in remote:
         msid = f"bridge-{r['ssrc']} track-{r['ssrc']}"
         ssrcs = [r["ssrc"]] + ([r["rtx"]] if r.get("rtx") else [])
         if len(ssrcs) == 2:
-            lines.append(f"a=ssrc-group:FID {ssrcs[0]} {ssrcs[1]}")
-        for s in ssrcs:
-            lines.append(f"a=ssrc:{s} cname:bridge-{r['ssrc']}")
-            lines.append(f"a=ssrc:{s} msid:{msid}")
-    return lines
+            groups.append(("FID", ssrcs))
+        sources += [(s, f"bridge-{r['ssrc']}", msid) for s in ssrcs]
+    return media_section(kind, mid, pts, transport_info, extensions, groups, sources)
 
 
 def build_offer(offer, remote, video_sections):
@@ -205,17 +182,7 @@ def build_offer(offer, remote, video_sections):
     for i, r in enumerate(remote_audio[1:]):
         sections.append((audio, [r]))
     mids = [str(i) for i in range(len(sections))]
-    lines = [
-        "v=0",
-        "o=- 1 1 IN IP4 127.0.0.1",
-        "s=-",
-        "t=0 0",
-        f"a=group:BUNDLE {' '.join(mids)}",
-        "a=msid-semantic: WMS *",
-    ]
-    for mid, (desc, rem) in zip(mids, sections):
-        lines += media_section(desc, mid, transport, rem, 9)
-    return "\r\n".join(lines) + "\r\n"
+    return session(mids, [offer_section(desc, mid, transport, rem) for mid, (desc, rem) in zip(mids, sections)])
 
 
 def parse_answer(sdp):

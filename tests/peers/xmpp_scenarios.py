@@ -3,46 +3,33 @@
 `websockets` library for RFC 7395): libraries we did not write.
 
 Run by crates/xmpp/tests/peers.rs as
-    peer.py SCENARIO port=C2S_PORT ws=WS_URL domain=DOMAIN [user=NAME password=PW]
+    xmpp_scenarios.py SCENARIO port=C2S_PORT ws=WS_URL domain=DOMAIN [user=NAME password=PW]
 Each scenario raises on the first unexpected answer; success prints "PASS <scenario>".
 """
 import asyncio
-import base64
 import re
-import ssl
 import sys
 import time
 import xml.etree.ElementTree as ET
 
-import slixmpp
 from slixmpp.exceptions import IqError, PresenceError
 
-ARGS = dict(arg.split("=", 1) for arg in sys.argv[2:])
-HOST = "127.0.0.1"
-PORT = int(ARGS.get("port", "0"))
-DOMAIN = ARGS.get("domain", "localhost")
+from common import ARGS, DOMAIN, HOST, PORT, TIMEOUT, check
+from raw_stream import raw
+from xmpp_client import TrustingClient
+
 MUC = f"conference.{DOMAIN}"
-TIMEOUT = 10
 
 NS_MUC_USER = "{http://jabber.org/protocol/muc#user}"
 
 
-def check(condition, what):
-    if not condition:
-        raise AssertionError(what)
-
-
-class Client(slixmpp.ClientXMPP):
-    """slixmpp client that trusts the server's self-signed certificate."""
+class Client(TrustingClient):
+    """A client with MUC, forms, disco and ping that queues what it receives."""
 
     def __init__(self, jid, password="", mechanism=None):
-        super().__init__(jid, password)
-        self.ssl_context.check_hostname = False
-        self.ssl_context.verify_mode = ssl.CERT_NONE
+        super().__init__(jid, password, mechanism)
         for plugin in ("xep_0030", "xep_0004", "xep_0045", "xep_0199"):
             self.register_plugin(plugin)
-        if mechanism:
-            self["feature_mechanisms"].use_mech = mechanism
         self.inbox = asyncio.Queue()
         self.presences = asyncio.Queue()
         self.subjects = asyncio.Queue()
@@ -50,31 +37,10 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("message", self.inbox.put_nowait)
         self.add_event_handler("groupchat_message", self._groupchat)
         self.add_event_handler("groupchat_presence", self.presences.put_nowait)
-        self.failed = asyncio.get_event_loop().create_future()
-        self.add_event_handler("failed_auth", self._failed)
 
     def _groupchat(self, message):
         # slixmpp fires both "message" and "groupchat_message"; "message" already queued it.
         pass
-
-    def _failed(self, stanza):
-        if not self.failed.done():
-            self.failed.set_result(stanza)
-
-    async def start(self):
-        self.connect(HOST, PORT)
-        done, _ = await asyncio.wait(
-            [asyncio.ensure_future(self.wait_until("session_start", TIMEOUT)), self.failed],
-            timeout=TIMEOUT,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        check(self.failed not in done, f"{self.boundjid}: authentication failed")
-        check(done, f"{self.boundjid}: no session")
-        return self
-
-    async def stop(self):
-        self.disconnect()
-        await self.wait_until("disconnected", TIMEOUT)
 
     async def next_message(self, predicate=lambda m: True):
         while True:
@@ -300,69 +266,6 @@ async def wrong_password():
 
 
 # --- raw streams for hostile input -----------------------------------------------------
-
-
-def b64(text):
-    return base64.b64encode(text.encode()).decode()
-
-
-class RawStream:
-    """A bare TCP XMPP stream, for input no well-behaved library would send."""
-
-    def __init__(self, reader, writer):
-        self.reader, self.writer, self.buffer = reader, writer, ""
-
-    async def send(self, text):
-        self.writer.write(text.encode() if isinstance(text, str) else text)
-        await self.writer.drain()
-
-    async def open(self):
-        await self.send(f"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>")
-        await self.expect("</stream:features>")
-
-    async def login(self, mechanism, credentials=None):
-        """Opens the stream, authenticates in one SASL step and restarts the stream."""
-        await self.open()
-        auth = "/>" if credentials is None else f">{b64(credentials)}</auth>"
-        await self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mechanism}'{auth}")
-        await self.expect("<success")
-        await self.open()
-
-    async def bind(self, iq_id, resource=None):
-        """Asks to bind `resource` (or one the server picks); returns the answer."""
-        wanted = "" if resource is None else f"<resource>{resource}</resource>"
-        await self.send(f"<iq type='set' id='{iq_id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{wanted}</bind></iq>")
-        return await self.expect("</iq>")
-
-    async def expect(self, marker):
-        while marker not in self.buffer:
-            data = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
-            if not data:
-                raise AssertionError(f"closed before {marker!r}; got {self.buffer!r}")
-            self.buffer += data.decode()
-        head, _, self.buffer = self.buffer.partition(marker)
-        return head + marker
-
-    async def expect_stream_error(self, condition):
-        """Reads until the server closes; the stream must end with this error."""
-        while True:
-            data = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
-            if not data:
-                break
-            self.buffer += data.decode(errors="replace")
-        check(re.search(f"<{condition} xmlns=[\"']urn:ietf:params:xml:ns:xmpp-streams", self.buffer), f"wanted {condition}, got {self.buffer[-400:]!r}")
-        check(self.buffer.rstrip().endswith("</stream:stream>"), "stream not closed")
-
-
-async def raw(setup=None):
-    reader, writer = await asyncio.open_connection(HOST, PORT)
-    stream = RawStream(reader, writer)
-    if setup == "open":
-        await stream.open()
-    elif setup == "bound":
-        await stream.login("ANONYMOUS")
-        await stream.bind("b")
-    return stream
 
 
 async def bad_input():

@@ -3,7 +3,7 @@
 talking to a running Convene XMPP server with the focus and the bridge attached.
 
 Run by crates/focus/tests/xmpp_peer.rs as
-    peer.py SCENARIO port=C2S_PORT domain=DOMAIN
+    focus_scenarios.py SCENARIO port=C2S_PORT domain=DOMAIN
 Each participant logs in anonymously, sends the focus's conference request, joins the room
 and answers the focus's Jingle the way lib-jitsi-meet does (its session-accept and
 source-add shapes).
@@ -13,22 +13,19 @@ source-add shapes).
 Raises on the first unexpected answer; success prints "PASS <scenario>".
 """
 import asyncio
-import ssl
 import sys
 import xml.etree.ElementTree as ET
 
-import slixmpp
 from slixmpp.exceptions import IqError
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-ARGS = dict(arg.split("=", 1) for arg in sys.argv[2:])
-HOST = "127.0.0.1"
-PORT = int(ARGS["port"])
-DOMAIN = ARGS["domain"]
+from common import DOMAIN, TIMEOUT, check, loopback_ice, q
+from sdp import media_section, session
+from xmpp_client import TrustingClient
+
 ROOM = f"standup@conference.{DOMAIN}"
 FOCUS_JID = f"focus@auth.{DOMAIN}"
-TIMEOUT = 10
 
 JINGLE = "urn:xmpp:jingle:1"
 RTP = "urn:xmpp:jingle:apps:rtp:1"
@@ -40,24 +37,12 @@ MUC_USER = "http://jabber.org/protocol/muc#user"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
-def check(condition, what):
-    if not condition:
-        raise AssertionError(what)
-
-
-def q(ns, name):
-    return f"{{{ns}}}{name}"
-
-
-class Participant(slixmpp.ClientXMPP):
+class Participant(TrustingClient):
     """An anonymous participant that acks and queues every Jingle request from the focus."""
 
     def __init__(self, nick):
-        super().__init__(DOMAIN, "")
+        super().__init__(DOMAIN, mechanism="ANONYMOUS")
         self.nick = nick
-        self.ssl_context.check_hostname = False
-        self.ssl_context.verify_mode = ssl.CERT_NONE
-        self.plugin["feature_mechanisms"].use_mech = "ANONYMOUS"
         self.jingles = asyncio.Queue()
         self.presences = asyncio.Queue()
         self.add_event_handler("presence", self.presences.put_nowait)
@@ -75,11 +60,6 @@ class Participant(slixmpp.ClientXMPP):
         check(iq["from"].full == f"{ROOM}/focus", f"Jingle from {iq['from']}")
         self.jingles.put_nowait(iq.xml.find(q(JINGLE, "jingle")))
         iq.reply().send()
-
-    async def start(self):
-        self.connect(HOST, PORT)
-        await self.wait_until("session_start", TIMEOUT)
-        return self
 
     async def conference_request(self):
         iq = self.make_iq_set(ito=f"focus.{DOMAIN}")
@@ -271,58 +251,47 @@ def offer_sdp(offer):
     """The SDP a Jitsi client derives from a session-initiate: one m-line per content,
     BUNDLE, the bridge's transport, and the other participants' sources (not the bridge's
     feedback SSRCs, which need no track). Video is kept to VP8 and its RTX for aiortc."""
-    names = [c.get("name") for c in offer.findall(q(JINGLE, "content"))]
-    lines = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", f"a=group:BUNDLE {' '.join(names)}", "a=msid-semantic: WMS *"]
-    for content in offer.findall(q(JINGLE, "content")):
-        description = content.find(q(RTP, "description"))
-        kind = description.get("media")
-        pts = description.findall(q(RTP, "payload-type"))
-        if kind == "video":
-            vp8 = [p.get("id") for p in pts if p.get("name") == "VP8"]
-            pts = [
-                p for p in pts
-                if p.get("name") == "VP8"
-                or (p.get("name") == "rtx" and any(x.get("name") == "apt" and x.get("value") in vp8 for x in p))
-            ]
-        transport = content.find(q(ICE, "transport"))
-        lines += [
-            f"m={kind} 9 UDP/TLS/RTP/SAVPF {' '.join(p.get('id') for p in pts)}",
-            "c=IN IP4 0.0.0.0",
-            f"a=ice-ufrag:{transport.get('ufrag')}",
-            f"a=ice-pwd:{transport.get('pwd')}",
+    contents = offer.findall(q(JINGLE, "content"))
+    return session([c.get("name") for c in contents], [content_section(c) for c in contents])
+
+
+def content_section(content):
+    description = content.find(q(RTP, "description"))
+    kind = description.get("media")
+    pts = description.findall(q(RTP, "payload-type"))
+    if kind == "video":
+        vp8 = [p.get("id") for p in pts if p.get("name") == "VP8"]
+        pts = [
+            p for p in pts
+            if p.get("name") == "VP8"
+            or (p.get("name") == "rtx" and any(x.get("name") == "apt" and x.get("value") in vp8 for x in p))
         ]
-        fingerprint = transport.find(q(DTLS, "fingerprint"))
-        lines += [
-            f"a=fingerprint:{fingerprint.get('hash')} {fingerprint.text.strip()}",
-            f"a=setup:{fingerprint.get('setup')}",
-            f"a=mid:{content.get('name')}",
-            "a=sendrecv",
-            "a=rtcp-mux",
-        ]
-        for pt in pts:
-            channels = f"/{pt.get('channels')}" if pt.get("channels") else ""
-            lines.append(f"a=rtpmap:{pt.get('id')} {pt.get('name')}/{pt.get('clockrate')}{channels}")
-            params = [f"{x.get('name')}={x.get('value')}" for x in pt if x.tag.endswith("parameter")]
-            if params:
-                lines.append(f"a=fmtp:{pt.get('id')} {';'.join(params)}")
-            for fb in pt.findall("{urn:xmpp:jingle:apps:rtp:rtcp-fb:0}rtcp-fb"):
-                lines.append(f"a=rtcp-fb:{pt.get('id')} {fb.get('type')}{' ' + fb.get('subtype') if fb.get('subtype') else ''}")
-        for ext in description.findall("{urn:xmpp:jingle:apps:rtp:rtp-hdrext:0}rtp-hdrext"):
-            lines.append(f"a=extmap:{ext.get('id')} {ext.get('uri')}")
-        for c in transport.findall(q(ICE, "candidate")):
-            lines.append(
-                f"a=candidate:{c.get('foundation')} {c.get('component')} {c.get('protocol')} "
-                f"{c.get('priority')} {c.get('ip')} {c.get('port')} typ {c.get('type')}"
-            )
-        for group_el in description.findall(q(SSMA, "ssrc-group")):
-            lines.append(f"a=ssrc-group:{group_el.get('semantics')} {' '.join(x.get('ssrc') for x in group_el)}")
-        for src in description.findall(q(SSMA, "source")):
-            owner = src.find("{http://jitsi.org/jitmeet}ssrc-info").get("owner")
-            if owner == "jvb":
-                continue
-            msid = next(x.get("value") for x in src if x.get("name") == "msid")
-            lines += [f"a=ssrc:{src.get('ssrc')} cname:{owner}", f"a=ssrc:{src.get('ssrc')} msid:{msid}"]
-    return "\r\n".join(lines) + "\r\n"
+    payload_types = [
+        {
+            "id": pt.get("id"), "name": pt.get("name"), "clockrate": pt.get("clockrate"), "channels": pt.get("channels"),
+            "parameters": [(x.get("name"), x.get("value")) for x in pt if x.tag.endswith("parameter")],
+            "rtcp_fb": [(fb.get("type"), fb.get("subtype")) for fb in pt.findall("{urn:xmpp:jingle:apps:rtp:rtcp-fb:0}rtcp-fb")],
+        }
+        for pt in pts
+    ]
+    transport = content.find(q(ICE, "transport"))
+    fingerprint = transport.find(q(DTLS, "fingerprint"))
+    transport_info = {
+        "ufrag": transport.get("ufrag"), "pwd": transport.get("pwd"),
+        "fingerprints": [(fingerprint.get("hash"), fingerprint.text.strip())], "setup": fingerprint.get("setup"),
+        "candidates": [
+            {key: c.get(key) for key in ("foundation", "component", "protocol", "priority", "ip", "port")} | {"typ": c.get("type")}
+            for c in transport.findall(q(ICE, "candidate"))
+        ],
+    }
+    extensions = [(ext.get("id"), ext.get("uri")) for ext in description.findall("{urn:xmpp:jingle:apps:rtp:rtp-hdrext:0}rtp-hdrext")]
+    groups = [(g.get("semantics"), [x.get("ssrc") for x in g]) for g in description.findall(q(SSMA, "ssrc-group"))]
+    sources = []
+    for src in description.findall(q(SSMA, "source")):
+        owner = src.find("{http://jitsi.org/jitmeet}ssrc-info").get("owner")
+        if owner != "jvb":
+            sources.append((src.get("ssrc"), owner, next(x.get("value") for x in src if x.get("name") == "msid")))
+    return media_section(kind, content.get("name"), payload_types, transport_info, extensions, groups, sources)
 
 
 def answer_jingle(offer, sdp, nick):
@@ -386,10 +355,7 @@ async def answer_with_aiortc(participant, offer, send, on_track=None):
 async def media():
     import time
 
-    import aioice.ice
-
-    # Loopback only: aioice skips 127.0.0.1 by default.
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    loopback_ice()
 
     alice = await Participant("a11ce000").start()
     await alice.conference_request()
