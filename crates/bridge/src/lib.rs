@@ -6,7 +6,8 @@
 //!
 //! Shape: a sans-IO [`engine::Core`] (conferences, endpoints, forwarding, one str0m `Rtc`
 //! per endpoint) owned by one thread; this file is the shell around it: the shared UDP
-//! sockets, the colibri-ws WebSockets, `/metrics`, and the timer.
+//! sockets, ICE-TCP, the colibri-ws WebSockets, and the timer. The binary serves the
+//! bridge's [`Bridge::metrics_text`] and [`Bridge::health`] on its own HTTP routes.
 
 pub mod config;
 pub use config::Config;
@@ -23,7 +24,7 @@ pub mod rewrite;
 pub mod speaker;
 pub mod sync;
 #[cfg(any(test, feature = "test-support"))]
-pub mod test_client;
+pub mod testkit;
 mod udp;
 
 use std::collections::HashMap;
@@ -38,10 +39,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use str0m::net::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use api::{BridgeError, BridgeEvent, BridgeRequest, BridgeResponse};
@@ -94,7 +98,12 @@ pub enum Unhealthy {
     CoreNotAnswering,
 }
 
-/// Messages from the HTTP side (WebSockets, metrics) to the core task.
+/// How long [`Bridge::health`] waits for the core thread.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long [`Bridge::shutdown`] waits for the core thread to expire everything and stop.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Messages from the HTTP side (WebSockets, metrics) and the operator to the core task.
 enum Control {
     ChannelOpen {
         conference: String,
@@ -112,6 +121,10 @@ enum Control {
         sink_id: u64,
     },
     Metrics(oneshot::Sender<String>),
+    /// Answered at once: the core thread is alive and not stuck.
+    Ping(oneshot::Sender<()>),
+    /// Expire every endpoint, send what that produces, stop; answered when stopped.
+    Shutdown(oneshot::Sender<()>),
     /// An ICE-TCP connection: where the core's TCP transmits to `remote` go.
     TcpOpened {
         remote: SocketAddr,
@@ -144,6 +157,8 @@ pub struct Bridge {
     events: Option<mpsc::Receiver<BridgeEvent>>,
     shared: Shared,
     udp_addrs: Vec<SocketAddr>,
+    /// The ICE-TCP accept loops, stopped on shutdown.
+    tcp_listeners: Vec<AbortHandle>,
 }
 
 /// Outgoing bridge-channel messages queued per WebSocket before it drops them.
@@ -209,16 +224,21 @@ impl Bridge {
         let (control, control_rx) = mpsc::channel(1024);
         let (tcp_frames_tx, tcp_frames) = mpsc::channel(8192);
         let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
-        for (local, listener) in tcp_listeners {
-            tokio::spawn(accept_tcp(
-                local,
-                listener,
-                tcp_frames_tx.clone(),
-                control.clone(),
-                connections.clone(),
-            ));
-        }
-        let core = Core::new(settings, Instant::now());
+        let tcp_listeners = tcp_listeners
+            .into_iter()
+            .map(|(local, listener)| {
+                tokio::spawn(accept_tcp(
+                    local,
+                    listener,
+                    tcp_frames_tx.clone(),
+                    control.clone(),
+                    connections.clone(),
+                ))
+                .abort_handle()
+            })
+            .collect();
+        // A CSPRNG: ICE and bridge-channel passwords come from it.
+        let core = Core::new(settings, Instant::now(), StdRng::from_os_rng());
         // The core gets a thread and a single-threaded runtime of its own: on the shared
         // runtime every datagram and pacer timer woke it on whichever worker was free, and
         // those cross-thread wake-ups cost more than the forwarding.
@@ -259,6 +279,7 @@ impl Bridge {
                 server_id: config.server_id,
             },
             udp_addrs,
+            tcp_listeners,
         })
     }
 
@@ -276,7 +297,8 @@ impl Bridge {
         &self.udp_addrs
     }
 
-    /// The bridge's metrics in Prometheus text format (`None`-safe: empty if the core is gone).
+    /// The bridge's metrics in the Prometheus text format (`convene_bridge_*`, each with
+    /// `# HELP` and `# TYPE`); empty once the core is gone.
     pub async fn metrics_text(&self) -> String {
         let (reply, text) = oneshot::channel();
         if self
@@ -293,33 +315,49 @@ impl Bridge {
 
     /// `Ok` when the core thread answers within a second.
     pub async fn health(&self) -> Result<(), Unhealthy> {
-        let (reply, text) = oneshot::channel();
-        let answered = tokio::time::timeout(Duration::from_secs(1), async {
-            self.shared
-                .control
-                .send(Control::Metrics(reply))
-                .await
-                .ok()?;
-            text.await.ok()
+        let (reply, pong) = oneshot::channel();
+        let answered = tokio::time::timeout(HEALTH_TIMEOUT, async {
+            self.shared.control.send(Control::Ping(reply)).await.ok()?;
+            pong.await.ok()
         })
         .await;
         match answered {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(())) => Ok(()),
             _ => Err(Unhealthy::CoreNotAnswering),
         }
     }
 
-    /// Stops the bridge gracefully (first version: nothing to release yet).
-    pub async fn shutdown(&self) {}
+    /// Stops the bridge: no more ICE-TCP connections, every endpoint expired (the focus
+    /// gets `EndpointExpired`, bridge channels close with 1001), then the core thread
+    /// ends and the media sockets close. Returns when done, after at most 5 s.
+    pub async fn shutdown(&self) {
+        for listener in &self.tcp_listeners {
+            listener.abort();
+        }
+        let (reply, stopped) = oneshot::channel();
+        let stop = async {
+            if self
+                .shared
+                .control
+                .send(Control::Shutdown(reply))
+                .await
+                .is_ok()
+            {
+                let _ = stopped.await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, stop).await.is_err() {
+            warn!("the bridge core did not stop within {SHUTDOWN_TIMEOUT:?}");
+        }
+    }
 
-    /// `/colibri-ws/{server_id}/{conference}/{endpoint}?pwd=...` and `/metrics`.
+    /// `/colibri-ws/{server_id}/{conference}/{endpoint}?pwd=...`.
     pub fn router(&self) -> Router {
         Router::new()
             .route(
                 "/colibri-ws/{server_id}/{conference}/{endpoint}",
                 get(colibri_ws),
             )
-            .route("/metrics", get(metrics_page))
             .with_state(self.shared.clone())
     }
 }
@@ -352,7 +390,8 @@ async fn any_readable(sockets: &[MediaSocket]) {
 /// The core's loop. UDP is read here, in the core's own task, rather than in a reader task
 /// per socket: handing each datagram over a channel cost a copy and a task switch, about
 /// as much as forwarding it. Each wake-up drains the sockets, then sends everything the
-/// core produced.
+/// core produced (`poll_output` until `None`: that is also when forwarded media is
+/// encrypted, once per receiver for the whole turn) in per-destination batches.
 async fn run_core(
     mut core: Core,
     mut sockets: Vec<MediaSocket>,
@@ -365,6 +404,7 @@ async fn run_core(
     let mut next_sink_id = 0u64;
     let mut tcp_sinks: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>> = HashMap::new();
     let (mut requests_closed, mut control_closed) = (false, false);
+    let mut stopped: Option<oneshot::Sender<()>> = None;
     let mut deadline = core.poll_timeout();
     let timer = tokio::time::sleep_until(deadline.into());
     tokio::pin!(timer);
@@ -405,6 +445,13 @@ async fn run_core(
                 Some(Control::Metrics(reply)) => {
                     let _ = reply.send(core.metrics_text());
                 }
+                Some(Control::Ping(reply)) => {
+                    let _ = reply.send(());
+                }
+                Some(Control::Shutdown(reply)) => {
+                    core.shutdown(Instant::now());
+                    stopped = Some(reply);
+                }
                 Some(Control::TcpOpened { remote, local, sink }) => {
                     tcp_sinks.insert((remote, local), sink);
                 }
@@ -423,7 +470,7 @@ async fn run_core(
         if core.poll_timeout() <= now {
             core.handle_timeout(now);
         }
-        while let Some(output) = core.poll_output() {
+        while let Some(output) = core.poll_output(now) {
             match output {
                 CoreOutput::Transmit(t) if t.proto == Protocol::Tcp => {
                     if let Some(sink) = tcp_sinks.get(&(t.destination, t.source)) {
@@ -452,6 +499,13 @@ async fn run_core(
         }
         for socket in &mut sockets {
             socket.flush();
+        }
+        if let Some(reply) = stopped {
+            // The media ports are free once `shutdown` returns.
+            drop(sockets);
+            info!("bridge stopped");
+            let _ = reply.send(());
+            return;
         }
         let next = core.poll_timeout();
         if next != deadline {
@@ -621,15 +675,4 @@ async fn serve_channel(
         .control
         .send(Control::ChannelClosed { key, sink_id })
         .await;
-}
-
-async fn metrics_page(State(shared): State<Shared>) -> Response {
-    let (reply, text) = oneshot::channel();
-    if shared.control.send(Control::Metrics(reply)).await.is_err() {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    match text.await {
-        Ok(text) => ([("content-type", "text/plain; version=0.0.4")], text).into_response(),
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
 }
