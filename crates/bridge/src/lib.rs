@@ -23,9 +23,11 @@ pub mod metrics;
 pub mod rewrite;
 pub mod speaker;
 pub mod sync;
+mod tcp;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testkit;
 mod udp;
+mod ws;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -33,17 +35,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::{SinkExt, StreamExt};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use str0m::net::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
@@ -161,9 +157,6 @@ pub struct Bridge {
     tcp_listeners: Vec<AbortHandle>,
 }
 
-/// Outgoing bridge-channel messages queued per WebSocket before it drops them.
-const CHANNEL_QUEUE: usize = 256;
-
 impl Bridge {
     /// Binds the UDP port and starts the bridge task. `colibri_ws_base` (e.g.
     /// `ws://localhost:8080`) is used unless `config.colibri_ws_base` overrides it.
@@ -223,11 +216,11 @@ impl Bridge {
         let (events_tx, events) = mpsc::channel(256);
         let (control, control_rx) = mpsc::channel(1024);
         let (tcp_frames_tx, tcp_frames) = mpsc::channel(8192);
-        let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+        let connections = Arc::new(Semaphore::new(tcp::MAX_TCP_CONNECTIONS));
         let tcp_listeners = tcp_listeners
             .into_iter()
             .map(|(local, listener)| {
-                tokio::spawn(accept_tcp(
+                tokio::spawn(tcp::accept_tcp(
                     local,
                     listener,
                     tcp_frames_tx.clone(),
@@ -356,7 +349,7 @@ impl Bridge {
         Router::new()
             .route(
                 "/colibri-ws/{server_id}/{conference}/{endpoint}",
-                get(colibri_ws),
+                get(ws::colibri_ws),
             )
             .with_state(self.shared.clone())
     }
@@ -513,166 +506,4 @@ async fn run_core(
             timer.as_mut().reset(deadline.into());
         }
     }
-}
-
-/// ICE-TCP connections open at once, bridge-wide.
-const MAX_TCP_CONNECTIONS: usize = 1024;
-/// An ICE-TCP connection silent for this long is closed (ICE consent checks come every
-/// few seconds).
-const TCP_IDLE: Duration = Duration::from_secs(30);
-
-async fn accept_tcp(
-    local: SocketAddr,
-    listener: TcpListener,
-    to_core: mpsc::Sender<Datagram>,
-    control: mpsc::Sender<Control>,
-    connections: Arc<Semaphore>,
-) {
-    loop {
-        let Ok((stream, remote)) = listener.accept().await else {
-            continue;
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            warn!(%remote, "too many ICE-TCP connections; refusing");
-            continue;
-        };
-        let (to_core, control) = (to_core.clone(), control.clone());
-        tokio::spawn(async move {
-            serve_tcp(stream, remote, local, to_core, control.clone()).await;
-            let _ = control.send(Control::TcpClosed { remote, local }).await;
-            drop(permit);
-        });
-    }
-}
-
-/// One ICE-TCP connection: RFC 4571 frames (16-bit length, then the datagram) both ways;
-/// frames go to the core like UDP datagrams (which drops and counts oversized ones).
-/// Written by hand because it is a dozen lines and no maintained crate does only this.
-async fn serve_tcp(
-    stream: TcpStream,
-    remote: SocketAddr,
-    local: SocketAddr,
-    to_core: mpsc::Sender<Datagram>,
-    control: mpsc::Sender<Control>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (sink, mut outgoing) = mpsc::channel::<Vec<u8>>(256);
-    if control
-        .send(Control::TcpOpened {
-            remote,
-            local,
-            sink,
-        })
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let writing = tokio::spawn(async move {
-        while let Some(datagram) = outgoing.recv().await {
-            let mut frame = Vec::with_capacity(datagram.len() + 2);
-            frame.extend_from_slice(&(datagram.len() as u16).to_be_bytes());
-            frame.extend_from_slice(&datagram);
-            if writer.write_all(&frame).await.is_err() {
-                return;
-            }
-        }
-    });
-    loop {
-        let len = match tokio::time::timeout(TCP_IDLE, reader.read_u16()).await {
-            Ok(Ok(len)) => usize::from(len),
-            _ => break,
-        };
-        let mut data = vec![0u8; len];
-        if reader.read_exact(&mut data).await.is_err() {
-            break;
-        }
-        let datagram = Datagram {
-            at: Instant::now(),
-            proto: Protocol::Tcp,
-            source: remote,
-            local,
-            data,
-        };
-        if to_core.send(datagram).await.is_err() {
-            break;
-        }
-    }
-    writing.abort();
-}
-
-async fn colibri_ws(
-    State(shared): State<Shared>,
-    Path((server_id, conference, endpoint)): Path<(String, String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    if server_id != shared.server_id {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let Some(pwd) = query.get("pwd").cloned() else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    let (sink, outgoing) = mpsc::channel(CHANNEL_QUEUE);
-    let (reply, result) = oneshot::channel();
-    let open = Control::ChannelOpen {
-        conference,
-        endpoint,
-        pwd,
-        sink,
-        reply,
-    };
-    if shared.control.send(open).await.is_err() {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    match result.await {
-        Ok(Ok((key, sink_id))) => upgrade
-            .max_message_size(channel::MAX_MESSAGE_BYTES)
-            .on_upgrade(move |socket| serve_channel(socket, shared, key, sink_id, outgoing)),
-        Ok(Err(ChannelAuthError::BadPassword)) => StatusCode::FORBIDDEN.into_response(),
-        Ok(Err(ChannelAuthError::Unknown)) => StatusCode::NOT_FOUND.into_response(),
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
-}
-
-async fn serve_channel(
-    socket: WebSocket,
-    shared: Shared,
-    key: EndpointKey,
-    sink_id: u64,
-    mut outgoing: mpsc::Receiver<String>,
-) {
-    let (mut tx, mut rx) = socket.split();
-    loop {
-        tokio::select! {
-            incoming = rx.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    let message = Control::ChannelMessage { key, text: text.as_str().to_owned() };
-                    if shared.control.send(message).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {}
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-            },
-            message = outgoing.recv() => match message {
-                Some(text) => {
-                    if tx.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                }
-                // The endpoint expired: "going away" (1001).
-                None => {
-                    let frame = axum::extract::ws::CloseFrame { code: 1001, reason: "endpoint expired".into() };
-                    let _ = tx.send(Message::Close(Some(frame))).await;
-                    break;
-                }
-            },
-        }
-    }
-    let _ = shared
-        .control
-        .send(Control::ChannelClosed { key, sink_id })
-        .await;
 }

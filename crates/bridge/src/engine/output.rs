@@ -41,7 +41,8 @@ impl Core {
     /// Sends what forwarding handed to the receivers since the last call: each one's
     /// str0m timeout once (its packets are due now), then whatever that caused.
     pub(super) fn send_forwarded(&mut self, now: Instant) {
-        for key in std::mem::take(&mut self.unsent) {
+        let mut unsent = std::mem::take(&mut self.unsent);
+        for key in unsent.drain(..) {
             let Some(ep) = self.endpoints.get_mut(&key) else {
                 continue;
             };
@@ -49,6 +50,9 @@ impl Core {
             ep.next_timeout = now;
             self.serve_timeouts(now, key);
         }
+        // The list keeps its allocation from one loop turn to the next.
+        unsent.append(&mut self.unsent);
+        self.unsent = unsent;
         self.settle(now);
     }
 

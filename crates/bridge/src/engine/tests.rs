@@ -594,3 +594,37 @@ fn a_congested_receiver_is_estimated_down_to_a_lower_layer_and_others_keep_the_t
     assert_eq!(fast_top, 80, "fast left the top layer");
     assert!(state(&world, fast).0 > 2_000_000);
 }
+
+#[test]
+fn forwarded_media_leaves_through_poll_output_without_a_timeout() {
+    let mut world = simulcast_world(&[("r", "10.0.0.3:5000")]);
+    let mut encoder = Encoder::new([1; 3], [0; 3]);
+    assert!(
+        !encoder.run(&mut world, 2000, 1).is_empty(),
+        "not forwarding yet"
+    );
+    // One frame from the sender, fed to the core; no `handle_timeout` afterwards.
+    encoder.frame(&mut world);
+    world.now += Duration::from_millis(1);
+    let now = world.now;
+    let sender = &mut world.clients[0];
+    sender.rtc.handle_input(Input::Timeout(now)).unwrap();
+    let datagrams = sender.drain();
+    assert!(!datagrams.is_empty());
+    for (source, destination, data) in datagrams {
+        world
+            .core
+            .handle_datagram(now, Protocol::Udp, source, destination, &data);
+    }
+    let receiver = world.clients[1].addr;
+    let mut to_receiver = 0;
+    while let Some(out) = world.core.poll_output(now) {
+        if let CoreOutput::Transmit(t) = out
+            && t.destination == receiver
+        {
+            to_receiver += 1;
+        }
+    }
+    assert!(to_receiver > 0, "the frame waited for a timeout");
+    assert!(world.core.unsent.is_empty());
+}
