@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use foldhash::HashMap;
 use str0m::rtp::RawPacket;
 use str0m::rtp::rtcp::Rtcp;
 use str0m::{Event, Input, Output};
@@ -12,7 +13,6 @@ use super::endpoint::Endpoint;
 use super::{Conference, Core, CoreOutput, EndpointKey, count, rtc};
 use crate::api::ConferenceId;
 use crate::metrics::{Counters, DropReason};
-use foldhash::HashMap;
 
 /// Due str0m timeouts served per endpoint in one go, so that one endpoint with a long
 /// queue cannot starve the others.
@@ -181,7 +181,8 @@ fn on_raw_packet(
         }
         RawPacket::RtcpRx(Rtcp::Twcc(twcc)) => {
             let (time_zero, extend_from) = (ep.downlink.time_zero(), ep.downlink.last_seq());
-            // str0m's iterator panics on some malformed reports: the endpoint's input.
+            // str0m's iterator panics on some malformed reports: the endpoint's input, so
+            // counted rather than logged.
             let report = rtc::guard(|| {
                 twcc.into_iter(time_zero, extend_from.into())
                     .map(|(seq, _, arrival)| (*seq, arrival))

@@ -10,13 +10,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use str0m::Rtc;
 use tracing::warn;
 
-/// Runs a str0m call; `None` (and a warning) when it panicked.
+/// Runs a str0m call; `None` when it panicked.
 pub(super) fn guard<R>(f: impl FnOnce() -> R) -> Option<R> {
-    let result = catch_unwind(AssertUnwindSafe(f)).ok();
-    if result.is_none() {
-        warn!("str0m panicked");
-    }
-    result
+    catch_unwind(AssertUnwindSafe(f)).ok()
 }
 
 pub(super) struct GuardedRtc {
@@ -36,7 +32,10 @@ impl GuardedRtc {
             return None;
         }
         let result = guard(|| f(&mut self.rtc));
-        self.broken = result.is_none();
+        if result.is_none() {
+            warn!("str0m panicked; expiring the endpoint");
+            self.broken = true;
+        }
         result
     }
 
