@@ -4,8 +4,7 @@
 
 use std::time::Instant;
 
-use super::CoreOutput;
-use super::{Core, EndpointKey};
+use super::{Core, CoreOutput, EndpointKey};
 use crate::allocator;
 use crate::api::{ConferenceId, MediaKind};
 use crate::channel;

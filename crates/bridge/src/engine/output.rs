@@ -34,6 +34,8 @@ impl Core {
                 warn!(endpoint = %ep.id.0, "str0m timeout failed: {e}");
                 ep.rtc.set_broken();
             }
+            // The timeout sends what forwarding queued: no second one for it this turn.
+            ep.unsent = false;
             self.drain(now, key);
         }
     }
@@ -46,9 +48,11 @@ impl Core {
             let Some(ep) = self.endpoints.get_mut(&key) else {
                 continue;
             };
-            ep.unsent = false;
-            ep.next_timeout = now;
-            self.serve_timeouts(now, key);
+            // Unless a due timeout of this receiver was served since (`handle_timeout`).
+            if ep.unsent {
+                ep.next_timeout = now;
+                self.serve_timeouts(now, key);
+            }
         }
         // The list keeps its allocation from one loop turn to the next.
         unsent.append(&mut self.unsent);
