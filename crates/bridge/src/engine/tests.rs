@@ -628,3 +628,33 @@ fn forwarded_media_leaves_through_poll_output_without_a_timeout() {
     assert!(to_receiver > 0, "the frame waited for a timeout");
     assert!(world.core.unsent.is_empty());
 }
+
+#[test]
+fn ids_and_secrets_come_from_the_given_generator() {
+    let t0 = Instant::now();
+    let offer = |seed: u64| {
+        let mut core = Core::new(settings(), t0, StdRng::seed_from_u64(seed));
+        let allocate = BridgeRequest::AllocateEndpoint {
+            conference: ConferenceId("room".into()),
+            endpoint: EndpointId("a".into()),
+        };
+        match core.handle_request(t0, allocate) {
+            Ok(BridgeResponse::EndpointAllocated(offer)) => offer,
+            other => panic!("{other:?}"),
+        }
+    };
+    let (a, again, other) = (offer(1), offer(1), offer(2));
+    let replayed = |o: &EndpointOffer| {
+        (
+            o.transport.ufrag.clone(),
+            o.transport.pwd.clone(),
+            o.colibri_ws_url.clone(),
+            o.feedback_sources.clone(),
+        )
+    };
+    assert_eq!(replayed(&a), replayed(&again));
+    assert_ne!(a.transport.ufrag, other.transport.ufrag);
+    assert_ne!(a.transport.pwd, other.transport.pwd);
+    assert_ne!(a.colibri_ws_url, other.colibri_ws_url);
+    assert_eq!((a.transport.ufrag.len(), a.transport.pwd.len()), (16, 22));
+}
