@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use convene_bridge::api::{
     EndpointOffer, GroupSemantics, MediaDescription, MediaKind, SourceSet, TransportDescription,
 };
-use convene_bridge::test_client::{self, TestClient, mid};
+use convene_bridge::testkit::client::{self as test_client, TestClient, mid};
 use str0m::media::{Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};

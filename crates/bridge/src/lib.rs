@@ -6,7 +6,8 @@
 //!
 //! Shape: a sans-IO [`engine::Core`] (conferences, endpoints, forwarding, one str0m `Rtc`
 //! per endpoint) owned by one thread; this file is the shell around it: the shared UDP
-//! sockets, the colibri-ws WebSockets, `/metrics`, and the timer.
+//! sockets, ICE-TCP, the colibri-ws WebSockets, and the timer. The binary serves the
+//! bridge's [`Bridge::metrics_text`] and [`Bridge::health`] on its own HTTP routes.
 
 pub mod config;
 pub use config::Config;
@@ -22,9 +23,11 @@ pub mod metrics;
 pub mod rewrite;
 pub mod speaker;
 pub mod sync;
+mod tcp;
 #[cfg(any(test, feature = "test-support"))]
-pub mod test_client;
+pub mod testkit;
 mod udp;
+mod ws;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -32,16 +35,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::{SinkExt, StreamExt};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use str0m::net::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use api::{BridgeError, BridgeEvent, BridgeRequest, BridgeResponse};
@@ -105,7 +105,12 @@ pub enum Unhealthy {
     CoreNotAnswering,
 }
 
-/// Messages from the HTTP side (WebSockets, metrics) to the core task.
+/// How long [`Bridge::health`] waits for the core thread.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long [`Bridge::shutdown`] waits for the core thread to expire everything and stop.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Messages from the HTTP side (WebSockets, metrics) and the operator to the core task.
 enum Control {
     ChannelOpen {
         conference: String,
@@ -123,6 +128,10 @@ enum Control {
         sink_id: u64,
     },
     Metrics(oneshot::Sender<String>),
+    /// Answered at once: the core thread is alive and not stuck.
+    Ping(oneshot::Sender<()>),
+    /// Expire every endpoint, send what that produces, stop; answered when stopped.
+    Shutdown(oneshot::Sender<()>),
     /// An ICE-TCP connection: where the core's TCP transmits to `remote` go.
     TcpOpened {
         remote: SocketAddr,
@@ -155,10 +164,9 @@ pub struct Bridge {
     events: Option<mpsc::Receiver<BridgeEvent>>,
     shared: Shared,
     udp_addrs: Vec<SocketAddr>,
+    /// The ICE-TCP accept loops, stopped on shutdown.
+    tcp_listeners: Vec<AbortHandle>,
 }
-
-/// Outgoing bridge-channel messages queued per WebSocket before it drops them.
-const CHANNEL_QUEUE: usize = 256;
 
 impl Bridge {
     /// Binds the UDP port and starts the bridge task. `colibri_ws_base` (e.g.
@@ -219,17 +227,22 @@ impl Bridge {
         let (events_tx, events) = mpsc::channel(256);
         let (control, control_rx) = mpsc::channel(1024);
         let (tcp_frames_tx, tcp_frames) = mpsc::channel(8192);
-        let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
-        for (local, listener) in tcp_listeners {
-            tokio::spawn(accept_tcp(
-                local,
-                listener,
-                tcp_frames_tx.clone(),
-                control.clone(),
-                connections.clone(),
-            ));
-        }
-        let core = Core::new(settings, Instant::now());
+        let connections = Arc::new(Semaphore::new(tcp::MAX_TCP_CONNECTIONS));
+        let tcp_listeners = tcp_listeners
+            .into_iter()
+            .map(|(local, listener)| {
+                tokio::spawn(tcp::accept_tcp(
+                    local,
+                    listener,
+                    tcp_frames_tx.clone(),
+                    control.clone(),
+                    connections.clone(),
+                ))
+                .abort_handle()
+            })
+            .collect();
+        // A CSPRNG: ICE and bridge-channel passwords come from it.
+        let core = Core::new(settings, Instant::now(), StdRng::from_os_rng());
         // The core gets a thread and a single-threaded runtime of its own: on the shared
         // runtime every datagram and pacer timer woke it on whichever worker was free, and
         // those cross-thread wake-ups cost more than the forwarding.
@@ -270,6 +283,7 @@ impl Bridge {
                 server_id: config.server_id,
             },
             udp_addrs,
+            tcp_listeners,
         })
     }
 
@@ -287,7 +301,8 @@ impl Bridge {
         &self.udp_addrs
     }
 
-    /// The bridge's metrics in Prometheus text format (`None`-safe: empty if the core is gone).
+    /// The bridge's metrics in the Prometheus text format (`convene_bridge_*`, each with
+    /// `# HELP` and `# TYPE`); empty once the core is gone.
     pub async fn metrics_text(&self) -> String {
         let (reply, text) = oneshot::channel();
         if self
@@ -304,33 +319,49 @@ impl Bridge {
 
     /// `Ok` when the core thread answers within a second.
     pub async fn health(&self) -> Result<(), Unhealthy> {
-        let (reply, text) = oneshot::channel();
-        let answered = tokio::time::timeout(Duration::from_secs(1), async {
-            self.shared
-                .control
-                .send(Control::Metrics(reply))
-                .await
-                .ok()?;
-            text.await.ok()
+        let (reply, pong) = oneshot::channel();
+        let answered = tokio::time::timeout(HEALTH_TIMEOUT, async {
+            self.shared.control.send(Control::Ping(reply)).await.ok()?;
+            pong.await.ok()
         })
         .await;
         match answered {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(())) => Ok(()),
             _ => Err(Unhealthy::CoreNotAnswering),
         }
     }
 
-    /// Stops the bridge gracefully (first version: nothing to release yet).
-    pub async fn shutdown(&self) {}
+    /// Stops the bridge: no more ICE-TCP connections, every endpoint expired (the focus
+    /// gets `EndpointExpired`, bridge channels close with 1001), then the core thread
+    /// ends and the media sockets close. Returns when done, after at most 5 s.
+    pub async fn shutdown(&self) {
+        for listener in &self.tcp_listeners {
+            listener.abort();
+        }
+        let (reply, stopped) = oneshot::channel();
+        let stop = async {
+            if self
+                .shared
+                .control
+                .send(Control::Shutdown(reply))
+                .await
+                .is_ok()
+            {
+                let _ = stopped.await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, stop).await.is_err() {
+            warn!("the bridge core did not stop within {SHUTDOWN_TIMEOUT:?}");
+        }
+    }
 
-    /// `/colibri-ws/{server_id}/{conference}/{endpoint}?pwd=...` and `/metrics`.
+    /// `/colibri-ws/{server_id}/{conference}/{endpoint}?pwd=...`.
     pub fn router(&self) -> Router {
         Router::new()
             .route(
                 "/colibri-ws/{server_id}/{conference}/{endpoint}",
-                get(colibri_ws),
+                get(ws::colibri_ws),
             )
-            .route("/metrics", get(metrics_page))
             .with_state(self.shared.clone())
     }
 }
@@ -363,7 +394,8 @@ async fn any_readable(sockets: &[MediaSocket]) {
 /// The core's loop. UDP is read here, in the core's own task, rather than in a reader task
 /// per socket: handing each datagram over a channel cost a copy and a task switch, about
 /// as much as forwarding it. Each wake-up drains the sockets, then sends everything the
-/// core produced.
+/// core produced (`poll_output` until `None`: that is also when forwarded media is
+/// encrypted, once per receiver for the whole turn) in per-destination batches.
 async fn run_core(
     mut core: Core,
     mut sockets: Vec<MediaSocket>,
@@ -376,6 +408,7 @@ async fn run_core(
     let mut next_sink_id = 0u64;
     let mut tcp_sinks: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>> = HashMap::new();
     let (mut requests_closed, mut control_closed) = (false, false);
+    let mut stopped: Option<oneshot::Sender<()>> = None;
     let mut deadline = core.poll_timeout();
     let timer = tokio::time::sleep_until(deadline.into());
     tokio::pin!(timer);
@@ -416,6 +449,13 @@ async fn run_core(
                 Some(Control::Metrics(reply)) => {
                     let _ = reply.send(core.metrics_text());
                 }
+                Some(Control::Ping(reply)) => {
+                    let _ = reply.send(());
+                }
+                Some(Control::Shutdown(reply)) => {
+                    core.shutdown(Instant::now());
+                    stopped = Some(reply);
+                }
                 Some(Control::TcpOpened { remote, local, sink }) => {
                     tcp_sinks.insert((remote, local), sink);
                 }
@@ -434,7 +474,7 @@ async fn run_core(
         if core.poll_timeout() <= now {
             core.handle_timeout(now);
         }
-        while let Some(output) = core.poll_output() {
+        while let Some(output) = core.poll_output(now) {
             match output {
                 CoreOutput::Transmit(t) if t.proto == Protocol::Tcp => {
                     if let Some(sink) = tcp_sinks.get(&(t.destination, t.source)) {
@@ -464,183 +504,17 @@ async fn run_core(
         for socket in &mut sockets {
             socket.flush();
         }
+        if let Some(reply) = stopped {
+            // The media ports are free once `shutdown` returns.
+            drop(sockets);
+            info!("bridge stopped");
+            let _ = reply.send(());
+            return;
+        }
         let next = core.poll_timeout();
         if next != deadline {
             deadline = next;
             timer.as_mut().reset(deadline.into());
         }
-    }
-}
-
-/// ICE-TCP connections open at once, bridge-wide.
-const MAX_TCP_CONNECTIONS: usize = 1024;
-/// An ICE-TCP connection silent for this long is closed (ICE consent checks come every
-/// few seconds).
-const TCP_IDLE: Duration = Duration::from_secs(30);
-
-async fn accept_tcp(
-    local: SocketAddr,
-    listener: TcpListener,
-    to_core: mpsc::Sender<Datagram>,
-    control: mpsc::Sender<Control>,
-    connections: Arc<Semaphore>,
-) {
-    loop {
-        let Ok((stream, remote)) = listener.accept().await else {
-            continue;
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            warn!(%remote, "too many ICE-TCP connections; refusing");
-            continue;
-        };
-        let (to_core, control) = (to_core.clone(), control.clone());
-        tokio::spawn(async move {
-            serve_tcp(stream, remote, local, to_core, control.clone()).await;
-            let _ = control.send(Control::TcpClosed { remote, local }).await;
-            drop(permit);
-        });
-    }
-}
-
-/// One ICE-TCP connection: RFC 4571 frames (16-bit length, then the datagram) both ways;
-/// frames go to the core like UDP datagrams (which drops and counts oversized ones).
-/// Written by hand because it is a dozen lines and no maintained crate does only this.
-async fn serve_tcp(
-    stream: TcpStream,
-    remote: SocketAddr,
-    local: SocketAddr,
-    to_core: mpsc::Sender<Datagram>,
-    control: mpsc::Sender<Control>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (sink, mut outgoing) = mpsc::channel::<Vec<u8>>(256);
-    if control
-        .send(Control::TcpOpened {
-            remote,
-            local,
-            sink,
-        })
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let writing = tokio::spawn(async move {
-        while let Some(datagram) = outgoing.recv().await {
-            let mut frame = Vec::with_capacity(datagram.len() + 2);
-            frame.extend_from_slice(&(datagram.len() as u16).to_be_bytes());
-            frame.extend_from_slice(&datagram);
-            if writer.write_all(&frame).await.is_err() {
-                return;
-            }
-        }
-    });
-    loop {
-        let len = match tokio::time::timeout(TCP_IDLE, reader.read_u16()).await {
-            Ok(Ok(len)) => usize::from(len),
-            _ => break,
-        };
-        let mut data = vec![0u8; len];
-        if reader.read_exact(&mut data).await.is_err() {
-            break;
-        }
-        let datagram = Datagram {
-            at: Instant::now(),
-            proto: Protocol::Tcp,
-            source: remote,
-            local,
-            data,
-        };
-        if to_core.send(datagram).await.is_err() {
-            break;
-        }
-    }
-    writing.abort();
-}
-
-async fn colibri_ws(
-    State(shared): State<Shared>,
-    Path((server_id, conference, endpoint)): Path<(String, String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    if server_id != shared.server_id {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let Some(pwd) = query.get("pwd").cloned() else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    let (sink, outgoing) = mpsc::channel(CHANNEL_QUEUE);
-    let (reply, result) = oneshot::channel();
-    let open = Control::ChannelOpen {
-        conference,
-        endpoint,
-        pwd,
-        sink,
-        reply,
-    };
-    if shared.control.send(open).await.is_err() {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    match result.await {
-        Ok(Ok((key, sink_id))) => upgrade
-            .max_message_size(channel::MAX_MESSAGE_BYTES)
-            .on_upgrade(move |socket| serve_channel(socket, shared, key, sink_id, outgoing)),
-        Ok(Err(ChannelAuthError::BadPassword)) => StatusCode::FORBIDDEN.into_response(),
-        Ok(Err(ChannelAuthError::Unknown)) => StatusCode::NOT_FOUND.into_response(),
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
-}
-
-async fn serve_channel(
-    socket: WebSocket,
-    shared: Shared,
-    key: EndpointKey,
-    sink_id: u64,
-    mut outgoing: mpsc::Receiver<String>,
-) {
-    let (mut tx, mut rx) = socket.split();
-    loop {
-        tokio::select! {
-            incoming = rx.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    let message = Control::ChannelMessage { key, text: text.as_str().to_owned() };
-                    if shared.control.send(message).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {}
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-            },
-            message = outgoing.recv() => match message {
-                Some(text) => {
-                    if tx.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                }
-                // The endpoint expired: "going away" (1001).
-                None => {
-                    let frame = axum::extract::ws::CloseFrame { code: 1001, reason: "endpoint expired".into() };
-                    let _ = tx.send(Message::Close(Some(frame))).await;
-                    break;
-                }
-            },
-        }
-    }
-    let _ = shared
-        .control
-        .send(Control::ChannelClosed { key, sink_id })
-        .await;
-}
-
-async fn metrics_page(State(shared): State<Shared>) -> Response {
-    let (reply, text) = oneshot::channel();
-    if shared.control.send(Control::Metrics(reply)).await.is_err() {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    match text.await {
-        Ok(text) => ([("content-type", "text/plain; version=0.0.4")], text).into_response(),
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }

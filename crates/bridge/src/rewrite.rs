@@ -138,8 +138,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::codec::Vp9Descriptor;
-    use crate::codec::tests::{narrow, vp9_packet, wide};
+    use crate::codec::vp9::Vp9Descriptor;
+    use crate::codec::vp9::tests::{narrow, vp9_packet, wide};
 
     fn packet(layer: usize, seq: u64, timestamp: u32, picture_id: u16, tl0: u8) -> Incoming {
         Incoming {

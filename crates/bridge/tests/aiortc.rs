@@ -1,7 +1,6 @@
 //! The real bridge (UDP on loopback, colibri-ws over HTTP) against aiortc peers
 //! (`tests/peers/bridge_endpoint.py`), driven through `BridgeHandle` as the focus would.
 
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use convene_bridge::api::*;
 use convene_bridge::{Bridge, BridgeHandle, Config};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -21,7 +20,6 @@ const PEER_SCRIPT: &str = concat!(
 
 struct Running {
     bridge: Bridge,
-    http: SocketAddr,
 }
 
 async fn start_bridge() -> Running {
@@ -35,7 +33,7 @@ async fn start_bridge() -> Running {
     let bridge = Bridge::start(config, format!("ws://{http}")).await.unwrap();
     let app = bridge.router();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Running { bridge, http }
+    Running { bridge }
 }
 
 fn conference() -> ConferenceId {
@@ -223,17 +221,6 @@ async fn configure(handle: &BridgeHandle, endpoint: &str, answer: &Value, source
     handle.request(request).await.unwrap();
 }
 
-async fn metrics(http: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(http).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text
-}
-
 fn metric(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -360,7 +347,7 @@ async fn aiortc_peers_get_audio_video_nack_pli_and_simulcast_layers() {
             break;
         }
         if tokio::time::Instant::now() > deadline {
-            let text = metrics(running.http).await;
+            let text = running.bridge.metrics_text().await;
             panic!(
                 "media did not flow as expected:\nbig: {big_stats}\nsmall: {small_stats}\n{text}"
             );
@@ -422,7 +409,7 @@ async fn aiortc_peers_get_audio_video_nack_pli_and_simulcast_layers() {
     sender.command("bogus_rtp").await;
     sender.command("bogus_rtcp").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let text = metrics(running.http).await;
+    let text = running.bridge.metrics_text().await;
     assert!(
         metric(
             &text,
@@ -489,7 +476,7 @@ async fn bad_datagrams_are_dropped_counted_and_harmless() {
     let series = |reason: &str| format!("convene_bridge_dropped_total{{reason=\"{reason}\"}}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let text = metrics(running.http).await;
+        let text = running.bridge.metrics_text().await;
         let counts = [
             metric(&text, &series("garbage")),
             metric(&text, &series("unauthenticated")),

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use convene_bridge::api::*;
-use convene_bridge::test_client::TestClient;
+use convene_bridge::testkit::client::TestClient;
 use convene_bridge::{Bridge, Config};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, Input, Output};

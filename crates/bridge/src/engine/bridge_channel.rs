@@ -1,7 +1,15 @@
 //! The colibri-ws bridge channel as the core sees it: authentication, client messages,
 //! broadcasts.
 
-use super::*;
+use std::time::Instant;
+
+use subtle::ConstantTimeEq;
+use tracing::debug;
+
+use super::{ChannelAuthError, Core, CoreOutput, EndpointKey, previous_speaker_ids};
+use crate::api::{ConferenceId, EndpointId};
+use crate::channel::{self, ClientMessage};
+use crate::metrics::DropReason;
 
 impl Core {
     /// Authenticates a colibri-ws connection; the password is compared in constant time.
@@ -55,6 +63,7 @@ impl Core {
     }
 
     pub fn channel_message(&mut self, now: Instant, key: EndpointKey, text: &str) {
+        let _span = self.span_of(key).entered();
         let Some(ep) = self.endpoints.get_mut(&key) else {
             return;
         };

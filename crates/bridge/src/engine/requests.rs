@@ -1,7 +1,34 @@
 //! The focus's requests: allocating, configuring and expiring endpoints and their sources.
 
-use super::*;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use rand::Rng;
+use str0m::net::TcpType;
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, IceCreds};
+use tracing::{Span, info};
+
+use super::endpoint::{Endpoint, TokenBucket, Track, declare_out, remove_out};
+use super::rtc::GuardedRtc;
+use super::sources::{all_ssrcs, tracks_of};
+use super::{Conference, Core, EndpointKey, mid_of, path_segment};
+use crate::allocator::Constraints;
+use crate::api::{
+    BridgeError, BridgeRequest, BridgeResponse, ConferenceId, DtlsSetup, EndpointId, EndpointOffer,
+    Fingerprint, IceCandidate, MediaKind, Source, SourceSet, TransportDescription,
+};
 use crate::bwe::DownlinkEstimator;
+use crate::media;
+use crate::metrics::Counters;
+use crate::speaker::SpeakerDetector;
+use crate::sync::SenderClock;
+
+/// Lengths of the ICE credentials the bridge makes up (str0m's own: at least 24 bits of
+/// randomness for the ufrag and 128 for the password, RFC 8445 §5.3).
+const ICE_UFRAG_LEN: usize = 16;
+const ICE_PWD_LEN: usize = 22;
 
 impl Core {
     pub fn handle_request(
@@ -9,6 +36,11 @@ impl Core {
         now: Instant,
         request: BridgeRequest,
     ) -> Result<BridgeResponse, BridgeError> {
+        let span = self
+            .conferences
+            .get(conference_of(&request))
+            .map_or_else(Span::none, |c| c.span.clone());
+        let _span = span.entered();
         let done = |()| BridgeResponse::Done;
         let result = match request {
             BridgeRequest::AllocateEndpoint {
@@ -119,26 +151,37 @@ impl Core {
         if let Ok(old) = self.find(&conference, &endpoint) {
             self.expire(now, old, false);
         }
-        let conf = self
-            .conferences
-            .entry(conference.clone())
-            .or_insert_with(|| {
-                let url_id = random_string(16);
-                Conference {
-                    url_id,
-                    endpoints: Vec::new(),
-                    speakers: SpeakerDetector::default(),
-                    counters: Counters::default(),
-                    dirty: true,
-                }
-            });
-        self.conference_by_url
-            .insert(conf.url_id.clone(), conference.clone());
-        let url_id = conf.url_id.clone();
+        if !self.conferences.contains_key(&conference) {
+            let url_id = self.random_string(16);
+            let span = tracing::info_span!("conference", id = %url_id);
+            self.conference_by_url
+                .insert(url_id.clone(), conference.clone());
+            let conf = Conference {
+                url_id,
+                span,
+                endpoints: Vec::new(),
+                speakers: SpeakerDetector::default(),
+                counters: Counters::default(),
+                dirty: true,
+            };
+            self.conferences.insert(conference.clone(), conf);
+        }
+        let (url_id, span) = {
+            let conf = &self.conferences[&conference];
+            (conf.url_id.clone(), conf.span.clone())
+        };
+        let _span = span.entered();
 
-        let mut rtc = media::rtc_config()
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(now);
+        let local_creds = IceCreds {
+            ufrag: self.random_string(ICE_UFRAG_LEN),
+            pass: self.random_string(ICE_PWD_LEN),
+        };
+        let mut rtc = GuardedRtc::new(
+            media::rtc_config()
+                .set_stats_interval(Some(Duration::from_secs(1)))
+                .set_local_ice_credentials(local_creds.clone())
+                .build(now),
+        );
         let mut candidates = Vec::new();
         for (i, addr) in self.settings.local_addrs.iter().enumerate() {
             let Ok(c) = Candidate::host(*addr, "udp") else {
@@ -155,7 +198,9 @@ impl Core {
                 tcptype: None,
                 generation: 0,
             });
-            rtc.add_local_candidate(c);
+            rtc.call(|rtc| {
+                rtc.add_local_candidate(c);
+            });
         }
         for addr in &self.settings.tcp_addrs {
             let Ok(c) = Candidate::builder()
@@ -177,7 +222,9 @@ impl Core {
                 tcptype: Some("passive".into()),
                 generation: 0,
             });
-            rtc.add_local_candidate(c);
+            rtc.call(|rtc| {
+                rtc.add_local_candidate(c);
+            });
         }
         let public: Vec<IceCandidate> = self
             .settings
@@ -196,26 +243,34 @@ impl Core {
             c.foundation = (candidates.len() + 1).to_string();
             candidates.push(c);
         }
-        let mut api = rtc.direct_api();
-        api.set_ice_lite(false);
-        api.set_ice_controlling(true);
-        api.enable_twcc_feedback();
-        api.declare_media(mid_of(MediaKind::Audio), str0m::media::MediaKind::Audio);
-        api.declare_media(mid_of(MediaKind::Video), str0m::media::MediaKind::Video);
-        let creds = api.local_ice_credentials();
-        let fingerprint = api.local_dtls_fingerprint().to_string();
+        let audio_ssrc = self.unused_ssrc(&conference, &[]);
+        let feedback_ssrcs = [audio_ssrc, self.unused_ssrc(&conference, &[audio_ssrc])];
+        let fingerprint = rtc.call(|rtc| {
+            let mut api = rtc.direct_api();
+            api.set_ice_lite(false);
+            api.set_ice_controlling(true);
+            api.enable_twcc_feedback();
+            api.declare_media(mid_of(MediaKind::Audio), str0m::media::MediaKind::Audio);
+            api.declare_media(mid_of(MediaKind::Video), str0m::media::MediaKind::Video);
+            for (kind, ssrc) in [MediaKind::Audio, MediaKind::Video]
+                .into_iter()
+                .zip(feedback_ssrcs)
+            {
+                api.declare_stream_tx(Ssrc::from(ssrc), None, mid_of(kind), None);
+            }
+            api.local_dtls_fingerprint().to_string()
+        });
+        let Some(fingerprint) = fingerprint else {
+            return Err(BridgeError::Invalid("endpoint set-up failed".into()));
+        };
         let (hash, value) = fingerprint
             .split_once(' ')
             .unwrap_or(("sha-256", &fingerprint));
         let mut feedback = SourceSet::default();
-        for (kind, label) in [(MediaKind::Audio, "audio"), (MediaKind::Video, "video")] {
-            let ssrc = loop {
-                let s = *api.new_ssrc();
-                if !self.ssrc_in_use(&conference, s) {
-                    break s;
-                }
-            };
-            api.declare_stream_tx(Ssrc::from(ssrc), None, mid_of(kind), None);
+        for ((kind, label), ssrc) in [(MediaKind::Audio, "audio"), (MediaKind::Video, "video")]
+            .into_iter()
+            .zip(feedback_ssrcs)
+        {
             feedback.sources.push(Source {
                 ssrc,
                 kind,
@@ -225,13 +280,13 @@ impl Core {
             });
         }
 
-        let channel_pwd = random_string(24);
+        let channel_pwd = self.random_string(24);
         let key = self.next_key;
         self.next_key += 1;
         let offer = EndpointOffer {
             transport: TransportDescription {
-                ufrag: creds.ufrag.clone(),
-                pwd: creds.pass.clone(),
+                ufrag: local_creds.ufrag.clone(),
+                pwd: local_creds.pass.clone(),
                 fingerprints: vec![Fingerprint {
                     hash: hash.to_string(),
                     value: value.to_string(),
@@ -250,17 +305,16 @@ impl Core {
                 channel_pwd
             ),
         };
-        self.by_ufrag.insert(creds.ufrag.clone(), key);
+        self.by_ufrag.insert(local_creds.ufrag.clone(), key);
         let mut ep = Endpoint {
             id: endpoint,
             conference: conference.clone(),
             rtc,
-            ufrag: creds.ufrag,
+            ufrag: local_creds.ufrag,
             channel_pwd,
             next_timeout: now,
             last_activity: now,
             dtls_started: false,
-            broken: false,
             feedback,
             sources: SourceSet::default(),
             tracks: Vec::new(),
@@ -279,6 +333,7 @@ impl Core {
             channel_budget: TokenBucket::full(now),
             capture_clock: SenderClock::default(),
             bwe_target: (0, 0),
+            unsent: false,
         };
         let conf = self
             .conferences
@@ -291,10 +346,20 @@ impl Core {
         }
         conf.endpoints.push(key);
         conf.dirty = true;
-        info!(conference = %conference.0, endpoint = %ep.id.0, "endpoint allocated");
+        info!(endpoint = %ep.id.0, "endpoint allocated");
         self.endpoints.insert(key, ep);
         self.drain(now, key);
         Ok(offer)
+    }
+
+    /// A random SSRC that no endpoint of the conference uses and that is not in `taken`.
+    fn unused_ssrc(&mut self, conference: &ConferenceId, taken: &[u32]) -> u32 {
+        loop {
+            let ssrc: u32 = self.rng.random();
+            if ssrc != 0 && !taken.contains(&ssrc) && !self.ssrc_in_use(conference, ssrc) {
+                return ssrc;
+            }
+        }
     }
 
     pub(super) fn ssrc_in_use(&self, conference: &ConferenceId, ssrc: u32) -> bool {
@@ -344,7 +409,7 @@ impl Core {
             pass: transport.pwd.clone(),
         };
         let start = !ep.dtls_started;
-        let result = with_rtc(ep, |rtc| {
+        let result = ep.rtc.call(|rtc| {
             let mut api = rtc.direct_api();
             api.set_remote_ice_credentials(creds);
             if start {
@@ -374,7 +439,7 @@ impl Core {
         };
         for c in candidates.iter().take(32) {
             if let Some(candidate) = remote_candidate(c) {
-                with_rtc(ep, |rtc| rtc.add_remote_candidate(candidate));
+                ep.rtc.call(|rtc| rtc.add_remote_candidate(candidate));
             }
         }
         self.drain(now, key);
@@ -421,9 +486,8 @@ impl Core {
             .collect();
         for track in &removed {
             for layer in &track.layers {
-                with_rtc(ep, |rtc| {
-                    rtc.direct_api().remove_stream_rx(Ssrc::from(layer.ssrc))
-                });
+                ep.rtc
+                    .call(|rtc| rtc.direct_api().remove_stream_rx(Ssrc::from(layer.ssrc)));
             }
         }
         for track in &added {
@@ -431,7 +495,7 @@ impl Core {
                 let rid = ep.next_rid('r');
                 let (ssrc, rtx) = (Ssrc::from(layer.ssrc), layer.rtx.map(Ssrc::from));
                 let mid = mid_of(track.kind);
-                with_rtc(ep, |rtc| {
+                ep.rtc.call(|rtc| {
                     rtc.direct_api().expect_stream_rx(ssrc, rtx, mid, Some(rid));
                 });
             }
@@ -483,4 +547,43 @@ impl Core {
         }
         Ok(())
     }
+}
+
+fn conference_of(request: &BridgeRequest) -> &ConferenceId {
+    match request {
+        BridgeRequest::AllocateEndpoint { conference, .. }
+        | BridgeRequest::ConfigureEndpoint { conference, .. }
+        | BridgeRequest::AddRemoteCandidates { conference, .. }
+        | BridgeRequest::AddSources { conference, .. }
+        | BridgeRequest::RemoveSources { conference, .. }
+        | BridgeRequest::ExpireEndpoint { conference, .. }
+        | BridgeRequest::ExpireConference { conference } => conference,
+    }
+}
+
+/// Remote candidate from Jingle; mDNS names cannot reach us here (IpAddr only), and
+/// peer-reflexive candidates learnt from checks cover them.
+fn remote_candidate(c: &IceCandidate) -> Option<Candidate> {
+    let protocol = c.protocol.to_ascii_lowercase();
+    if c.component != 1 || !matches!(protocol.as_str(), "udp" | "tcp") {
+        return None;
+    }
+    let mut sdp = format!(
+        "candidate:{} 1 {protocol} {} {} {} typ {}",
+        c.foundation, c.priority, c.ip, c.port, c.typ
+    );
+    if c.typ != "host" {
+        let unspecified = match c.ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        sdp.push_str(&format!(" raddr {unspecified} rport 9"));
+    }
+    if protocol == "tcp" {
+        sdp.push_str(&format!(
+            " tcptype {}",
+            c.tcptype.as_deref().unwrap_or("active")
+        ));
+    }
+    Candidate::from_sdp_string(&sdp).ok()
 }

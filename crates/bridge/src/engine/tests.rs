@@ -1,11 +1,28 @@
 //! The whole core on simulated time, against str0m clients exchanging datagrams in
 //! memory: simulcast switching only on keyframes, PLI on switch, continuity, last-N.
 
-use str0m::media::Pt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use super::*;
-use crate::codec::tests::vp8_packet;
-use crate::test_client::{self, TestClient};
+use foldhash::{HashMap, HashMapExt};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use str0m::media::{Pt, Rid};
+use str0m::net::Protocol;
+use str0m::rtp::{RtpWrite, Ssrc, Vp8Descriptor};
+use str0m::{Candidate, Event, Input};
+
+use super::{ChannelAuthError, Core, CoreOutput, EndpointKey, Settings};
+use crate::api::{
+    BridgeEvent, BridgeRequest, BridgeResponse, ConferenceId, EndpointId, EndpointOffer, MediaKind,
+    SourceSet, TransportDescription,
+};
+use crate::codec;
+use crate::codec::vp8::tests::vp8_packet;
+use crate::media::CodecKind;
+use crate::metrics::DropReason;
+use crate::testkit::client::{self as test_client, TestClient};
+use crate::testkit::network::{Link, Peer as Client};
 
 const BRIDGE: &str = "10.0.0.1:10000";
 const LAYERS: [(u32, u32, (u16, u16)); 3] = [
@@ -13,42 +30,6 @@ const LAYERS: [(u32, u32, (u16, u16)); 3] = [
     (200, 201, (640, 360)),
     (300, 301, (1280, 720)),
 ];
-
-struct Client {
-    rtc: Rtc,
-    addr: SocketAddr,
-    events: Vec<Event>,
-}
-
-type Datagram = (SocketAddr, SocketAddr, Vec<u8>);
-
-impl Client {
-    fn receive(&mut self, now: Instant, t: &Transmit) {
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source: t.source,
-                destination: t.destination,
-                contents: t.contents.as_ref().try_into().unwrap(),
-            },
-        );
-        self.rtc.handle_input(input).unwrap();
-    }
-
-    /// Polls until timeout (str0m wants this after every input): keeps the events,
-    /// returns the datagrams.
-    fn drain(&mut self) -> Vec<Datagram> {
-        let mut out = Vec::new();
-        loop {
-            match self.rtc.poll_output().unwrap() {
-                Output::Timeout(_) => return out,
-                Output::Transmit(t) => out.push((t.source, t.destination, Vec::from(t.contents))),
-                Output::Event(e) => self.events.push(e),
-            }
-        }
-    }
-}
 
 fn settings() -> Settings {
     Settings {
@@ -63,17 +44,17 @@ fn settings() -> Settings {
     }
 }
 
+/// A core with a seeded generator: runs replay.
+fn core(settings: Settings, now: Instant) -> Core {
+    Core::new(settings, now, StdRng::seed_from_u64(9))
+}
+
 /// A client configured from the offer, as a browser would be from the Jingle offer.
 fn client(offer: &EndpointOffer, addr: &str, now: Instant) -> (Client, TransportDescription) {
     let addr: SocketAddr = addr.parse().unwrap();
     let local = Candidate::host(addr, "udp").unwrap();
     let answer = TestClient::answer(offer, local, now).unwrap();
-    let client = Client {
-        rtc: answer.rtc,
-        addr,
-        events: Vec::new(),
-    };
-    (client, answer.transport)
+    (Client::new(answer.rtc, addr), answer.transport)
 }
 
 /// The sender "s" with the simulcast `LAYERS` and no audio.
@@ -88,37 +69,6 @@ struct World {
     now: Instant,
     /// Bottlenecks on the way from the bridge to some clients.
     links: HashMap<SocketAddr, Link>,
-}
-
-/// A downlink of `rate_bps` with a drop-tail queue of `queue` of transmission time.
-struct Link {
-    rate_bps: u64,
-    queue: Duration,
-    free_at: Instant,
-    in_flight: VecDeque<(Instant, Transmit)>,
-}
-
-impl Link {
-    fn new(rate_bps: u64, queue: Duration, now: Instant) -> Self {
-        Self {
-            rate_bps,
-            queue,
-            free_at: now,
-            in_flight: VecDeque::new(),
-        }
-    }
-
-    /// Queues a datagram; false when the queue is full (it is lost).
-    fn send(&mut self, now: Instant, t: Transmit) -> bool {
-        let start = self.free_at.max(now);
-        if start > now + self.queue {
-            return false;
-        }
-        let bits = t.contents.len() as u64 * 8;
-        self.free_at = start + Duration::from_micros(bits * 1_000_000 / self.rate_bps);
-        self.in_flight.push_back((self.free_at, t));
-        true
-    }
 }
 
 impl World {
@@ -143,8 +93,7 @@ impl World {
             to_core.append(&mut c.drain());
         }
         for link in self.links.values_mut() {
-            while link.in_flight.front().is_some_and(|(at, _)| *at <= now) {
-                let (_, t) = link.in_flight.pop_front().expect("checked");
+            while let Some(t) = link.arrived(now) {
                 let c = self.clients.iter_mut().find(|c| c.addr == t.destination);
                 if let Some(c) = c {
                     c.receive(now, &t);
@@ -158,7 +107,7 @@ impl World {
                     .handle_datagram(now, Protocol::Udp, source, destination, &data);
             }
             let mut moved = false;
-            while let Some(out) = self.core.poll_output() {
+            while let Some(out) = self.core.poll_output(now) {
                 let CoreOutput::Transmit(t) = out else {
                     continue;
                 };
@@ -219,7 +168,7 @@ fn open_channel(core: &mut Core, offer: &EndpointOffer) -> EndpointKey {
 #[test]
 fn bridge_channel_relays_and_limits_a_flooding_endpoint() {
     let t0 = Instant::now();
-    let mut core = Core::new(settings(), t0);
+    let mut core = core(settings(), t0);
     let mut offers = Vec::new();
     for id in ["a", "b", "c"] {
         let allocate = BridgeRequest::AllocateEndpoint {
@@ -234,7 +183,7 @@ fn bridge_channel_relays_and_limits_a_flooding_endpoint() {
     let keys: Vec<EndpointKey> = offers.iter().map(|o| open_channel(&mut core, o)).collect();
     let inbox = |core: &mut Core| {
         let mut got: HashMap<EndpointKey, Vec<serde_json::Value>> = HashMap::new();
-        while let Some(out) = core.poll_output() {
+        while let Some(out) = core.poll_output(t0) {
             if let CoreOutput::Channel { endpoint, text } = out {
                 got.entry(endpoint)
                     .or_default()
@@ -302,7 +251,7 @@ fn bridge_channel_relays_and_limits_a_flooding_endpoint() {
 #[test]
 fn a_panic_inside_str0m_expires_that_endpoint_only() {
     let t0 = Instant::now();
-    let mut core = Core::new(settings(), t0);
+    let mut core = core(settings(), t0);
     for id in ["a", "b"] {
         let allocate = BridgeRequest::AllocateEndpoint {
             conference: ConferenceId("room".into()),
@@ -313,14 +262,14 @@ fn a_panic_inside_str0m_expires_that_endpoint_only() {
     let victim = key_of(&core, "a");
     let ep = core.endpoints.get_mut(&victim).unwrap();
     assert_eq!(
-        with_rtc(ep, |_| -> () { panic!("simulated str0m bug") }),
+        ep.rtc.call(|_| -> () { panic!("simulated str0m bug") }),
         None
     );
     core.handle_timeout(t0);
     assert!(!core.endpoints.contains_key(&victim));
     assert_eq!(core.endpoints.len(), 1);
     let mut expired = Vec::new();
-    while let Some(out) = core.poll_output() {
+    while let Some(out) = core.poll_output(t0) {
         if let CoreOutput::Event(BridgeEvent::EndpointExpired { endpoint, .. }) = out {
             expired.push(endpoint.0);
         }
@@ -337,7 +286,7 @@ fn offer_advertises_local_tcp_and_public_candidates() {
         public_ips: vec!["203.0.113.7".parse().unwrap()],
         ..settings()
     };
-    let mut core = Core::new(settings, t0);
+    let mut core = core(settings, t0);
     let allocate = BridgeRequest::AllocateEndpoint {
         conference: ConferenceId("room".into()),
         endpoint: EndpointId("e".into()),
@@ -378,7 +327,7 @@ fn offer_advertises_local_tcp_and_public_candidates() {
 /// (`(id, address)`), connected to one core.
 fn simulcast_world(receivers: &[(&str, &str)]) -> World {
     let t0 = Instant::now();
-    let mut core = Core::new(settings(), t0);
+    let mut core = core(settings(), t0);
     let conference = ConferenceId("room".into());
     let mut offer = |id: &str| match core
         .handle_request(
@@ -644,4 +593,68 @@ fn a_congested_receiver_is_estimated_down_to_a_lower_layer_and_others_keep_the_t
     );
     assert_eq!(fast_top, 80, "fast left the top layer");
     assert!(state(&world, fast).0 > 2_000_000);
+}
+
+#[test]
+fn forwarded_media_leaves_through_poll_output_without_a_timeout() {
+    let mut world = simulcast_world(&[("r", "10.0.0.3:5000")]);
+    let mut encoder = Encoder::new([1; 3], [0; 3]);
+    assert!(
+        !encoder.run(&mut world, 2000, 1).is_empty(),
+        "not forwarding yet"
+    );
+    // One frame from the sender, fed to the core; no `handle_timeout` afterwards.
+    encoder.frame(&mut world);
+    world.now += Duration::from_millis(1);
+    let now = world.now;
+    let sender = &mut world.clients[0];
+    sender.rtc.handle_input(Input::Timeout(now)).unwrap();
+    let datagrams = sender.drain();
+    assert!(!datagrams.is_empty());
+    for (source, destination, data) in datagrams {
+        world
+            .core
+            .handle_datagram(now, Protocol::Udp, source, destination, &data);
+    }
+    let receiver = world.clients[1].addr;
+    let mut to_receiver = 0;
+    while let Some(out) = world.core.poll_output(now) {
+        if let CoreOutput::Transmit(t) = out
+            && t.destination == receiver
+        {
+            to_receiver += 1;
+        }
+    }
+    assert!(to_receiver > 0, "the frame waited for a timeout");
+    assert!(world.core.unsent.is_empty());
+}
+
+#[test]
+fn ids_and_secrets_come_from_the_given_generator() {
+    let t0 = Instant::now();
+    let offer = |seed: u64| {
+        let mut core = Core::new(settings(), t0, StdRng::seed_from_u64(seed));
+        let allocate = BridgeRequest::AllocateEndpoint {
+            conference: ConferenceId("room".into()),
+            endpoint: EndpointId("a".into()),
+        };
+        match core.handle_request(t0, allocate) {
+            Ok(BridgeResponse::EndpointAllocated(offer)) => offer,
+            other => panic!("{other:?}"),
+        }
+    };
+    let (a, again, other) = (offer(1), offer(1), offer(2));
+    let replayed = |o: &EndpointOffer| {
+        (
+            o.transport.ufrag.clone(),
+            o.transport.pwd.clone(),
+            o.colibri_ws_url.clone(),
+            o.feedback_sources.clone(),
+        )
+    };
+    assert_eq!(replayed(&a), replayed(&again));
+    assert_ne!(a.transport.ufrag, other.transport.ufrag);
+    assert_ne!(a.transport.pwd, other.transport.pwd);
+    assert_ne!(a.colibri_ws_url, other.colibri_ws_url);
+    assert_eq!((a.transport.ufrag.len(), a.transport.pwd.len()), (16, 22));
 }

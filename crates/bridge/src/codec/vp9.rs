@@ -1,33 +1,13 @@
-//! The little codec knowledge a forwarder needs: where keyframes start (layer switches
-//! may only happen there), for VP8 the frame size a keyframe announces, and the VP9
-//! picture id / TL0PICIDX a layer switch rewrites.
-//!
-//! Hand-written because str0m only exposes VP8 descriptor parsing; each function reads a
-//! few header bits and never trusts a length it has not checked.
+//! VP9 (RFC 9628): keyframe starts, and the payload descriptor's picture id and
+//! TL0PICIDX, which a layer switch rewrites. Hand-written: str0m has a VP8 descriptor
+//! patch (`Vp8Patch`) but nothing for VP9.
 
 use std::sync::Arc;
 
-use str0m::rtp::Vp8Descriptor;
-
-use crate::media::CodecKind;
-
-/// Whether `payload` is the first packet of a keyframe (audio: always true).
-pub fn starts_keyframe(codec: CodecKind, payload: &[u8]) -> bool {
-    match codec {
-        CodecKind::Opus => true,
-        CodecKind::Vp8 => Vp8Descriptor::parse(payload).is_ok_and(|d| d.starts_keyframe(payload)),
-        CodecKind::Vp9 => vp9_starts_keyframe(payload),
-        CodecKind::H264 => h264_has_keyframe(payload),
-        CodecKind::Av1 => payload.first().is_some_and(|b| b & 0x08 != 0),
-    }
-}
-
 /// RFC 9628: a keyframe start is B=1 with P=0 and, when layer indices are present,
 /// spatial layer 0.
-fn vp9_starts_keyframe(payload: &[u8]) -> bool {
-    Vp9Descriptor::parse(payload).is_some_and(|d| {
-        d.begins_frame && !d.inter_predicted && d.spatial_layer.is_none_or(|s| s == 0)
-    })
+pub fn starts_keyframe(payload: &[u8]) -> bool {
+    Vp9Descriptor::parse(payload).is_some_and(|d| d.starts_keyframe())
 }
 
 /// A VP9 picture id as the sender wrote it: 7-bit (M=0) or 15-bit (M=1).
@@ -100,6 +80,11 @@ impl Vp9Descriptor {
         })
     }
 
+    /// RFC 9628: B=1 with P=0 and, when layer indices are present, spatial layer 0.
+    pub fn starts_keyframe(&self) -> bool {
+        self.begins_frame && !self.inter_predicted && self.spatial_layer.is_none_or(|s| s == 0)
+    }
+
     pub fn picture_id(&self) -> Option<u16> {
         self.picture_id.map(|p| p.value)
     }
@@ -169,91 +154,9 @@ impl Vp9Descriptor {
     }
 }
 
-/// RFC 6184: an IDR slice or an SPS, alone, inside a STAP-A or at the start of an FU-A.
-fn h264_has_keyframe(payload: &[u8]) -> bool {
-    let is_key = |nal_type: u8| nal_type == 5 || nal_type == 7;
-    let Some(&header) = payload.first() else {
-        return false;
-    };
-    match header & 0x1f {
-        24 => {
-            let mut rest = &payload[1..];
-            while rest.len() > 2 {
-                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                let Some(nal) = rest.get(2..2 + size) else {
-                    return false;
-                };
-                if nal.first().is_some_and(|h| is_key(h & 0x1f)) {
-                    return true;
-                }
-                rest = &rest[2 + size..];
-            }
-            false
-        }
-        28 => payload
-            .get(1)
-            .is_some_and(|fu| fu & 0x80 != 0 && is_key(fu & 0x1f)),
-        nal_type => is_key(nal_type),
-    }
-}
-
-/// Width and height from the first packet of a VP8 keyframe (RFC 6386 §9.1).
-pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
-    let start = vp8_descriptor_len(payload)?;
-    let frame = payload.get(start..start + 10)?;
-    let is_key = frame[0] & 0x01 == 0;
-    if !is_key || frame[3..6] != [0x9d, 0x01, 0x2a] {
-        return None;
-    }
-    let width = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
-    let height = u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff;
-    Some((width, height))
-}
-
-/// Length of the RFC 7741 payload descriptor.
-fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
-    let first = *payload.first()?;
-    if first & 0x80 == 0 {
-        return Some(1);
-    }
-    let ext = *payload.get(1)?;
-    let mut len = 2;
-    if ext & 0x80 != 0 {
-        len += if payload.get(len)? & 0x80 != 0 { 2 } else { 1 };
-    }
-    if ext & 0x40 != 0 {
-        len += 1;
-    }
-    if ext & 0x30 != 0 {
-        len += 1;
-    }
-    Some(len)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-
-    /// A VP8 packet: descriptor with 15-bit picture id and TL0PICIDX, then a frame header.
-    pub fn vp8_packet(keyframe: bool, picture_id: u16, tl0: u8, size: (u16, u16)) -> Vec<u8> {
-        let mut p = vec![
-            0x90,
-            0xe0,
-            0x80 | (picture_id >> 8) as u8,
-            picture_id as u8,
-            tl0,
-            0x00,
-        ];
-        if keyframe {
-            p.extend_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]);
-            p.extend_from_slice(&size.0.to_le_bytes());
-            p.extend_from_slice(&size.1.to_le_bytes());
-        } else {
-            p.extend_from_slice(&[0x01, 0x00, 0x00]);
-        }
-        p.extend_from_slice(&[0u8; 20]);
-        p
-    }
 
     /// A VP9 packet that begins a frame: descriptor with an optional picture id and
     /// optional layer indices `(spatial layer, TL0PICIDX)` (flexible mode when TL0PICIDX is
@@ -329,7 +232,7 @@ pub(crate) mod tests {
         let full = vp9_packet(true, wide(300), Some((0, Some(1))));
         for len in 0..5 {
             assert_eq!(Vp9Descriptor::parse(&full[..len]), None, "{len} bytes");
-            assert!(!starts_keyframe(CodecKind::Vp9, &full[..len]));
+            assert!(!starts_keyframe(&full[..len]));
         }
         assert!(Vp9Descriptor::parse(&full[..5]).is_some());
         // Whatever the bytes, parsing and patching never panic.
@@ -385,59 +288,5 @@ pub(crate) mod tests {
             Vp9Descriptor::parse(&changed).unwrap().tl0_pic_idx(),
             Some(9)
         );
-    }
-
-    #[test]
-    fn vp8_keyframe_and_size() {
-        let key = vp8_packet(true, 300, 7, (640, 360));
-        assert!(starts_keyframe(CodecKind::Vp8, &key));
-        assert_eq!(vp8_keyframe_size(&key), Some((640, 360)));
-        let delta = vp8_packet(false, 301, 7, (0, 0));
-        assert!(!starts_keyframe(CodecKind::Vp8, &delta));
-        assert_eq!(vp8_keyframe_size(&delta), None);
-    }
-
-    #[test]
-    fn truncated_payloads_are_not_keyframes() {
-        for codec in [
-            CodecKind::Vp8,
-            CodecKind::Vp9,
-            CodecKind::H264,
-            CodecKind::Av1,
-        ] {
-            assert!(!starts_keyframe(codec, &[]));
-        }
-        assert!(!starts_keyframe(CodecKind::H264, &[24, 0x00, 0x09, 0x65]));
-        assert_eq!(vp8_keyframe_size(&[0x90, 0xe0]), None);
-    }
-
-    #[test]
-    fn h264_idr_in_stap_a_and_fu_a() {
-        assert!(starts_keyframe(
-            CodecKind::H264,
-            &[24, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68]
-        ));
-        assert!(starts_keyframe(CodecKind::H264, &[28, 0x85, 0xaa]));
-        assert!(!starts_keyframe(CodecKind::H264, &[28, 0x05, 0xaa]));
-        assert!(!starts_keyframe(CodecKind::H264, &[0x41, 0x9a]));
-    }
-
-    #[test]
-    fn vp9_keyframe_needs_begin_and_no_inter_prediction() {
-        assert!(starts_keyframe(CodecKind::Vp9, &[0x08]));
-        assert!(!starts_keyframe(CodecKind::Vp9, &[0x48]));
-        assert!(!starts_keyframe(CodecKind::Vp9, &[0x00]));
-        assert!(starts_keyframe(
-            CodecKind::Vp9,
-            &vp9_packet(true, wide(1), Some((0, Some(0))))
-        ));
-        assert!(!starts_keyframe(
-            CodecKind::Vp9,
-            &vp9_packet(true, wide(1), Some((1, Some(0))))
-        ));
-        assert!(starts_keyframe(
-            CodecKind::Vp9,
-            &vp9_packet(true, narrow(1), Some((0, None)))
-        ));
     }
 }

@@ -1,0 +1,241 @@
+//! Per-endpoint state: the tracks it sends (layers by SSRC), the tracks it receives (one
+//! [`OutStream`] each), its downlink estimate and bridge-channel state.
+
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashSet};
+use str0m::media::Rid;
+use str0m::rtp::Ssrc;
+
+use super::rtc::GuardedRtc;
+use super::{EndpointKey, mid_of};
+use crate::allocator::Constraints;
+use crate::api::{ConferenceId, EndpointId, MediaKind, SourceSet};
+use crate::bwe::DownlinkEstimator;
+use crate::rewrite::Rewriter;
+use crate::sync::SenderClock;
+
+/// A layer that sent nothing for this long is considered off (sender's own BWE).
+const LAYER_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
+/// Height assumed for layers whose size we cannot read, by rank from the top.
+const ASSUMED_TOP_HEIGHT: u32 = 720;
+
+/// One incoming SSRC (a simulcast layer, or the only stream of a track).
+#[derive(Debug)]
+pub(super) struct Layer {
+    pub(super) ssrc: u32,
+    pub(super) rtx: Option<u32>,
+    /// From the last VP8 keyframe, when known.
+    pub(super) height: Option<u32>,
+    pub(super) bitrate_bps: u64,
+    pub(super) window_bytes: u64,
+    pub(super) window_start: Option<Instant>,
+    pub(super) last_packet: Option<Instant>,
+    pub(super) last_keyframe_request: Option<Instant>,
+}
+
+impl Layer {
+    pub(super) fn new(ssrc: u32, rtx: Option<u32>) -> Self {
+        Self {
+            ssrc,
+            rtx,
+            height: None,
+            bitrate_bps: 0,
+            window_bytes: 0,
+            window_start: None,
+            last_packet: None,
+            last_keyframe_request: None,
+        }
+    }
+
+    pub(super) fn is_active(&self, now: Instant) -> bool {
+        self.last_packet
+            .is_some_and(|t| now.saturating_duration_since(t) < LAYER_INACTIVE_AFTER)
+    }
+
+    /// Counts a packet; returns true when the layer just became active.
+    pub(super) fn on_packet(&mut self, now: Instant, bytes: usize) -> bool {
+        let was_active = self.is_active(now);
+        self.last_packet = Some(now);
+        let start = *self.window_start.get_or_insert(now);
+        self.window_bytes += bytes as u64;
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Duration::from_millis(500) {
+            self.bitrate_bps = self.window_bytes * 8 * 1_000_000 / elapsed.as_micros() as u64;
+            self.window_bytes = 0;
+            self.window_start = Some(now);
+        }
+        !was_active
+    }
+}
+
+/// One source an endpoint sends: a simulcast group (lowest layer first) or a lone SSRC.
+#[derive(Debug)]
+pub(super) struct Track {
+    /// The SSRC receivers know (first of the SIM group) and its RTX partner.
+    pub(super) primary: u32,
+    pub(super) primary_rtx: Option<u32>,
+    pub(super) kind: MediaKind,
+    pub(super) name: String,
+    pub(super) layers: Vec<Layer>,
+    /// The sender said `videoType: none` (camera off): nothing of it is forwarded.
+    pub(super) muted: bool,
+}
+
+impl Track {
+    pub(super) fn assumed_height(&self, layer: usize) -> u32 {
+        self.layers[layer].height.unwrap_or_else(|| {
+            let from_top = (self.layers.len() - 1 - layer) as u32;
+            ASSUMED_TOP_HEIGHT >> from_top
+        })
+    }
+
+    /// The layer's measured bitrate; before a measurement, what such a height usually
+    /// needs (counting an unmeasured layer as free would overcommit the receiver's link).
+    pub(super) fn expected_bitrate(&self, layer: usize) -> u64 {
+        match self.layers[layer].bitrate_bps {
+            0 => match self.assumed_height(layer) {
+                h if h <= 180 => 150_000,
+                h if h <= 360 => 500_000,
+                h if h <= 720 => 1_500_000,
+                _ => 2_500_000,
+            },
+            measured => measured,
+        }
+    }
+
+    pub(super) fn same_layout(&self, other: &Track) -> bool {
+        self.kind == other.kind
+            && self.layers.len() == other.layers.len()
+            && self
+                .layers
+                .iter()
+                .zip(&other.layers)
+                .all(|(a, b)| a.ssrc == b.ssrc && a.rtx == b.rtx)
+    }
+}
+
+/// A track forwarded to one receiver.
+#[derive(Debug)]
+pub(super) struct OutStream {
+    pub(super) sender: EndpointKey,
+    pub(super) rid: Rid,
+    pub(super) rewriter: Rewriter,
+    /// The layer the allocator wants; the rewriter switches to it on its next keyframe.
+    pub(super) target: Option<usize>,
+}
+
+pub(super) struct Endpoint {
+    pub(super) id: EndpointId,
+    pub(super) conference: ConferenceId,
+    pub(super) rtc: GuardedRtc,
+    pub(super) ufrag: String,
+    pub(super) channel_pwd: String,
+    pub(super) next_timeout: Instant,
+    pub(super) last_activity: Instant,
+    pub(super) dtls_started: bool,
+    pub(super) feedback: SourceSet,
+    pub(super) sources: SourceSet,
+    pub(super) tracks: Vec<Track>,
+    /// Main SSRC → (track, layer).
+    pub(super) layer_of: HashMap<u32, (usize, usize)>,
+    /// Every signalled SSRC including RTX: RTP with any other SSRC is dropped.
+    pub(super) known_ssrcs: HashSet<u32>,
+    pub(super) next_rid: u32,
+    /// Forwarded tracks by their primary SSRC.
+    pub(super) out: HashMap<u32, OutStream>,
+    pub(super) out_by_rid: HashMap<Rid, u32>,
+    pub(super) constraints: Constraints,
+    /// The downlink estimate the allocator last worked with.
+    pub(super) bandwidth_bps: u64,
+    pub(super) downlink: DownlinkEstimator,
+    pub(super) channel_open: bool,
+    pub(super) forwarded_sources: Option<Vec<String>>,
+    pub(super) sent_sender_constraints: HashMap<String, i32>,
+    pub(super) nacks_seen: HashMap<Rid, u64>,
+    /// Bridge-channel messages this endpoint may still send right now.
+    pub(super) channel_budget: TokenBucket,
+    /// Maps this endpoint's capture times (from its sender reports) onto our clock.
+    pub(super) capture_clock: SenderClock,
+    /// (sustained, desired) bitrates last computed for this receiver, in bps.
+    pub(super) bwe_target: (u64, u64),
+    /// Forwarded media was handed to its `Rtc` and is not sent yet (it is listed in
+    /// `Core::unsent`).
+    pub(super) unsent: bool,
+}
+
+/// Bridge-channel messages per second an endpoint may send, and the burst it may save up:
+/// a client relaying to everyone must not be able to flood the conference.
+const CHANNEL_MESSAGES_PER_SEC: f64 = 20.0;
+const CHANNEL_BURST: f64 = 60.0;
+
+#[derive(Debug)]
+pub(super) struct TokenBucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    pub(super) fn full(now: Instant) -> Self {
+        Self {
+            tokens: CHANNEL_BURST,
+            at: now,
+        }
+    }
+
+    pub(super) fn take(&mut self, now: Instant) -> bool {
+        let refill =
+            now.saturating_duration_since(self.at).as_secs_f64() * CHANNEL_MESSAGES_PER_SEC;
+        self.tokens = (self.tokens + refill).min(CHANNEL_BURST);
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+impl Endpoint {
+    pub(super) fn next_rid(&mut self, prefix: char) -> Rid {
+        self.next_rid += 1;
+        Rid::from(format!("{prefix}{}", self.next_rid).as_str())
+    }
+}
+
+/// Declares a send stream on `receiver` for one of `sender`'s tracks.
+pub(super) fn declare_out(receiver: &mut Endpoint, sender: EndpointKey, track: &Track) {
+    let rid = receiver.next_rid('t');
+    let (ssrc, rtx) = (Ssrc::from(track.primary), track.primary_rtx.map(Ssrc::from));
+    let mid = mid_of(track.kind);
+    receiver.rtc.call(|rtc| {
+        rtc.direct_api()
+            .declare_stream_tx(ssrc, rtx, mid, Some(rid));
+    });
+    let clock_rate = match track.kind {
+        MediaKind::Audio => 48_000,
+        MediaKind::Video => 90_000,
+    };
+    // Audio has one layer and no allocation: always forwarded.
+    let target = (track.kind == MediaKind::Audio).then_some(0);
+    receiver.out_by_rid.insert(rid, track.primary);
+    receiver.out.insert(
+        track.primary,
+        OutStream {
+            sender,
+            rid,
+            rewriter: Rewriter::new(clock_rate),
+            target,
+        },
+    );
+}
+
+pub(super) fn remove_out(receiver: &mut Endpoint, primary: u32) {
+    if let Some(out) = receiver.out.remove(&primary) {
+        receiver.out_by_rid.remove(&out.rid);
+        receiver.nacks_seen.remove(&out.rid);
+        receiver
+            .rtc
+            .call(|rtc| rtc.direct_api().remove_stream_tx(Ssrc::from(primary)));
+    }
+}
