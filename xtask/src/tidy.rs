@@ -1,8 +1,7 @@
 //! The architecture test: the rules of `ARCHITECTURE.md` that a machine can check.
 //!
-//! Three rules, each a table below: crate dependencies, sans-IO cores, file sizes. What
-//! breaks a rule today is listed in [`KNOWN_VIOLATIONS`]; a violation not in that list
-//! fails the test, and so does an entry that no longer happens (delete it).
+//! Three rules, each a table below: crate dependencies, sans-IO cores, file sizes. Any
+//! violation fails the test; an exception is written into the rule's table with its reason.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -107,6 +106,14 @@ const SHELLS: &[(&str, &str)] = &[
         "crates/bridge/src/udp.rs",
         "recvmmsg/GSO on the media socket",
     ),
+    (
+        "crates/bridge/src/tcp.rs",
+        "the ICE-TCP listener and its RFC 4571 framing",
+    ),
+    (
+        "crates/bridge/src/ws.rs",
+        "the colibri-ws WebSocket endpoint",
+    ),
 ];
 
 /// What a core must not use: the clock (time comes in as `now`), sockets, locks (one
@@ -145,16 +152,7 @@ enum Rule {
     Size,
 }
 
-/// What breaks the rules on this branch while issue 9 is under way (other slices fix
-/// these). The lead trims this list after the merge; keep it empty from then on.
-const KNOWN_VIOLATIONS: &[(Rule, &str)] = &[
-    (Rule::SansIo, "crates/bridge/src/engine/mod.rs: rand::rng()"),
-    (Rule::Size, "crates/bridge/src/engine/mod.rs"),
-];
-
 struct Violation {
-    /// What `KNOWN_VIOLATIONS` names it by: stable while the file is edited.
-    key: String,
     /// The full explanation.
     message: String,
 }
@@ -171,7 +169,6 @@ fn crates_depend_only_on_what_they_may() {
     for name in ruled.collect::<BTreeSet<_>>() {
         if !names.contains(name) {
             found.push(Violation {
-                key: format!("{name} is not in the workspace"),
                 message: format!(
                     "{name} is named by a dependency rule but is not in the workspace"
                 ),
@@ -189,7 +186,6 @@ fn crates_depend_only_on_what_they_may() {
                 .filter(|d| forbidden.contains(&d.as_str()))
             {
                 found.push(Violation {
-                    key: format!("{name} -> {dependency}"),
                     message: format!(
                         "{name} depends on {dependency} ({}): {why}",
                         krate.manifest.display()
@@ -200,7 +196,6 @@ fn crates_depend_only_on_what_they_may() {
         for (name, required, why) in REQUIRED_DEPENDENCIES {
             if krate.name == *name && !krate.dependencies.contains(*required) {
                 found.push(Violation {
-                    key: format!("{name} does not depend on {required}"),
                     message: format!("{name} does not depend on {required}: {why}"),
                 });
             }
@@ -212,7 +207,6 @@ fn crates_depend_only_on_what_they_may() {
             .collect();
         if roles.len() > 1 && !WIRING_CRATES.contains(&krate.name.as_str()) {
             found.push(Violation {
-                key: format!("{} wires roles together", krate.name),
                 message: format!(
                     "{} depends on {}: only {WIRING_CRATES:?} put roles together",
                     krate.name,
@@ -248,7 +242,6 @@ fn cores_use_no_clock_socket_lock_or_global_randomness() {
                 for (pattern, what) in FORBIDDEN_IN_CORES {
                     if line.contains(pattern) {
                         found.push(Violation {
-                            key: format!("{relative}: {pattern}"),
                             message: format!(
                                 "{relative}:{line_number} uses {what} ({pattern}) in a sans-IO core: \
                                  take it as input, or move the code to a shell listed in SHELLS"
@@ -277,37 +270,20 @@ fn files_stay_short_or_say_why() {
                     "{relative} has {lines} lines (limit {MAX_LINES}): split it along its seams, \
                      or add it to LONG_FILES with the reason"
                 ),
-                key: relative,
             });
         }
     }
     check(Rule::Size, found);
 }
 
-/// Fails on violations not in `KNOWN_VIOLATIONS` and on entries of `rule` that no longer
-/// happen.
+/// Fails with every violation of `rule` found.
 fn check(rule: Rule, found: Vec<Violation>) {
-    let known: BTreeSet<&str> = KNOWN_VIOLATIONS
-        .iter()
-        .filter(|(r, _)| *r == rule)
-        .map(|(_, key)| *key)
-        .collect();
-    let new: Vec<&str> = found
-        .iter()
-        .filter(|v| !known.contains(v.key.as_str()))
-        .map(|v| v.message.as_str())
-        .collect();
-    let keys: BTreeSet<&str> = found.iter().map(|v| v.key.as_str()).collect();
-    let fixed: Vec<&&str> = known.iter().filter(|key| !keys.contains(**key)).collect();
     assert!(
-        new.is_empty() && fixed.is_empty(),
-        "{rule:?} rule (xtask/src/tidy.rs):\n{}{}",
-        new.iter()
-            .map(|m| format!("  new: {m}\n"))
-            .collect::<String>(),
-        fixed
+        found.is_empty(),
+        "{rule:?} rule (xtask/src/tidy.rs):\n{}",
+        found
             .iter()
-            .map(|key| format!("  fixed, delete from KNOWN_VIOLATIONS: {key}\n"))
+            .map(|v| format!("  {}\n", v.message))
             .collect::<String>(),
     );
 }

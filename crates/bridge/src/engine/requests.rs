@@ -38,7 +38,7 @@ impl Core {
     ) -> Result<BridgeResponse, BridgeError> {
         let span = self
             .conferences
-            .get(conference_of(&request))
+            .get(request.conference())
             .map_or_else(Span::none, |c| c.span.clone());
         let _span = span.entered();
         let done = |()| BridgeResponse::Done;
@@ -546,18 +546,6 @@ impl Core {
             c.dirty = true;
         }
         Ok(())
-    }
-}
-
-fn conference_of(request: &BridgeRequest) -> &ConferenceId {
-    match request {
-        BridgeRequest::AllocateEndpoint { conference, .. }
-        | BridgeRequest::ConfigureEndpoint { conference, .. }
-        | BridgeRequest::AddRemoteCandidates { conference, .. }
-        | BridgeRequest::AddSources { conference, .. }
-        | BridgeRequest::RemoveSources { conference, .. }
-        | BridgeRequest::ExpireEndpoint { conference, .. }
-        | BridgeRequest::ExpireConference { conference } => conference,
     }
 }
 
