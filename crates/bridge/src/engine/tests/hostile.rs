@@ -40,7 +40,11 @@ fn audio_ssrc(sender: usize) -> u32 {
 /// (video, RTX) of each layer.
 fn layers(sender: usize) -> [(u32, u32); 3] {
     let base = 1000 * (sender as u32 + 1);
-    [(base + 10, base + 11), (base + 20, base + 21), (base + 30, base + 31)]
+    [
+        (base + 10, base + 11),
+        (base + 20, base + 21),
+        (base + 30, base + 31),
+    ]
 }
 
 /// The sender index and whether it is audio, of a receiver-view SSRC.
@@ -124,12 +128,7 @@ impl Room {
             for other in (0..IDS.len()).filter(|o| *o != i) {
                 api.expect_stream_rx(Ssrc::from(audio_ssrc(other)), None, audio_mid, None);
                 let (video, rtx) = layers(other)[0];
-                api.expect_stream_rx(
-                    Ssrc::from(video),
-                    Some(Ssrc::from(rtx)),
-                    video_mid,
-                    None,
-                );
+                api.expect_stream_rx(Ssrc::from(video), Some(Ssrc::from(rtx)), video_mid, None);
             }
             let sources = test_client::sender_sources(IDS[i], Some(audio_ssrc(i)), &layers(i));
             let configure = BridgeRequest::ConfigureEndpoint {
@@ -169,7 +168,7 @@ impl Room {
         let now = self.world.now;
         let stamp = ms.to_be_bytes();
         let mut writes = Vec::new();
-        if ms % 20 == 0 {
+        if ms.is_multiple_of(20) {
             let mut payload = stamp.to_vec();
             payload.resize(60, 0);
             let seq = &mut self.seqs[s][0];
@@ -180,7 +179,7 @@ impl Room {
                 measured.audio_sent += 2;
             }
         }
-        if ms % 33 == 0 {
+        if ms.is_multiple_of(33) {
             let picture_id = self.picture_ids[s];
             for l in 0..3 {
                 let keyframe = std::mem::take(&mut self.want_key[s][l]);
@@ -260,7 +259,10 @@ impl Room {
         let mut baseline = Measured::default();
         self.run(3000, &mut baseline, |_| {});
         assert!(baseline.audio_sent > 0);
-        assert_eq!(baseline.audio_received, baseline.audio_sent, "lost or doubled");
+        assert_eq!(
+            baseline.audio_received, baseline.audio_sent,
+            "lost or doubled"
+        );
         baseline
     }
 
@@ -277,7 +279,10 @@ impl Room {
             attacked.audio_received, attacked.audio_sent,
             "innocents lost (or got doubled) audio"
         );
-        assert!(p99 <= 5 * base_p99 + 50, "p99 {p99} ms, baseline {base_p99} ms");
+        assert!(
+            p99 <= 5 * base_p99 + 50,
+            "p99 {p99} ms, baseline {base_p99} ms"
+        );
         let core = &self.world.core;
         assert_eq!(core.endpoints.len(), IDS.len(), "an endpoint went");
         // Video from each innocent to each other throughout.
@@ -298,7 +303,8 @@ fn a_participant_sending_ten_times_its_layer_bitrates_does_not_harm_the_others()
     room.run(4000, &mut attacked, |_| {});
     room.assert_innocents_unharmed(&mut baseline, &mut attacked);
     let counters = room.world.core.counters();
-    let over = counters.dropped(DropReason::SsrcBudget) + counters.dropped(DropReason::EndpointBudget);
+    let over =
+        counters.dropped(DropReason::SsrcBudget) + counters.dropped(DropReason::EndpointBudget);
     // About 21 Mb/s sent against 10 Mb/s admitted for 4 s: several thousand packets.
     assert!(over > 3000, "the excess was not dropped: {over}");
     let x = key_of(&room.world.core, IDS[ATTACKER]);
@@ -324,10 +330,10 @@ fn garbage_and_feedback_storms_on_an_established_session_do_not_harm_the_others(
         bad_srtcp.extend_from_slice(&[0; 40]);
         let datagrams: [&[u8]; 5] = [
             &random,
-            &[0x80, 100, 0, 1, 0],         // truncated RTP
-            &unknown_ssrc,                 // RTP on an SSRC never signalled
+            &[0x80, 100, 0, 1, 0],                // truncated RTP
+            &unknown_ssrc,                        // RTP on an SSRC never signalled
             &[0x80, 201, 0xff, 0xff, 0, 0, 0, 1], // SRTCP longer than its datagram
-            &bad_srtcp,                    // SRTCP that does not authenticate
+            &bad_srtcp,                           // SRTCP that does not authenticate
         ];
         for data in datagrams {
             room.world
@@ -351,6 +357,11 @@ fn garbage_and_feedback_storms_on_an_established_session_do_not_harm_the_others(
     ] {
         assert!(counters.dropped(reason) >= 2900, "{reason:?}: {counters:?}");
     }
+    // The SRTCP flood and the PLI storm beyond the attacker's RTCP budget, unparsed.
+    assert!(
+        counters.dropped(DropReason::RtcpBudget) > 3000,
+        "{counters:?}"
+    );
     // At most one keyframe request per sender layer per 300 ms reaches the innocents.
     let bound = 3 * 3 * 3000 / 300 + 9;
     assert!(
