@@ -8,7 +8,7 @@ use std::time::Instant;
 use str0m::Input;
 use str0m::ice::StunMessage;
 use str0m::net::{Protocol, Receive};
-use tracing::debug;
+use tracing::trace;
 
 use super::{Core, count};
 use crate::metrics::DropReason;
@@ -25,7 +25,8 @@ impl Core {
     ) {
         if let Err(reason) = self.accept_datagram(now, proto, source, destination, data) {
             self.counters.drop(reason);
-            debug!(%source, ?reason, len = data.len(), "datagram dropped");
+            // Counted; a flood of them must not become a flood of log lines either.
+            trace!(%source, ?reason, len = data.len(), "datagram dropped");
         }
         self.settle(now);
     }
@@ -99,7 +100,7 @@ impl Core {
         match ep.rtc.call(|rtc| rtc.handle_input(input)) {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                debug!(endpoint = %ep.id.0, "str0m rejected input: {e}");
+                trace!(endpoint = %ep.id.0, "str0m rejected input: {e}");
                 self.counters.drop(DropReason::RtcError);
             }
             None => {}
@@ -128,6 +129,7 @@ fn classify_rtp_or_rtcp(data: &[u8]) -> Result<Srtp, DropReason> {
     })
 }
 
+/// What the clear-text header says an SRTP or SRTCP datagram is.
 enum Srtp {
     Rtp { ssrc: u32 },
     Rtcp,
