@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use crate::engine::IngressLimits;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -30,6 +32,17 @@ pub struct Config {
     pub initial_bandwidth_bps: u64,
     /// Datagrams longer than this are dropped unparsed.
     pub max_datagram_bytes: usize,
+    /// RTP bits per second one signalled SSRC (a simulcast layer, its RTX, an audio
+    /// stream) may carry; the excess is dropped before it is decrypted.
+    pub ingress_ssrc_max_bps: u64,
+    /// RTP packets per second one signalled SSRC may carry.
+    pub ingress_ssrc_max_packets_per_sec: u32,
+    /// RTP bits per second of all of one endpoint's SSRCs together.
+    pub ingress_endpoint_max_bps: u64,
+    /// RTP packets per second of all of one endpoint's SSRCs together.
+    pub ingress_endpoint_max_packets_per_sec: u32,
+    /// RTCP packets per second from one endpoint (NACK, PLI, TWCC feedback, reports).
+    pub ingress_rtcp_max_packets_per_sec: u32,
 }
 
 impl Default for Config {
@@ -44,6 +57,26 @@ impl Default for Config {
             endpoint_idle_timeout_secs: 60,
             initial_bandwidth_bps: 2_500_000,
             max_datagram_bytes: 1500,
+            // Above what Jitsi Meet sends on its highest layer (2.5 Mb/s for 720p, more
+            // for a 1080p screen share) and on all its layers and a screen share together.
+            ingress_ssrc_max_bps: 5_000_000,
+            ingress_ssrc_max_packets_per_sec: 1000,
+            ingress_endpoint_max_bps: 10_000_000,
+            ingress_endpoint_max_packets_per_sec: 2500,
+            // A browser sends a few dozen a second (TWCC every 50-100 ms, reports, NACKs).
+            ingress_rtcp_max_packets_per_sec: 250,
+        }
+    }
+}
+
+impl From<&Config> for IngressLimits {
+    fn from(config: &Config) -> Self {
+        Self {
+            ssrc_bps: config.ingress_ssrc_max_bps,
+            ssrc_packets_per_sec: config.ingress_ssrc_max_packets_per_sec,
+            endpoint_bps: config.ingress_endpoint_max_bps,
+            endpoint_packets_per_sec: config.ingress_endpoint_max_packets_per_sec,
+            rtcp_packets_per_sec: config.ingress_rtcp_max_packets_per_sec,
         }
     }
 }

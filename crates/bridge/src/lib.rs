@@ -45,7 +45,7 @@ use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use api::{BridgeError, BridgeEvent, BridgeRequest, BridgeResponse};
-use engine::{ChannelAuthError, Core, CoreOutput, EndpointKey, Settings};
+use engine::{ChannelAuthError, Core, CoreOutput, EndpointKey, IngressLimits, Settings};
 use udp::MediaSocket;
 
 type Pending = (
@@ -221,6 +221,7 @@ impl Bridge {
             idle_timeout: Duration::from_secs(config.endpoint_idle_timeout_secs),
             initial_bandwidth_bps: config.initial_bandwidth_bps,
             max_datagram_bytes: config.max_datagram_bytes,
+            ingress: IngressLimits::from(&config),
         };
 
         let (handle, requests) = BridgeHandle::channel(64);

@@ -23,6 +23,12 @@ pub enum DropReason {
     RtcError,
     /// A bridge-channel message beyond the endpoint's rate limit.
     ChannelFlood,
+    /// RTP beyond its SSRC's ingress budget.
+    SsrcBudget,
+    /// RTP beyond its endpoint's ingress budget (all its SSRCs together).
+    EndpointBudget,
+    /// RTCP beyond its endpoint's budget.
+    RtcpBudget,
 }
 
 impl DropReason {
@@ -35,6 +41,9 @@ impl DropReason {
             Self::MalformedRtcp => "malformed_rtcp",
             Self::RtcError => "rtc_error",
             Self::ChannelFlood => "channel_flood",
+            Self::SsrcBudget => "ssrc_budget",
+            Self::EndpointBudget => "endpoint_budget",
+            Self::RtcpBudget => "rtcp_budget",
         }
     }
 }
@@ -161,6 +170,9 @@ pub fn render(total: &Counters, endpoints: usize, conferences: &[ConferenceGauge
         DropReason::MalformedRtcp,
         DropReason::RtcError,
         DropReason::ChannelFlood,
+        DropReason::SsrcBudget,
+        DropReason::EndpointBudget,
+        DropReason::RtcpBudget,
     ];
     family(
         "dropped_total",

@@ -68,7 +68,7 @@ impl Core {
             return;
         };
         ep.last_activity = now;
-        if !ep.channel_budget.take(now) {
+        if !ep.channel_budget.take(now, 1.0) {
             self.counters.drop(DropReason::ChannelFlood);
             return;
         }

@@ -1,14 +1,14 @@
 //! Datagrams to endpoints: RFC 7983 demultiplexing, the endpoint by address or by STUN
-//! username, and the cheap checks made before str0m sees the bytes.
+//! username, and the cheap checks made before str0m sees the bytes (including the
+//! endpoint's ingress budget, `ingress`).
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use foldhash::HashSet;
 use str0m::Input;
 use str0m::ice::StunMessage;
 use str0m::net::{Protocol, Receive};
-use tracing::debug;
+use tracing::trace;
 
 use super::{Core, count};
 use crate::metrics::DropReason;
@@ -25,7 +25,8 @@ impl Core {
     ) {
         if let Err(reason) = self.accept_datagram(now, proto, source, destination, data) {
             self.counters.drop(reason);
-            debug!(%source, ?reason, len = data.len(), "datagram dropped");
+            // Counted; a flood of them must not become a flood of log lines either.
+            trace!(%source, ?reason, len = data.len(), "datagram dropped");
         }
         self.settle(now);
     }
@@ -78,7 +79,10 @@ impl Core {
             return Err(DropReason::Unauthenticated);
         }
         if is_rtp_or_rtcp {
-            check_rtp_or_rtcp(data, &ep.known_ssrcs)?;
+            match classify_rtp_or_rtcp(data)? {
+                Srtp::Rtp { ssrc } => ep.ingress.admit_rtp(now, ssrc, data.len())?,
+                Srtp::Rtcp => ep.ingress.admit_rtcp(now)?,
+            }
         }
         if is_stun {
             self.by_addr.insert((proto, source, destination), key);
@@ -96,7 +100,7 @@ impl Core {
         match ep.rtc.call(|rtc| rtc.handle_input(input)) {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                debug!(endpoint = %ep.id.0, "str0m rejected input: {e}");
+                trace!(endpoint = %ep.id.0, "str0m rejected input: {e}");
                 self.counters.drop(DropReason::RtcError);
             }
             None => {}
@@ -106,8 +110,9 @@ impl Core {
     }
 }
 
-/// Cheap checks on the clear-text parts of SRTP/SRTCP before str0m sees them.
-fn check_rtp_or_rtcp(data: &[u8], known_ssrcs: &HashSet<u32>) -> Result<(), DropReason> {
+/// The datagram's kind, from the clear-text parts of SRTP/SRTCP, before str0m decrypts
+/// it: RTCP must have a first packet that fits the datagram, RTP an SSRC to be metered on.
+fn classify_rtp_or_rtcp(data: &[u8]) -> Result<Srtp, DropReason> {
     let payload_type = data.get(1).ok_or(DropReason::Garbage)? & 0x7f;
     if (64..=95).contains(&payload_type) {
         // RTCP (RFC 5761 §4): the first packet's length must fit the datagram.
@@ -116,12 +121,16 @@ fn check_rtp_or_rtcp(data: &[u8], known_ssrcs: &HashSet<u32>) -> Result<(), Drop
         if data.len() < 8 || len > data.len() {
             return Err(DropReason::MalformedRtcp);
         }
-        return Ok(());
+        return Ok(Srtp::Rtcp);
     }
     let ssrc = data.get(8..12).ok_or(DropReason::Garbage)?;
-    let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
-    if !known_ssrcs.contains(&ssrc) {
-        return Err(DropReason::UnknownSsrc);
-    }
-    Ok(())
+    Ok(Srtp::Rtp {
+        ssrc: u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]),
+    })
+}
+
+/// What the clear-text header says an SRTP or SRTCP datagram is.
+enum Srtp {
+    Rtp { ssrc: u32 },
+    Rtcp,
 }

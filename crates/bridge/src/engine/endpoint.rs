@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 use str0m::media::Rid;
 use str0m::rtp::Ssrc;
 
+use super::ingress::{IngressBudget, TokenBucket};
 use super::rtc::GuardedRtc;
 use super::{EndpointKey, mid_of};
 use crate::allocator::Constraints;
@@ -139,8 +140,8 @@ pub(super) struct Endpoint {
     pub(super) tracks: Vec<Track>,
     /// Main SSRC → (track, layer).
     pub(super) layer_of: HashMap<u32, (usize, usize)>,
-    /// Every signalled SSRC including RTX: RTP with any other SSRC is dropped.
-    pub(super) known_ssrcs: HashSet<u32>,
+    /// Its signalled SSRCs and what it may send on them.
+    pub(super) ingress: IngressBudget,
     pub(super) next_rid: u32,
     /// Forwarded tracks by their primary SSRC.
     pub(super) out: HashMap<u32, OutStream>,
@@ -169,31 +170,9 @@ pub(super) struct Endpoint {
 const CHANNEL_MESSAGES_PER_SEC: f64 = 20.0;
 const CHANNEL_BURST: f64 = 60.0;
 
-#[derive(Debug)]
-pub(super) struct TokenBucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    pub(super) fn full(now: Instant) -> Self {
-        Self {
-            tokens: CHANNEL_BURST,
-            at: now,
-        }
-    }
-
-    pub(super) fn take(&mut self, now: Instant) -> bool {
-        let refill =
-            now.saturating_duration_since(self.at).as_secs_f64() * CHANNEL_MESSAGES_PER_SEC;
-        self.tokens = (self.tokens + refill).min(CHANNEL_BURST);
-        self.at = now;
-        if self.tokens < 1.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
-    }
+/// A full bridge-channel budget.
+pub(super) fn channel_budget(now: Instant) -> TokenBucket {
+    TokenBucket::new(CHANNEL_MESSAGES_PER_SEC, CHANNEL_BURST, now)
 }
 
 impl Endpoint {

@@ -11,7 +11,7 @@
 //!
 //! Layout: `demux` (datagrams to endpoints), `forward` and `receiver` (the hot path and
 //! where a forwarded packet goes), `allocation` (layer choice per receiver), `output`
-//! (draining str0m, its events, sending forwarded media), `expiry` (timers, idle and broken
+//! (draining str0m, its events, sending forwarded media), `ingress` (what one endpoint may send), `expiry` (timers, idle and broken
 //! endpoints, shutdown), `requests` (the focus), `bridge_channel` (colibri-ws), `endpoint`
 //! and `sources` (per-endpoint state and signalled sources), `rtc` (the str0m guard).
 
@@ -21,6 +21,7 @@ mod demux;
 mod endpoint;
 mod expiry;
 mod forward;
+mod ingress;
 mod output;
 mod receiver;
 mod requests;
@@ -45,6 +46,7 @@ use crate::api::{BridgeEvent, ConferenceId, MediaKind};
 use crate::metrics::{self, Counters};
 use crate::speaker::SpeakerDetector;
 use endpoint::Endpoint;
+pub use ingress::IngressLimits;
 
 /// Identifies an endpoint inside the core (ids are only unique per conference).
 pub type EndpointKey = u64;
@@ -70,6 +72,7 @@ pub struct Settings {
     pub idle_timeout: Duration,
     pub initial_bandwidth_bps: u64,
     pub max_datagram_bytes: usize,
+    pub ingress: IngressLimits,
 }
 
 #[derive(Debug)]

@@ -3,14 +3,15 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use rand::Rng;
 use str0m::net::TcpType;
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds};
 use tracing::{Span, info};
 
-use super::endpoint::{Endpoint, TokenBucket, Track, declare_out, remove_out};
+use super::endpoint::{Endpoint, Track, channel_budget, declare_out, remove_out};
+use super::ingress::IngressBudget;
 use super::rtc::GuardedRtc;
 use super::sources::{all_ssrcs, tracks_of};
 use super::{Conference, Core, EndpointKey, mid_of, path_segment};
@@ -319,7 +320,7 @@ impl Core {
             sources: SourceSet::default(),
             tracks: Vec::new(),
             layer_of: HashMap::new(),
-            known_ssrcs: HashSet::new(),
+            ingress: IngressBudget::new(self.settings.ingress, now),
             next_rid: 0,
             out: HashMap::new(),
             out_by_rid: HashMap::new(),
@@ -330,7 +331,7 @@ impl Core {
             forwarded_sources: None,
             sent_sender_constraints: HashMap::new(),
             nacks_seen: HashMap::new(),
-            channel_budget: TokenBucket::full(now),
+            channel_budget: channel_budget(now),
             capture_clock: SenderClock::default(),
             bwe_target: (0, 0),
             unsent: false,
@@ -514,7 +515,7 @@ impl Core {
                     .map(move |(l, layer)| (layer.ssrc, (t, l)))
             })
             .collect();
-        ep.known_ssrcs = all_ssrcs(&sources).collect();
+        ep.ingress.set_ssrcs(all_ssrcs(&sources), now);
         ep.sources = sources;
         ep.last_activity = now;
 

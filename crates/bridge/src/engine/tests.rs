@@ -12,7 +12,7 @@ use str0m::net::Protocol;
 use str0m::rtp::{RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, Input};
 
-use super::{ChannelAuthError, Core, CoreOutput, EndpointKey, Settings};
+use super::{ChannelAuthError, Core, CoreOutput, EndpointKey, IngressLimits, Settings};
 use crate::api::{
     BridgeEvent, BridgeRequest, BridgeResponse, ConferenceId, EndpointId, EndpointOffer, MediaKind,
     SourceSet, TransportDescription,
@@ -23,6 +23,8 @@ use crate::media::CodecKind;
 use crate::metrics::DropReason;
 use crate::testkit::client::{self as test_client, TestClient};
 use crate::testkit::network::{Link, Peer as Client};
+
+mod hostile;
 
 const BRIDGE: &str = "10.0.0.1:10000";
 const LAYERS: [(u32, u32, (u16, u16)); 3] = [
@@ -41,6 +43,7 @@ fn settings() -> Settings {
         idle_timeout: Duration::from_secs(60),
         initial_bandwidth_bps: 10_000_000,
         max_datagram_bytes: 1500,
+        ingress: IngressLimits::from(&crate::Config::default()),
     }
 }
 
