@@ -299,3 +299,44 @@ where
     connection.as_mut().graceful_shutdown();
     connection.await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// No route of Convene reads a request body yet (hyper closes a connection whose
+    /// body went unread), so the body timer is shown on a route made to read one.
+    #[tokio::test]
+    async fn a_request_body_that_stalls_is_cut_after_the_body_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/echo", axum::routing::post(|body: String| async { body }));
+        let config = HttpConfig {
+            body_timeout_secs: 1,
+            ..HttpConfig::default()
+        };
+        let connections = Arc::new(Connections::default());
+        tokio::spawn(serve(
+            listener,
+            app,
+            config,
+            connections,
+            std::future::pending(),
+        ));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(
+            Duration::from_millis(2500),
+            client.read_to_string(&mut answer),
+        )
+        .await
+        .expect("cut within the body timeout")
+        .unwrap();
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}

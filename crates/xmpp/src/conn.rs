@@ -155,13 +155,21 @@ impl Conn {
         self.rejected
     }
 
-    /// How long the client may take to open its stream.
-    pub fn open_timeout(&self) -> Duration {
-        Duration::from_secs(self.server.inner.config.open_timeout_secs)
-    }
-
-    pub fn auth_deadline(&self) -> Duration {
-        Duration::from_secs(self.server.inner.config.auth_timeout_secs)
+    /// When a connection accepted at `accepted` that has not authenticated is closed: it
+    /// must open its stream (`opened`) first within the open timeout.
+    pub fn setup_deadline(
+        &self,
+        accepted: tokio::time::Instant,
+        opened: bool,
+    ) -> tokio::time::Instant {
+        let config = &self.server.inner.config;
+        let authenticated_by = accepted + Duration::from_secs(config.auth_timeout_secs);
+        let opened_by = accepted + Duration::from_secs(config.open_timeout_secs);
+        if opened {
+            authenticated_by
+        } else {
+            authenticated_by.min(opened_by)
+        }
     }
 
     pub fn is_authenticated(&self) -> bool {

@@ -98,15 +98,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut events = Vec::new();
     let mut header_sent = false;
     let started = tokio::time::Instant::now();
-    let (open_deadline, deadline) = (
-        started + conn.open_timeout(),
-        started + conn.auth_deadline(),
-    );
     let mut keepalive = conn.keepalive();
     // Refused at accept: closed before reading anything.
     let mut refusal = conn.rejected().map(|error| vec![Write::Close(Some(error))]);
     loop {
         let silence_limit = keepalive.deadline();
+        let setup_deadline = conn.setup_deadline(started, header_sent);
         let writes = if let Some(refusal) = refusal.take() {
             refusal
         } else {
@@ -143,10 +140,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 writes = conn.next_outside_writes() => writes,
-                _ = tokio::time::sleep_until(open_deadline), if !header_sent => {
-                    vec![Write::Close(Some(StreamError::ConnectionTimeout))]
-                }
-                _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
+                _ = tokio::time::sleep_until(setup_deadline), if !conn.is_authenticated() => {
                     vec![Write::Close(Some(StreamError::ConnectionTimeout))]
                 }
                 _ = tokio::time::sleep_until(silence_limit), if conn.is_bound() => {

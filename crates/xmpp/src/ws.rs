@@ -71,16 +71,13 @@ async fn serve(server: XmppServer, id: ConnId, mut socket: WebSocket, peer: IpAd
 /// peer's answer still to come), `false` if the peer went away.
 async fn run(conn: &mut Conn, socket: &mut WebSocket) -> bool {
     let started = tokio::time::Instant::now();
-    let (open_deadline, deadline) = (
-        started + conn.open_timeout(),
-        started + conn.auth_deadline(),
-    );
     let mut opened = false;
     let mut keepalive = conn.keepalive();
     // Refused at accept: closed before reading anything.
     let mut refusal = conn.rejected().map(|error| vec![Write::Close(Some(error))]);
     loop {
         let silence_limit = keepalive.deadline();
+        let setup_deadline = conn.setup_deadline(started, opened);
         let writes = if let Some(refusal) = refusal.take() {
             refusal
         } else {
@@ -106,10 +103,7 @@ async fn run(conn: &mut Conn, socket: &mut WebSocket) -> bool {
                     Some(Ok(Message::Close(_))) | None => return false,
                 }},
                 writes = conn.next_outside_writes() => writes,
-                _ = tokio::time::sleep_until(open_deadline), if !opened => {
-                    vec![Write::Close(Some(StreamError::ConnectionTimeout))]
-                }
-                _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
+                _ = tokio::time::sleep_until(setup_deadline), if !conn.is_authenticated() => {
                     vec![Write::Close(Some(StreamError::ConnectionTimeout))]
                 }
                 _ = tokio::time::sleep_until(silence_limit), if conn.is_bound() => {

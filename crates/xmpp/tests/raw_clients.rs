@@ -298,13 +298,11 @@ async fn rate_limit_cut_over_tcp_delivers_the_answers_then_the_stream_error() {
     assert!(received.ends_with("</stream:stream>"), "{received}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_cut_over_websocket_delivers_the_answers_then_close_frames() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-
-    let data_dir = DataDir::new();
-    let server = start_server(DOMAIN, &data_dir, rate_limited_config()).await;
+/// An RFC 7395 WebSocket to `server`'s endpoint, served on an ephemeral loopback port.
+async fn websocket(
+    server: &XmppServer,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = server.router();
@@ -315,7 +313,17 @@ async fn rate_limit_cut_over_websocket_delivers_the_answers_then_close_frames() 
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", "xmpp".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_cut_over_websocket_delivers_the_answers_then_close_frames() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, rate_limited_config()).await;
+    let mut socket = websocket(&server).await;
     let open =
         format!("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{DOMAIN}' version='1.0'/>");
     let mut frames = vec![
@@ -354,4 +362,30 @@ async fn rate_limit_cut_over_websocket_delivers_the_answers_then_close_frames() 
         "{received}"
     );
     assert!(close_frame, "no close frame after {received}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_that_never_opens_its_stream_is_closed_after_the_open_timeout() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let config = Config {
+        open_timeout_secs: 1,
+        ..Config::default()
+    };
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, config).await;
+    let mut socket = websocket(&server).await;
+    let mut received = String::new();
+    let read_all = async {
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Text(text) = message {
+                received.push_str(&text);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), read_all)
+        .await
+        .expect("closed after the open timeout");
+    assert!(received.contains("<connection-timeout"), "{received}");
 }
