@@ -90,7 +90,7 @@ async fn one_address_gets_its_cap_of_sockets_while_another_is_served() {
     }
     // The fifth from that address is closed at accept, before any byte.
     let mut over = connect_from([127, 0, 0, 2], convene.http).await;
-    let refused = closed_within(&mut over, Duration::from_millis(500)).await;
+    let refused = closed_within(&mut over, Duration::from_millis(900)).await;
     assert!(refused.is_empty(), "{refused}");
     // Another address is served meanwhile.
     let mut other = connect_from([127, 0, 0, 3], convene.http).await;

@@ -313,6 +313,8 @@ impl Conn {
                 };
                 match message {
                     Some(ToSession::Stanza(stanza)) => self.session.deliver(*stanza, &mut actions),
+                    // A resuming connection waits for this session all the same.
+                    Some(ToSession::TakeOver) => self.taken_over = true,
                     _ => break, // `Flushed`, or the end of the session
                 }
             }

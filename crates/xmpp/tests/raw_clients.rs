@@ -236,9 +236,18 @@ async fn silent_connections_are_capped_at_accept_and_closed_after_the_open_timeo
     for _ in 0..3 {
         silent.push(TcpStream::connect(server.c2s_addr()).await.unwrap());
     }
-    // Over the cap, before sending a byte: closed at once, saying why.
+    // Each connection registers from its own task: let the three arrive first.
+    while !server
+        .metrics_text()
+        .await
+        .contains("convene_xmpp_connections{transport=\"tcp\"} 3")
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Over the cap, before sending a byte: closed at once (not at the open timeout),
+    // saying why.
     let mut over = TcpStream::connect(server.c2s_addr()).await.unwrap();
-    let refused = read_to_close(&mut over, Duration::from_millis(500))
+    let refused = read_to_close(&mut over, Duration::from_secs(3))
         .await
         .unwrap();
     assert!(refused.contains("<policy-violation"), "{refused}");
