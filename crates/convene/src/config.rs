@@ -14,6 +14,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// HTTP listener: web client, XMPP over WebSocket, bridge channel, metrics.
     pub http_listen: SocketAddr,
+    /// Timeouts and connection caps of the HTTP listener.
+    pub http: crate::http::HttpConfig,
     pub xmpp: convene_xmpp::Config,
     pub bridge: convene_bridge::Config,
     pub focus: convene_focus::Config,
@@ -26,6 +28,7 @@ impl Default for Config {
             domain: "localhost".into(),
             data_dir: PathBuf::from("data"),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            http: Default::default(),
             xmpp: Default::default(),
             bridge: Default::default(),
             focus: Default::default(),

@@ -1,6 +1,7 @@
 //! The `convene` binary: loads the configuration and wires the roles together.
 
 mod config;
+mod http;
 mod ops;
 mod serve;
 mod user;

@@ -28,6 +28,8 @@ pub struct Roles {
     pub xmpp: convene_xmpp::XmppServer,
     pub focus: convene_focus::FocusHandle,
     pub bridge: convene_bridge::Bridge,
+    /// The HTTP listener's sockets, for its metrics.
+    pub http: Arc<crate::http::Connections>,
 }
 
 /// One role's answer to a health check: `Err` carries why it is failing.
@@ -44,14 +46,15 @@ impl Roles {
         [("xmpp", xmpp), ("focus", focus), ("bridge", bridge)]
     }
 
-    /// The three roles' metrics, one exposition after the other (their prefixes differ).
+    /// The three roles' metrics and the HTTP listener's, one exposition after the other
+    /// (their prefixes differ).
     async fn metrics_text(&self) -> String {
         let (xmpp, focus, bridge) = tokio::join!(
             self.xmpp.metrics_text(),
             self.focus.metrics_text(),
             self.bridge.metrics_text(),
         );
-        [xmpp, focus, bridge].concat()
+        [xmpp, focus, bridge, self.http.metrics_text()].concat()
     }
 
     /// Stops the roles in dependency order: the focus first (no new conferences), then

@@ -12,7 +12,7 @@ use anyhow::Context;
 use axum::Router;
 
 use crate::config::Config;
-use crate::ops;
+use crate::{http, ops};
 
 /// From the stop signal to the end of `run`, whatever a role does (a hung role is left
 /// behind rather than keeping the process alive).
@@ -61,10 +61,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             events: bridge_events,
         }],
     );
+    let connections = Arc::new(http::Connections::default());
     let roles = Arc::new(ops::Roles {
         xmpp,
         focus,
         bridge,
+        http: connections.clone(),
     });
     // The operations routes come first: the bridge's own `/metrics` (bridge metrics only)
     // is shadowed by the one that covers every role.
@@ -73,20 +75,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "Convene is running. Open http://{}:{port}/<room> in a browser to join a room.",
         config.domain
     );
-    // Peer addresses feed the per-IP limits of the XMPP WebSocket endpoint.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .await
-    });
+    let mut http = tokio::spawn(http::serve(
+        listener,
+        app,
+        config.http.clone(),
+        connections,
+        async {
+            let _ = http_stopped.await;
+        },
+    ));
     tokio::select! {
         signal = stop_signal => tracing::info!("{signal}: stopping"),
         served = &mut http => {
-            served.context("the HTTP server panicked")??;
+            served.context("the HTTP server panicked")?;
             anyhow::bail!("the HTTP server stopped");
         }
     }
@@ -98,7 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })
     .await;
     match stopped {
-        Ok(served) => served.context("the HTTP server panicked")??,
+        Ok(served) => served.context("the HTTP server panicked")?,
         Err(_) => tracing::warn!("not stopped within {STOP_DEADLINE:?}; exiting anyway"),
     }
     tracing::info!("stopped");

@@ -2,15 +2,16 @@
 //! official Prometheus client library, and a graceful stop on SIGTERM watched by a
 //! connected XMPP client (`tests/peers/`, run with `$CONVENE_PYTHON`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Convene, DOMAIN};
 
 use serde_json::Value;
 
-const DOMAIN: &str = "convene.test";
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/peers");
 
 /// Metric families `/metrics` must contain, by role: the one list to extend as the roles
@@ -34,169 +35,22 @@ const REQUIRED_FAMILIES: &[&str] = &[
     "convene_focus_bridge_request_duration_seconds",
     "convene_bridge_endpoints",
     "convene_bridge_conferences",
+    "convene_http_connections",
+    "convene_http_connections_refused",
+    "convene_http_connections_timed_out",
 ];
 
 /// Every family must carry one of the role prefixes.
-const ROLE_PREFIXES: &[&str] = &["convene_xmpp_", "convene_focus_", "convene_bridge_"];
+const ROLE_PREFIXES: &[&str] = &[
+    "convene_xmpp_",
+    "convene_focus_",
+    "convene_bridge_",
+    "convene_http_",
+];
 
 /// What SIGTERM promises: every role stopped and the process gone within 10 s; the extra
 /// second covers the runtime's own shutdown.
 const STOP_BOUND: Duration = Duration::from_secs(11);
-
-/// A running `convene` on free loopback ports with a temporary data directory.
-struct Convene {
-    child: Child,
-    http: SocketAddr,
-    c2s: SocketAddr,
-    data_dir: PathBuf,
-}
-
-impl Convene {
-    fn start(name: &str) -> Convene {
-        let data_dir = std::env::temp_dir().join(format!(
-            "convene-ops-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&data_dir).unwrap();
-        let (http, c2s) = (free_port(), free_port());
-        let config = data_dir.join("convene.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "domain = \"{DOMAIN}\"\n\
-                 data_dir = \"{data}\"\n\
-                 http_listen = \"{http}\"\n\
-                 [xmpp]\n\
-                 c2s_listen = \"{c2s}\"\n\
-                 [bridge]\n\
-                 udp_port = 0\n\
-                 ice_tcp = false\n\
-                 addresses = [\"127.0.0.1\"]\n",
-                data = data_dir.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_convene"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the convene binary");
-        let convene = Convene {
-            child,
-            http,
-            c2s,
-            data_dir,
-        };
-        convene.wait_until_serving();
-        convene
-    }
-
-    fn wait_until_serving(&self) {
-        let started = Instant::now();
-        while http_get(self.http, "/about/health").is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "convene does not answer HTTP on {}",
-                self.http
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn get(&self, path: &str) -> Response {
-        http_get(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed");
-    }
-
-    fn wait_for_exit(&mut self, bound: Duration) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                started.elapsed() < bound,
-                "convene still running {bound:?} after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Convene {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-/// A port nobody listens on now (the kernel's pick, released again).
-fn free_port() -> SocketAddr {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-struct Response {
-    status: u16,
-    content_type: String,
-    body: String,
-}
-
-/// A one-shot HTTP/1.1 GET (`Connection: close`, so the body ends with the connection).
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP head in {raw:?}")))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
-    let content_type = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap_or_default();
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "chunked bodies are not decoded here: {head}"
-    );
-    Ok(Response {
-        status,
-        content_type,
-        body: body.to_owned(),
-    })
-}
 
 fn python() -> Command {
     Command::new(std::env::var("CONVENE_PYTHON").unwrap_or_else(|_| "python3".into()))

@@ -24,8 +24,12 @@ pub struct Config {
     pub stanzas_per_second: f64,
     /// ...and the burst allowed above it.
     pub stanza_burst: f64,
-    /// Connections per IP address that have not authenticated yet.
+    /// Connections per IP address that have not authenticated yet, counted from the
+    /// moment the socket is accepted (before any byte); one over it is closed at once.
     pub max_unauthenticated_per_ip: usize,
+    /// Seconds a new connection may take to open its stream (the stream header, or the
+    /// RFC 7395 `<open/>`), and again after STARTTLS; like Prosody's `c2s_timeout`.
+    pub open_timeout_secs: u64,
     /// Seconds a connection may take to authenticate.
     pub auth_timeout_secs: u64,
     /// Seconds a dropped session with stream management stays resumable (and present).
@@ -53,6 +57,7 @@ impl Default for Config {
             stanzas_per_second: 50.0,
             stanza_burst: 200.0,
             max_unauthenticated_per_ip: 20,
+            open_timeout_secs: 10,
             auth_timeout_secs: 30,
             resume_timeout_secs: 60,
             max_unacked: 5000,

@@ -22,6 +22,11 @@ use crate::xml::{Limits, XmlError};
 /// Stanzas written per wake before the socket gets its turn again.
 const DELIVERY_BATCH: usize = 256;
 
+/// How long a shell that closed a stream goes on reading (and discarding) what the peer
+/// still sends. Unread input at close makes the kernel answer with a reset, which destroys
+/// the replies and the stream error still on their way (nginx's `lingering_close`).
+pub const LINGER: Duration = Duration::from_secs(2);
+
 /// When a silent peer is probed and when it counts as dead, for both socket shells: after
 /// one interval of silence it is probed, after a second one it is gone.
 pub struct Keepalive {
@@ -72,7 +77,8 @@ pub struct Conn {
     resumable: bool,
     /// A newer connection resumes this session: it goes to the hub, whatever the close.
     taken_over: bool,
-    /// A stream error decided before the stream opened (connection limit, shutdown).
+    /// A stream error decided at accept (connection limit, shutdown): the shell closes
+    /// with it at once.
     rejected: Option<StreamError>,
     clean_close: bool,
     /// The stream error the shell closed with.
@@ -144,8 +150,26 @@ impl Conn {
         self.server.inner.tls.clone()
     }
 
-    pub fn auth_deadline(&self) -> Duration {
-        Duration::from_secs(self.server.inner.config.auth_timeout_secs)
+    /// The stream error to close with at once, if the hub refused this connection.
+    pub fn rejected(&self) -> Option<StreamError> {
+        self.rejected
+    }
+
+    /// When a connection accepted at `accepted` that has not authenticated is closed: it
+    /// must open its stream (`opened`) first within the open timeout.
+    pub fn setup_deadline(
+        &self,
+        accepted: tokio::time::Instant,
+        opened: bool,
+    ) -> tokio::time::Instant {
+        let config = &self.server.inner.config;
+        let authenticated_by = accepted + Duration::from_secs(config.auth_timeout_secs);
+        let opened_by = accepted + Duration::from_secs(config.open_timeout_secs);
+        if opened {
+            authenticated_by
+        } else {
+            authenticated_by.min(opened_by)
+        }
     }
 
     pub fn is_authenticated(&self) -> bool {
@@ -172,10 +196,6 @@ impl Conn {
     pub async fn open(&mut self, to: Option<&str>, version: Option<&str>) -> Vec<Write> {
         let mut actions = Vec::new();
         self.session.open(to, version, &mut actions);
-        if let Some(error) = self.rejected {
-            actions.retain(|a| matches!(a, Action::Header { .. }));
-            actions.push(Action::Close(Some(error)));
-        }
         self.perform(actions).await
     }
 
@@ -279,6 +299,36 @@ impl Conn {
         self.perform(actions).await
     }
 
+    /// The session closes itself: what the hub routed to it until now (the answers to
+    /// stanzas it sent before, among others) still goes out ahead of the stream error.
+    /// Bounded by [`LINGER`], in case the hub is stopping.
+    async fn due(&mut self) -> Vec<Write> {
+        self.tell_hub(Input::Flush { conn: self.id });
+        let mut actions = Vec::new();
+        let _ = tokio::time::timeout(LINGER, async {
+            loop {
+                let message = match self.read_ahead.take() {
+                    Some(message) => Some(message),
+                    None => self.receiver.recv().await,
+                };
+                match message {
+                    Some(ToSession::Stanza(stanza)) => self.session.deliver(*stanza, &mut actions),
+                    // A resuming connection waits for this session all the same.
+                    Some(ToSession::TakeOver) => self.taken_over = true,
+                    _ => break, // `Flushed`, or the end of the session
+                }
+            }
+        })
+        .await;
+        actions
+            .into_iter()
+            .filter_map(|action| match action {
+                Action::Send(element) => Some(Write::Element(element)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The hub's answer to a request. Before a session is bound nothing else is sent to it
     /// but an end.
     async fn reply(&mut self) -> ToSession {
@@ -316,6 +366,9 @@ impl Conn {
                 Action::StartTls => writes.push(Write::StartTls),
                 Action::Restart => writes.push(Write::Restart),
                 Action::Close(error) => {
+                    if self.is_bound() {
+                        writes.extend(self.due().await);
+                    }
                     writes.push(Write::Close(error));
                     break;
                 }

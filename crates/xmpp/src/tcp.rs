@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::XmppServer;
-use crate::conn::{Conn, Write};
+use crate::conn::{Conn, LINGER, Write};
 use crate::hub::ConnId;
 use crate::session::{StreamError, Transport};
 use crate::stanza::ns;
@@ -45,80 +45,110 @@ async fn serve(server: XmppServer, id: ConnId, stream: TcpStream, peer: SocketAd
     tracing::debug!("connection from {peer}");
     let mut conn = Conn::connect(server, id, Transport::Tcp, peer.ip()).await;
     let stream = match run(&mut conn, stream).await {
-        Ok(Some(stream)) => stream,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::debug!("c2s connection from {peer}: {e}");
-            return;
-        }
+        Ok(Ended::StartTls(stream)) => stream,
+        ended => return end(conn, ended, peer).await,
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(conn.tls_config());
     match acceptor.accept(stream).await {
         Ok(tls) => {
             conn.tls_established();
-            if let Err(e) = run(&mut conn, tls).await {
-                tracing::debug!("c2s connection from {peer}: {e}");
-            }
+            let ended = run(&mut conn, tls).await;
+            end(conn, ended, peer).await;
         }
         Err(e) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
     }
 }
 
-/// Runs the stream until it ends (`None`) or STARTTLS asks for the socket back.
+/// What [`run`] leaves of the socket.
+enum Ended<S> {
+    /// STARTTLS: the socket goes on under TLS.
+    StartTls(S),
+    /// The server closed the stream and half-closed the socket.
+    Closed(S),
+    /// The peer went away.
+    Gone,
+}
+
+/// The connection is over: the hub hears of it first, then a socket the server closed
+/// lingers so that what was written reaches the peer.
+async fn end<S: AsyncRead + Unpin>(conn: Conn, ended: std::io::Result<Ended<S>>, peer: SocketAddr) {
+    drop(conn);
+    match ended {
+        Ok(Ended::Closed(stream)) => linger(stream).await,
+        Ok(Ended::StartTls(_) | Ended::Gone) => {}
+        Err(e) => tracing::debug!("c2s connection from {peer}: {e}"),
+    }
+}
+
+/// Reads and discards what the peer still sends, until it closes too or [`LINGER`] passes.
+async fn linger<S: AsyncRead + Unpin>(mut stream: S) {
+    let mut discard = [0u8; 1024];
+    let drain = async { while matches!(stream.read(&mut discard).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// Runs the stream until it ends or STARTTLS asks for the socket back.
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn,
     mut stream: S,
-) -> std::io::Result<Option<S>> {
+) -> std::io::Result<Ended<S>> {
     let mut parser = StreamParser::new(conn.limits());
     // Small on purpose: it lives as long as the connection, and most stanzas are small.
     let mut buffer = vec![0u8; 4 * 1024];
     let mut events = Vec::new();
     let mut header_sent = false;
-    let deadline = tokio::time::Instant::now() + conn.auth_deadline();
+    let started = tokio::time::Instant::now();
     let mut keepalive = conn.keepalive();
+    // Refused at accept: closed before reading anything.
+    let mut refusal = conn.rejected().map(|error| vec![Write::Close(Some(error))]);
     loop {
         let silence_limit = keepalive.deadline();
-        let writes = tokio::select! {
-            read = stream.read(&mut buffer) => {
-                let read = read?;
-                if read == 0 {
-                    return Ok(None);
-                }
-                keepalive.heard();
-                events.clear();
-                match parser.feed(&buffer[..read], &mut events) {
-                    Ok(()) => {
-                        let mut writes = Vec::new();
-                        for event in events.drain(..) {
-                            writes.extend(match event {
-                                StreamEvent::Open(header) => {
-                                    if !header.is("stream", ns::STREAM) {
-                                        vec![Write::Close(Some(StreamError::InvalidNamespace))]
-                                    } else {
-                                        conn.open(header.attr("to"), header.attr("version")).await
-                                    }
-                                }
-                                StreamEvent::Element(element) => conn.element(element).await,
-                                StreamEvent::Close => conn.close().await,
-                            });
-                            if writes.iter().any(|w| matches!(w, Write::Close(_) | Write::StartTls | Write::Restart)) {
-                                break;
-                            }
-                        }
-                        writes
+        let setup_deadline = conn.setup_deadline(started, header_sent);
+        let writes = if let Some(refusal) = refusal.take() {
+            refusal
+        } else {
+            tokio::select! {
+                read = stream.read(&mut buffer) => {
+                    let read = read?;
+                    if read == 0 {
+                        return Ok(Ended::Gone);
                     }
-                    Err(e) => vec![Write::Close(Some(conn.xml_error(&e)))],
+                    keepalive.heard();
+                    events.clear();
+                    match parser.feed(&buffer[..read], &mut events) {
+                        Ok(()) => {
+                            let mut writes = Vec::new();
+                            for event in events.drain(..) {
+                                writes.extend(match event {
+                                    StreamEvent::Open(header) => {
+                                        if !header.is("stream", ns::STREAM) {
+                                            vec![Write::Close(Some(StreamError::InvalidNamespace))]
+                                        } else {
+                                            conn.open(header.attr("to"), header.attr("version")).await
+                                        }
+                                    }
+                                    StreamEvent::Element(element) => conn.element(element).await,
+                                    StreamEvent::Close => conn.close().await,
+                                });
+                                if writes.iter().any(|w| matches!(w, Write::Close(_) | Write::StartTls | Write::Restart)) {
+                                    break;
+                                }
+                            }
+                            writes
+                        }
+                        Err(e) => vec![Write::Close(Some(conn.xml_error(&e)))],
+                    }
                 }
-            }
-            writes = conn.next_outside_writes() => writes,
-            _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
-                vec![Write::Close(Some(StreamError::ConnectionTimeout))]
-            }
-            _ = tokio::time::sleep_until(silence_limit), if conn.is_bound() => {
-                if !keepalive.probe_due() {
-                    return Ok(None); // dead peer: no clean close, so the session may resume
+                writes = conn.next_outside_writes() => writes,
+                _ = tokio::time::sleep_until(setup_deadline), if !conn.is_authenticated() => {
+                    vec![Write::Close(Some(StreamError::ConnectionTimeout))]
                 }
-                conn.probe().await
+                _ = tokio::time::sleep_until(silence_limit), if conn.is_bound() => {
+                    if !keepalive.probe_due() {
+                        return Ok(Ended::Gone); // dead peer: no clean close, so the session may resume
+                    }
+                    conn.probe().await
+                }
             }
         };
         let mut out = String::new();
@@ -133,7 +163,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 Write::StartTls => {
                     stream.write_all(out.as_bytes()).await?;
                     stream.flush().await?;
-                    return Ok(Some(stream));
+                    return Ok(Ended::StartTls(stream));
                 }
                 Write::Close(error) => {
                     conn.closing(error);
@@ -144,9 +174,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         out.push_str(&xml::to_string(&error.element()));
                     }
                     out.push_str("</stream:stream>");
+                    // Everything due, then the error and the end; flushed, then our half
+                    // of the socket closed (FIN), the peer's input left to `linger`.
                     stream.write_all(out.as_bytes()).await?;
                     stream.shutdown().await?;
-                    return Ok(None);
+                    return Ok(Ended::Closed(stream));
                 }
             }
         }

@@ -16,7 +16,7 @@ use minidom::Element;
 use tracing::Instrument;
 
 use crate::XmppServer;
-use crate::conn::{Conn, Write};
+use crate::conn::{Conn, LINGER, Write};
 use crate::hub::ConnId;
 use crate::session::{StreamError, Transport};
 use crate::stanza::{n, ns};
@@ -58,63 +58,84 @@ async fn upgrade(
 async fn serve(server: XmppServer, id: ConnId, mut socket: WebSocket, peer: IpAddr) {
     tracing::debug!("connection from {peer}");
     let mut conn = Conn::connect(server, id, Transport::WebSocket, peer).await;
-    let deadline = tokio::time::Instant::now() + conn.auth_deadline();
+    let closed = run(&mut conn, &mut socket).await;
+    // The hub hears of the end first; then a socket the server closed lingers.
+    drop(conn);
+    if closed {
+        let drain = async { while let Some(Ok(_)) = socket.recv().await {} };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+}
+
+/// Runs the stream until it ends: `true` if the server closed it (a close frame sent, the
+/// peer's answer still to come), `false` if the peer went away.
+async fn run(conn: &mut Conn, socket: &mut WebSocket) -> bool {
+    let started = tokio::time::Instant::now();
+    let mut opened = false;
     let mut keepalive = conn.keepalive();
+    // Refused at accept: closed before reading anything.
+    let mut refusal = conn.rejected().map(|error| vec![Write::Close(Some(error))]);
     loop {
         let silence_limit = keepalive.deadline();
-        let writes = tokio::select! {
-            message = socket.recv() => {
-                keepalive.heard();
-                match message {
-                // Whitespace keep-alives are not RFC 7395, but harmless: ignore them.
-                Some(Ok(Message::Text(text))) if text.trim().is_empty() => continue,
-                Some(Ok(Message::Text(text))) => match xml::parse_frame(text.as_str(), conn.limits()) {
-                    Ok(element) if element.is("open", ns::FRAMING) => {
-                        conn.open(element.attr("to"), element.attr("version")).await
+        let setup_deadline = conn.setup_deadline(started, opened);
+        let writes = if let Some(refusal) = refusal.take() {
+            refusal
+        } else {
+            tokio::select! {
+                message = socket.recv() => {
+                    keepalive.heard();
+                    match message {
+                    // Whitespace keep-alives are not RFC 7395, but harmless: ignore them.
+                    Some(Ok(Message::Text(text))) if text.trim().is_empty() => continue,
+                    Some(Ok(Message::Text(text))) => match xml::parse_frame(text.as_str(), conn.limits()) {
+                        Ok(element) if element.is("open", ns::FRAMING) => {
+                            conn.open(element.attr("to"), element.attr("version")).await
+                        }
+                        Ok(element) if element.is("close", ns::FRAMING) => conn.close().await,
+                        Ok(element) => conn.element(element).await,
+                        Err(e) => vec![Write::Close(Some(conn.xml_error(&e)))],
+                    },
+                    Some(Ok(Message::Binary(_))) => vec![Write::Close(Some(StreamError::UnsupportedStanzaType))],
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    // tungstenite refuses frames over `max_message_size` (and broken framing)
+                    // with an error; tell the client why, in case the socket still works.
+                    Some(Err(_)) => vec![Write::Close(Some(StreamError::PolicyViolation))],
+                    Some(Ok(Message::Close(_))) | None => return false,
+                }},
+                writes = conn.next_outside_writes() => writes,
+                _ = tokio::time::sleep_until(setup_deadline), if !conn.is_authenticated() => {
+                    vec![Write::Close(Some(StreamError::ConnectionTimeout))]
+                }
+                _ = tokio::time::sleep_until(silence_limit), if conn.is_bound() => {
+                    if !keepalive.probe_due() {
+                        return false; // dead peer: no clean close, so the session may resume
                     }
-                    Ok(element) if element.is("close", ns::FRAMING) => conn.close().await,
-                    Ok(element) => conn.element(element).await,
-                    Err(e) => vec![Write::Close(Some(conn.xml_error(&e)))],
-                },
-                Some(Ok(Message::Binary(_))) => vec![Write::Close(Some(StreamError::UnsupportedStanzaType))],
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                // tungstenite refuses frames over `max_message_size` (and broken framing)
-                // with an error; tell the client why, in case the socket still works.
-                Some(Err(_)) => vec![Write::Close(Some(StreamError::PolicyViolation))],
-                Some(Ok(Message::Close(_))) | None => return,
-            }},
-            writes = conn.next_outside_writes() => writes,
-            _ = tokio::time::sleep_until(deadline), if !conn.is_authenticated() => {
-                vec![Write::Close(Some(StreamError::ConnectionTimeout))]
-            }
-            _ = tokio::time::sleep_until(silence_limit), if conn.is_bound() => {
-                if !keepalive.probe_due() {
-                    return; // dead peer: no clean close, so the session may resume
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        return false;
+                    }
+                    continue;
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
-                continue;
             }
         };
         for write in writes {
             let frame = match write {
-                Write::Header { id, from } => open_element(&id, &from),
+                Write::Header { id, from } => {
+                    opened = true;
+                    open_element(&id, &from)
+                }
                 Write::Element(element) => element,
                 Write::StartTls | Write::Restart => continue,
                 Write::Close(error) => {
                     conn.closing(error);
-                    if let Some(error) = error {
+                    // Everything due went out before; then the error, `<close/>` and the
+                    // close frame, each flushed by `send`.
+                    let close = Element::bare("close", ns::FRAMING);
+                    for element in error.map(|e| e.element()).into_iter().chain([close]) {
                         let _ = socket
-                            .send(Message::Text(xml::to_string(&error.element()).into()))
+                            .send(Message::Text(xml::to_string(&element).into()))
                             .await;
                     }
-                    let close = Element::bare("close", ns::FRAMING);
-                    let _ = socket
-                        .send(Message::Text(xml::to_string(&close).into()))
-                        .await;
-                    let _ = socket.send(Message::Close(None)).await;
-                    return;
+                    return socket.send(Message::Close(None)).await.is_ok();
                 }
             };
             if socket
@@ -122,7 +143,7 @@ async fn serve(server: XmppServer, id: ConnId, mut socket: WebSocket, peer: IpAd
                 .await
                 .is_err()
             {
-                return;
+                return false;
             }
         }
     }

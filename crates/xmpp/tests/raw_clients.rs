@@ -212,3 +212,189 @@ async fn websocket_upgrades_are_refused_after_shutdown() {
     server.shutdown().await;
     assert!(upgrade_status(addr).await.contains("503"));
 }
+
+/// Reads until the server closes; `Err` if the peer reset the connection.
+async fn read_to_close(stream: &mut TcpStream, bound: Duration) -> std::io::Result<String> {
+    let mut rest = Vec::new();
+    tokio::time::timeout(bound, stream.read_to_end(&mut rest))
+        .await
+        .expect("closed by the server in time")?;
+    Ok(String::from_utf8_lossy(&rest).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_capped_at_accept_and_closed_after_the_open_timeout() {
+    let config = Config {
+        max_unauthenticated_per_ip: 3,
+        open_timeout_secs: 1,
+        ..Config::default()
+    };
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, config).await;
+    let started = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(server.c2s_addr()).await.unwrap());
+    }
+    // Each connection registers from its own task: let the three arrive first.
+    while !server
+        .metrics_text()
+        .await
+        .contains("convene_xmpp_connections{transport=\"tcp\"} 3")
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Over the cap, before sending a byte: closed at once (not at the open timeout),
+    // saying why.
+    let mut over = TcpStream::connect(server.c2s_addr()).await.unwrap();
+    let refused = read_to_close(&mut over, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert!(refused.contains("<policy-violation"), "{refused}");
+    assert!(refused.ends_with("</stream:stream>"), "{refused}");
+    // The silent ones go after the open timeout, freeing the address for a real client.
+    for stream in &mut silent {
+        let closed = read_to_close(stream, Duration::from_secs(3)).await.unwrap();
+        assert!(closed.contains("<connection-timeout"), "{closed}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+    anonymous_login(&server).await;
+}
+
+/// Logs in and sends `count` pings at once; burst and rate are such that the session is
+/// cut part of the way.
+const PIPELINED_PINGS: usize = 400;
+
+fn pings() -> String {
+    (0..PIPELINED_PINGS)
+        .map(|i| format!("<iq type='get' id='p{i}'><ping xmlns='urn:xmpp:ping'/></iq>"))
+        .collect()
+}
+
+fn rate_limited_config() -> Config {
+    Config {
+        stanzas_per_second: 1.0,
+        stanza_burst: 50.0,
+        ..Config::default()
+    }
+}
+
+/// What a client that was cut for its rate must see: the answers to what it sent within
+/// its budget, in order, then the stream error.
+fn assert_answers_then_policy_violation(received: &str) {
+    let cut = received
+        .find("<policy-violation")
+        .unwrap_or_else(|| panic!("no policy-violation in {received}"));
+    let answered = received[..cut].matches("type='result'/>").count();
+    assert!(
+        answered >= 40,
+        "only {answered} answers before the cut: {received}"
+    );
+    assert!(!received[cut..].contains("type='result'"), "{received}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_cut_over_tcp_delivers_the_answers_then_the_stream_error() {
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, rate_limited_config()).await;
+    let mut client = anonymous_login(&server).await;
+    client.write_all(pings().as_bytes()).await.unwrap();
+    // A reset here (unread input at close) would lose what is below.
+    let received = read_to_close(&mut client, Duration::from_secs(5))
+        .await
+        .expect("a clean close, not a reset");
+    assert_answers_then_policy_violation(&received);
+    assert!(received.ends_with("</stream:stream>"), "{received}");
+}
+
+/// An RFC 7395 WebSocket to `server`'s endpoint, served on an ephemeral loopback port.
+async fn websocket(
+    server: &XmppServer,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = server.router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut request = format!("ws://{addr}/xmpp-websocket")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "xmpp".parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_cut_over_websocket_delivers_the_answers_then_close_frames() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, rate_limited_config()).await;
+    let mut socket = websocket(&server).await;
+    let open =
+        format!("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{DOMAIN}' version='1.0'/>");
+    let mut frames = vec![
+        open.clone(),
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>".to_owned(),
+        open,
+        "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>".to_owned(),
+    ];
+    frames.extend((0..PIPELINED_PINGS).map(|i| {
+        format!("<iq xmlns='jabber:client' type='get' id='p{i}'><ping xmlns='urn:xmpp:ping'/></iq>")
+    }));
+    for frame in frames {
+        // The server may cut before all are sent.
+        if socket.feed(Message::text(frame)).await.is_err() {
+            break;
+        }
+    }
+    let _ = socket.flush().await;
+    let mut received = String::new();
+    let mut close_frame = false;
+    let read_all = async {
+        while let Some(message) = socket.next().await {
+            match message.expect("a clean close, not a reset") {
+                Message::Text(text) => received.push_str(&text),
+                Message::Close(_) => close_frame = true,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read_all)
+        .await
+        .expect("closed by the server in time");
+    assert_answers_then_policy_violation(&received);
+    assert!(
+        received.ends_with("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"),
+        "{received}"
+    );
+    assert!(close_frame, "no close frame after {received}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_that_never_opens_its_stream_is_closed_after_the_open_timeout() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let config = Config {
+        open_timeout_secs: 1,
+        ..Config::default()
+    };
+    let data_dir = DataDir::new();
+    let server = start_server(DOMAIN, &data_dir, config).await;
+    let mut socket = websocket(&server).await;
+    let mut received = String::new();
+    let read_all = async {
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Text(text) = message {
+                received.push_str(&text);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), read_all)
+        .await
+        .expect("closed after the open timeout");
+    assert!(received.contains("<connection-timeout"), "{received}");
+}

@@ -115,6 +115,11 @@ pub enum Input {
         conn: ConnId,
         ending: Ending,
     },
+    /// The connection is closing: answered with [`ToSession::Flushed`] once everything
+    /// routed to it before is queued ahead of the answer.
+    Flush {
+        conn: ConnId,
+    },
     /// The connection's queue is full: it does not keep up with its stanzas.
     Overflowed {
         conn: ConnId,
@@ -139,6 +144,8 @@ pub enum ToSession {
     TakeOver,
     /// Close with this stream error; the session is over.
     End(StreamError),
+    /// Everything routed to the connection before its [`Input::Flush`] came ahead of this.
+    Flushed,
 }
 
 #[derive(Debug)]
@@ -300,6 +307,7 @@ impl Hub {
                     }
                 }
             }
+            Input::Flush { conn } => self.tell(conn, ToSession::Flushed),
             Input::Overflowed { conn } => {
                 self.end_connection(conn, StreamError::ResourceConstraint)
             }
