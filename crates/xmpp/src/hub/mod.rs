@@ -281,7 +281,7 @@ impl Hub {
                     && let Some(from) = c.jid.clone()
                 {
                     let peer = c.peer;
-                    self.from_client(now, from, peer, stanza);
+                    self.route_client(now, from, peer, stanza);
                 }
             }
             Input::AttachInternal { link, addresses } => {
@@ -438,7 +438,7 @@ impl Hub {
 
     /// A client's stanza: routed now, unless it fans out to a room whose budgets hold or
     /// refuse it.
-    fn from_client(&mut self, now: Instant, from: Jid, peer: IpAddr, stanza: Element) {
+    fn route_client(&mut self, now: Instant, from: Jid, peer: IpAddr, stanza: Element) {
         let Some(fanout) = self.router.fanout(&from, &stanza) else {
             self.router.route(&from, stanza, &mut self.deliveries);
             return;

@@ -104,7 +104,7 @@ fn flooders_wait_their_turn_and_the_innocent_go_first_and_nothing_is_lost_or_dou
     };
     let mut t = Harness::with_budgets(100, budgets);
     let mut innocent = t.in_room(1, "innocent");
-    let mut reader = t.in_room(2, "reader");
+    let reader = t.in_room(2, "reader");
     let mut flooders: Vec<Client> = (0..10)
         .map(|n| t.in_room(10 + n, &format!("flooder{n}")))
         .collect();
