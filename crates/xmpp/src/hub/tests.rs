@@ -31,11 +31,21 @@ struct Harness {
 }
 
 impl Harness {
+    /// A hub whose fan-out budgets never hold anything back (`fairness` tests them).
     fn new(max_unauthenticated_per_ip: usize) -> Self {
-        Self::with_budgets(
-            max_unauthenticated_per_ip,
-            crate::Config::default().fanout(),
-        )
+        let unlimited = crate::fanout::FanoutConfig {
+            room_deliveries_per_second: 1e9,
+            room_delivery_burst: 1e9,
+            sender_broadcasts_per_second: 1e9,
+            sender_broadcast_burst: 1e9,
+            sender_queue: usize::MAX,
+            room_joins_per_second: 1e9,
+            room_join_burst: 1e9,
+            join_queue: usize::MAX,
+            address_joins_per_second: 1e9,
+            address_join_burst: 1e9,
+        };
+        Self::with_budgets(max_unauthenticated_per_ip, unlimited)
     }
 
     fn with_budgets(
