@@ -33,6 +33,8 @@ use crate::component::Fanout;
 
 /// Rooms, senders and addresses kept before the idle ones are swept out.
 const SWEEP_ABOVE: usize = 4096;
+/// The longest a room's release is put off.
+const MAX_WAIT: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Clone, Copy)]
 pub struct FanoutConfig {
@@ -104,11 +106,14 @@ impl Bucket {
         self.tokens = (self.tokens - cost).max(-self.burst);
     }
 
-    /// When the balance reaches `level`.
+    /// When the balance reaches `level` (a day at most: a rate of 0 closes the room).
     fn reaches(&self, level: f64) -> Instant {
         let missing = (level - self.tokens).max(0.0);
         // A millisecond more, so that the balance is there when woken, whatever rounding.
-        self.last + Duration::from_secs_f64(missing / self.rate.max(1e-9) + 0.001)
+        let wait = Duration::try_from_secs_f64(missing / self.rate + 0.001)
+            .unwrap_or(MAX_WAIT)
+            .min(MAX_WAIT);
+        self.last + wait
     }
 
     fn full(&mut self, now: Instant) -> bool {
