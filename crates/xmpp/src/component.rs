@@ -7,7 +7,7 @@
 //! authenticates the sender, then hands over every stanza addressed to that host or to any
 //! JID at it. Components are sans-IO like the router: they answer by appending to `out`.
 
-use jid::Jid;
+use jid::{BareJid, Jid};
 use minidom::Element;
 
 use crate::identity::Identity;
@@ -50,6 +50,23 @@ pub struct DiscoIdentity {
     pub kind: &'static str,
 }
 
+/// What a client's stanza to a component sets in motion, for the hub's fan-out budgets
+/// (`crate::fanout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fanout {
+    /// Joins `room`, which has `audience` occupants: it costs about twice that.
+    Join { room: BareJid, audience: usize },
+    /// Leaves `room`, telling its `audience`.
+    Leave { room: BareJid, audience: usize },
+    /// Reaches every one of `room`'s `audience`: a group chat message, or (`presence`) an
+    /// occupant's presence update, which a later one may replace.
+    Broadcast {
+        room: BareJid,
+        audience: usize,
+        presence: bool,
+    },
+}
+
 /// A service the router hands every stanza for its host to.
 pub trait Component: Send {
     /// A stanza from `sender` addressed to `to` (the component's host or a JID at it).
@@ -57,6 +74,17 @@ pub trait Component: Send {
 
     /// The session at `jid` ended: forget it (an occupant leaves its rooms).
     fn disconnect(&mut self, jid: &Jid, out: &mut Vec<Delivery>);
+
+    /// What `stanza` from `from` to `to` would fan out to; `None` for what reaches one
+    /// recipient (or none).
+    fn fanout(&self, _from: &Jid, _to: &Jid, _stanza: &Element) -> Option<Fanout> {
+        None
+    }
+
+    /// Who a broadcast to `room` reaches now (its occupants).
+    fn audience(&self, _room: &BareJid) -> usize {
+        0
+    }
 
     /// How the server's disco#info lists this component.
     fn disco_identity(&self) -> DiscoIdentity;

@@ -3,8 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::fanout::FanoutConfig;
+use crate::throttle::ThrottleConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -44,6 +48,35 @@ pub struct Config {
     pub muc_max_occupants: usize,
     /// MUC rooms one session may be in at once.
     pub muc_max_rooms_per_session: usize,
+
+    // Fairness: fan-out budgets of the rooms, joins, login backoff (docs/xmpp.md).
+    /// Deliveries per second one room may cost (a broadcast costs one per occupant)...
+    pub muc_room_deliveries_per_second: f64,
+    /// ...and the burst above it.
+    pub muc_room_delivery_burst: f64,
+    /// Broadcasts (group chat, presence updates) per second one user (bare JID, all its
+    /// resources) sends into a room before waiting its turn...
+    pub muc_sender_broadcasts_per_second: f64,
+    /// ...and the burst above it.
+    pub muc_sender_broadcast_burst: f64,
+    /// Broadcasts one user may have waiting in a room; more are refused.
+    pub muc_sender_queue: usize,
+    /// Joins per second one room lets in; more wait...
+    pub muc_room_joins_per_second: f64,
+    /// ...above this burst.
+    pub muc_room_join_burst: f64,
+    /// Joins one room may have waiting; more are refused.
+    pub muc_join_queue: usize,
+    /// Joins per second from one address over all rooms; more are refused...
+    pub muc_address_joins_per_second: f64,
+    /// ...above this burst.
+    pub muc_address_join_burst: f64,
+    /// Milliseconds a login waits after a failure; each further failure doubles it...
+    pub login_backoff_initial_ms: u64,
+    /// ...up to this many seconds.
+    pub login_backoff_max_secs: u64,
+    /// SASL exchanges at once on one account from one address while neither failed.
+    pub login_parallel_per_account: usize,
 }
 
 impl Default for Config {
@@ -64,6 +97,44 @@ impl Default for Config {
             keepalive_secs: 60,
             muc_max_occupants: 500,
             muc_max_rooms_per_session: 20,
+            muc_room_deliveries_per_second: 20_000.0,
+            muc_room_delivery_burst: 2_000.0,
+            muc_sender_broadcasts_per_second: 10.0,
+            muc_sender_broadcast_burst: 10.0,
+            muc_sender_queue: 100,
+            muc_room_joins_per_second: 20.0,
+            muc_room_join_burst: 50.0,
+            muc_join_queue: 200,
+            muc_address_joins_per_second: 10.0,
+            muc_address_join_burst: 100.0,
+            login_backoff_initial_ms: 200,
+            login_backoff_max_secs: 30,
+            login_parallel_per_account: 4,
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn fanout(&self) -> FanoutConfig {
+        FanoutConfig {
+            room_deliveries_per_second: self.muc_room_deliveries_per_second,
+            room_delivery_burst: self.muc_room_delivery_burst,
+            sender_broadcasts_per_second: self.muc_sender_broadcasts_per_second,
+            sender_broadcast_burst: self.muc_sender_broadcast_burst,
+            sender_queue: self.muc_sender_queue,
+            room_joins_per_second: self.muc_room_joins_per_second,
+            room_join_burst: self.muc_room_join_burst,
+            join_queue: self.muc_join_queue,
+            address_joins_per_second: self.muc_address_joins_per_second,
+            address_join_burst: self.muc_address_join_burst,
+        }
+    }
+
+    pub(crate) fn login_throttle(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            initial_backoff: Duration::from_millis(self.login_backoff_initial_ms),
+            max_backoff: Duration::from_secs(self.login_backoff_max_secs),
+            parallel_per_account: self.login_parallel_per_account.max(1),
         }
     }
 }

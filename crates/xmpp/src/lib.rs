@@ -14,6 +14,7 @@ pub mod component;
 pub mod config;
 mod conn;
 mod driver;
+pub mod fanout;
 pub mod hub;
 pub mod identity;
 pub mod muc;
@@ -22,7 +23,7 @@ pub mod sasl;
 pub mod session;
 pub mod stanza;
 mod tcp;
-mod throttle;
+pub mod throttle;
 pub mod tls;
 mod ws;
 pub mod xml;
@@ -146,6 +147,8 @@ impl XmppServer {
                 max_unauthenticated_per_ip: config.max_unauthenticated_per_ip,
                 resume_timeout: Duration::from_secs(config.resume_timeout_secs),
                 max_queued: config.max_unacked.max(1),
+                fanout: config.fanout(),
+                login: config.login_throttle(),
             },
             router,
         );

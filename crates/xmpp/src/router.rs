@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use jid::{BareJid, Jid};
 use minidom::Element;
 
-use crate::component::{Component, Sender, Trust};
+use crate::component::{Component, Fanout, Sender, Trust};
 use crate::identity::Identity;
 use crate::stanza::{self, StanzaError, iq_result, iq_result_with, ns, push_reply, reply_error};
 
@@ -154,6 +154,20 @@ impl Router {
         for component in self.components.values_mut() {
             component.disconnect(jid, out);
         }
+    }
+
+    /// What `stanza` from `from` would fan out to in a component's room, if anything.
+    pub fn fanout(&self, from: &Jid, stanza: &Element) -> Option<Fanout> {
+        let to = stanza::jid_attr(stanza, "to").ok()??;
+        let component = self.components.get(to.domain().as_str())?;
+        component.fanout(from, &to, stanza)
+    }
+
+    /// Who a broadcast to a component's `room` reaches now.
+    pub fn audience(&self, room: &BareJid) -> usize {
+        self.components
+            .get(room.domain().as_str())
+            .map_or(0, |component| component.audience(room))
     }
 
     /// Routes a stanza sent by `from` (a bound session or an internal entity).

@@ -26,6 +26,13 @@ pub(super) struct Metrics {
     pub login_throttled: u64,
     pub connection_limited: u64,
     pub resumed: u64,
+    /// Room broadcasts and joins held by the fan-out budgets, and refused by them.
+    pub broadcasts_held: u64,
+    pub broadcasts_refused: u64,
+    pub joins_held: u64,
+    pub joins_refused: u64,
+    /// Held presence updates replaced by a later one.
+    pub coalesced: u64,
 }
 
 /// The levels read from the hub's state when the metrics are asked for.
@@ -44,6 +51,22 @@ impl Metrics {
         if stanza.attr("type") == Some("error") {
             self.stanza_errors += 1;
         }
+    }
+
+    pub fn held(&mut self, join: bool) {
+        *if join {
+            &mut self.joins_held
+        } else {
+            &mut self.broadcasts_held
+        } += 1;
+    }
+
+    pub fn refused(&mut self, join: bool) {
+        *if join {
+            &mut self.joins_refused
+        } else {
+            &mut self.broadcasts_refused
+        } += 1;
     }
 
     pub fn ended(&mut self, ending: Ending) {
@@ -139,13 +162,19 @@ impl Metrics {
             ("reason=\"rate_limit\"", self.rate_limited),
             ("reason=\"login\"", self.login_throttled),
             ("reason=\"unauthenticated_limit\"", self.connection_limited),
+            ("reason=\"room_broadcast_held\"", self.broadcasts_held),
+            ("reason=\"room_broadcast_refused\"", self.broadcasts_refused),
+            ("reason=\"room_join_held\"", self.joins_held),
+            ("reason=\"room_join_refused\"", self.joins_refused),
+            ("reason=\"presence_coalesced\"", self.coalesced),
         ];
         family(
             &mut out,
             "throttled_total",
             "counter",
             "Clients held back: stanza rate limit exceeded, login delayed after failures, \
-             too many unauthenticated connections from one address.",
+             too many unauthenticated connections from one address, room broadcasts and \
+             joins held or refused by the fan-out budgets, held presence updates replaced.",
             &throttled,
         );
         out

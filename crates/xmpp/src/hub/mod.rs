@@ -3,11 +3,13 @@
 //! It holds the [`Router`], which connection each bound JID lives on, the parked
 //! (detached, resumable) sessions with the stanzas queued for them, the resumable sessions
 //! still attached to a connection (for takeover), the per-address count of connections that
-//! have not authenticated, the login throttle and every deadline. Connections and internal
+//! have not authenticated, the login throttle, the rooms' fan-out budgets and every
+//! deadline. Connections and internal
 //! entities are named by ids, never by channels: the hub is fed [`Input`]s with `now`, and
 //! polled for [`Output`]s ([`Hub::poll_output`]) and for its next deadline
 //! ([`Hub::poll_timeout`], then [`Hub::handle_timeout`]). One task runs it (`crate::driver`).
 
+mod fairness;
 mod metrics;
 #[cfg(test)]
 mod tests;
@@ -17,16 +19,17 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use jid::Jid;
+use jid::{BareJid, Jid};
 use minidom::Element;
 
 pub use metrics::Ending;
 use metrics::Metrics;
 
+use crate::fanout::{Budgets, FanoutConfig};
 use crate::identity::Identity;
 use crate::router::{BindError, Delivery, Router};
 use crate::session::{Detached, Resumption, StreamError, Transport, may_resume};
-use crate::throttle::Throttle;
+use crate::throttle::{Throttle, ThrottleConfig};
 
 /// How long a resuming connection waits for the connection still holding its session to
 /// let go of it.
@@ -47,6 +50,10 @@ pub struct HubConfig {
     pub resume_timeout: Duration,
     /// Stanzas queued for a detached session before it is ended.
     pub max_queued: usize,
+    /// The rooms' fan-out budgets.
+    pub fanout: FanoutConfig,
+    /// Backoff after failed logins.
+    pub login: ThrottleConfig,
 }
 
 /// What happened, told to the hub.
@@ -189,6 +196,8 @@ struct PendingResume {
 enum Timer {
     Parked(String),
     Resume(String),
+    /// A room's budget lets held stanzas go.
+    Room(BareJid),
 }
 
 pub struct Hub {
@@ -201,7 +210,8 @@ pub struct Hub {
     attached: HashMap<String, ConnId>,
     pending_resumes: HashMap<String, PendingResume>,
     unauthenticated: HashMap<IpAddr, usize>,
-    throttle: Throttle,
+    throttle: Throttle<ConnId>,
+    budgets: Budgets,
     /// Deadlines, earliest first; an entry whose state changed since is skipped.
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     /// The router's deliveries, reused between inputs.
@@ -213,6 +223,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(config: HubConfig, router: Router) -> Self {
+        let (login, fanout) = (config.login, config.fanout);
         Self {
             config,
             router,
@@ -222,7 +233,8 @@ impl Hub {
             attached: HashMap::new(),
             pending_resumes: HashMap::new(),
             unauthenticated: HashMap::new(),
-            throttle: Throttle::default(),
+            throttle: Throttle::new(login),
+            budgets: Budgets::new(fanout),
             timers: BinaryHeap::new(),
             deliveries: Vec::new(),
             outputs: VecDeque::new(),
@@ -238,25 +250,14 @@ impl Hub {
                 peer,
                 transport,
             } => self.opened(conn, peer, transport),
-            Input::LoginAttempt { conn, username } => {
-                let delay = match self.throttle_keys(conn, username.as_deref()) {
-                    Some(keys) => self.throttle.delay(&keys, now),
-                    None => Duration::ZERO,
-                };
-                if !delay.is_zero() {
-                    self.metrics.login_throttled += 1;
-                }
-                self.tell(conn, ToSession::LoginDelay(delay));
-            }
-            Input::LoginFailed { conn, username } => {
-                if let Some(keys) = self.throttle_keys(conn, username.as_deref()) {
-                    self.throttle.failed(&keys, now);
-                }
+            Input::LoginAttempt { conn, username } => self.login_attempt(now, conn, username),
+            Input::LoginFailed { conn, .. } => {
+                self.throttle.failed(conn, now);
+                self.admit_logins(now);
             }
             Input::Authenticated { conn, username } => {
-                if let Some(keys) = self.throttle_keys(conn, username.as_deref()) {
-                    self.throttle.succeeded(&keys);
-                }
+                self.throttle.succeeded(conn);
+                self.admit_logins(now);
                 self.uncount(conn);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.username = username;
@@ -282,8 +283,11 @@ impl Hub {
             Input::Resume { conn, previd } => self.resume(now, conn, previd),
             Input::Stanza { conn, stanza } => {
                 self.metrics.stanzas_in += 1;
-                if let Some(from) = self.conns.get(&conn).and_then(|c| c.jid.as_ref()) {
-                    self.router.route(from, stanza, &mut self.deliveries);
+                if let Some(c) = self.conns.get(&conn)
+                    && let Some(from) = c.jid.clone()
+                {
+                    let peer = c.peer;
+                    self.route_client(now, from, peer, stanza);
                 }
             }
             Input::AttachInternal { link, addresses } => {
@@ -300,7 +304,7 @@ impl Hub {
                 ending,
             } => self.detached(now, conn, detached, queued, ending),
             Input::Closed { conn, ending } => {
-                if let Some(c) = self.forget(conn, ending) {
+                if let Some(c) = self.forget(now, conn, ending) {
                     self.release(conn, &c);
                     if let Some(jid) = c.jid {
                         self.end_session(&jid);
@@ -341,14 +345,19 @@ impl Hub {
                         }
                     }
                 }
+                Timer::Room(room) => self.release_room(now, &room),
             }
+        }
+        if self.throttle.poll_timeout().is_some_and(|at| at <= now) {
+            self.admit_logins(now);
         }
         self.flush();
     }
 
     /// The next deadline, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        timer.into_iter().chain(self.throttle.poll_timeout()).min()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -406,13 +415,6 @@ impl Hub {
             },
         );
         self.tell(conn, ToSession::Admission(admission));
-    }
-
-    fn throttle_keys(&self, conn: ConnId, username: Option<&str>) -> Option<Vec<String>> {
-        let peer = self.conns.get(&conn)?.peer;
-        let mut keys = vec![format!("ip:{peer}")];
-        keys.extend(username.map(|u| format!("user:{u}")));
-        Some(keys)
     }
 
     fn uncount(&mut self, conn: ConnId) {
@@ -499,7 +501,7 @@ impl Hub {
         queued: VecDeque<Element>,
         ending: Ending,
     ) {
-        let Some(c) = self.forget(conn, ending) else {
+        let Some(c) = self.forget(now, conn, ending) else {
             return;
         };
         self.release(conn, &c);
@@ -538,8 +540,10 @@ impl Hub {
     }
 
     /// Removes a connection that has gone, counting how it ended.
-    fn forget(&mut self, conn: ConnId, ending: Ending) -> Option<Connection> {
+    fn forget(&mut self, now: Instant, conn: ConnId, ending: Ending) -> Option<Connection> {
         self.uncount(conn);
+        self.throttle.gone(conn);
+        self.admit_logins(now);
         let c = self.conns.remove(&conn)?;
         self.metrics.ended(ending);
         Some(c)
@@ -609,6 +613,7 @@ impl Hub {
     /// now, before anything else takes its address or ends.
     fn end_session(&mut self, jid: &Jid) {
         self.sinks.remove(jid);
+        self.budgets.forget(jid);
         self.router.unbind(jid, &mut self.deliveries);
         self.flush();
     }

@@ -13,6 +13,8 @@ use crate::router::Domains;
 use crate::session::{Action, Session, SessionConfig};
 use crate::xml::test_element as xml;
 
+mod fairness;
+
 const ROOM: &str = "room@conference.d.test";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -29,7 +31,27 @@ struct Harness {
 }
 
 impl Harness {
+    /// A hub whose fan-out budgets never hold anything back (`fairness` tests them).
     fn new(max_unauthenticated_per_ip: usize) -> Self {
+        let unlimited = crate::fanout::FanoutConfig {
+            room_deliveries_per_second: 1e9,
+            room_delivery_burst: 1e9,
+            sender_broadcasts_per_second: 1e9,
+            sender_broadcast_burst: 1e9,
+            sender_queue: usize::MAX,
+            room_joins_per_second: 1e9,
+            room_join_burst: 1e9,
+            join_queue: usize::MAX,
+            address_joins_per_second: 1e9,
+            address_join_burst: 1e9,
+        };
+        Self::with_budgets(max_unauthenticated_per_ip, unlimited)
+    }
+
+    fn with_budgets(
+        max_unauthenticated_per_ip: usize,
+        fanout: crate::fanout::FanoutConfig,
+    ) -> Self {
         let router = crate::muc_router(
             &Domains::new("d.test"),
             MucLimits {
@@ -42,6 +64,8 @@ impl Harness {
             max_unauthenticated_per_ip,
             resume_timeout: TIMEOUT,
             max_queued: 10,
+            fanout,
+            login: crate::Config::default().login_throttle(),
         };
         Self {
             hub: Hub::new(config, router),
@@ -90,10 +114,14 @@ impl Harness {
     }
 
     fn open(&mut self, n: u64) -> Result<(), StreamError> {
+        self.open_from(n, Ipv4Addr::new(192, 0, 2, 1).into())
+    }
+
+    fn open_from(&mut self, n: u64, peer: IpAddr) -> Result<(), StreamError> {
         let conn = ConnId(n);
         self.run(Input::Opened {
             conn,
-            peer: Ipv4Addr::new(192, 0, 2, 1).into(),
+            peer,
             transport: Transport::Tcp,
         });
         match self.take(conn).as_slice() {
@@ -400,43 +428,6 @@ fn a_parked_session_that_gathers_too_much_is_ended() {
         t.groupchat(&mut bob, &format!("m{i}"));
     }
     assert!(left(&t.stanzas(bob.conn), "alice"));
-}
-
-#[test]
-fn failed_logins_delay_the_next_attempt_until_one_succeeds() {
-    let mut t = Harness::new(10);
-    t.open(1).unwrap();
-    let conn = ConnId(1);
-    let attempt = |t: &mut Harness| {
-        t.run(Input::LoginAttempt {
-            conn,
-            username: Some("alice".into()),
-        });
-        match t.take(conn).as_slice() {
-            [ToSession::LoginDelay(delay)] => *delay,
-            other => panic!("{other:?}"),
-        }
-    };
-    assert_eq!(attempt(&mut t), Duration::ZERO);
-    for _ in 0..2 {
-        t.run(Input::LoginFailed {
-            conn,
-            username: Some("alice".into()),
-        });
-    }
-    assert_eq!(attempt(&mut t), Duration::from_millis(400));
-    // Another address trying the same account is held back too.
-    t.open(2).unwrap();
-    t.run(Input::Authenticated {
-        conn,
-        username: Some("alice".into()),
-    });
-    assert_eq!(attempt(&mut t), Duration::ZERO);
-    assert!(
-        t.hub
-            .metrics_text()
-            .contains("convene_xmpp_throttled_total{reason=\"login\"} 1")
-    );
 }
 
 #[test]

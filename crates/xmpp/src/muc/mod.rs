@@ -20,6 +20,7 @@ mod room;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use presence::reply_join_error;
 pub use roles::{Affiliation, Role};
 
 use std::collections::HashMap;
@@ -28,7 +29,7 @@ use jid::{BareJid, Jid};
 use minidom::Element;
 use rand::rngs::StdRng;
 
-use crate::component::{Component, DiscoIdentity, Sender};
+use crate::component::{Component, DiscoIdentity, Fanout, Sender};
 use crate::stanza::{self, Delivery, StanzaError, iq_result_with, ns, reply_error};
 use room::Room;
 
@@ -144,6 +145,34 @@ impl Component for Muc {
             let presence = Element::builder("presence", ns::CLIENT).build();
             self.leave(&room, real, presence, out);
         }
+    }
+
+    fn fanout(&self, from: &Jid, to: &Jid, stanza: &Element) -> Option<Fanout> {
+        to.node()?;
+        let room = to.to_bare();
+        let existing = self.rooms.get(&room);
+        let audience = self.audience(&room);
+        let occupant = existing.is_some_and(|r| r.index_of_real(from).is_some());
+        match (stanza.name(), stanza.attr("type"), to.resource()) {
+            ("presence", None, Some(_)) if occupant => Some(Fanout::Broadcast {
+                room,
+                audience,
+                presence: true,
+            }),
+            ("presence", None, Some(_)) => Some(Fanout::Join { room, audience }),
+            // Also from one not in yet: it may cancel a join still waiting.
+            ("presence", Some("unavailable"), _) => Some(Fanout::Leave { room, audience }),
+            ("message", Some("groupchat"), None) if occupant => Some(Fanout::Broadcast {
+                room,
+                audience,
+                presence: false,
+            }),
+            _ => None,
+        }
+    }
+
+    fn audience(&self, room: &BareJid) -> usize {
+        self.rooms.get(room).map_or(0, |r| r.occupants.len())
     }
 
     fn disco_identity(&self) -> DiscoIdentity {

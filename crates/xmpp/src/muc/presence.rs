@@ -245,7 +245,7 @@ fn identity_element(identity: &Identity) -> Option<Element> {
 }
 
 /// XEP-0045 echoes the join element in join errors; clients match on it.
-fn reply_join_error(stanza: &Element, error: StanzaError, out: &mut Vec<Delivery>) {
+pub(crate) fn reply_join_error(stanza: &Element, error: StanzaError, out: &mut Vec<Delivery>) {
     if let Some(mut reply) = error_reply(stanza, error) {
         reply.append_child(Element::bare("x", ns::MUC));
         push_reply(reply, out);
