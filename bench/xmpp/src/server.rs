@@ -245,9 +245,12 @@ Component "{MUC_DOMAIN}" "muc"
 }
 
 /// Convene with its XMPP listener on loopback, users created with `convene user add`.
-/// Only the per-address limit on unauthenticated connections is raised: every client of
-/// the benchmark comes from 127.0.0.1, and Prosody 0.12 has no such limit unless
-/// mod_limits is loaded. Everything else (stanza rate limits included) is the default.
+/// Raised, because Prosody 0.12 has no such limits unless mod_limits / mod_muc_limits are
+/// loaded and the benchmark measures capacity: the per-address limit on unauthenticated
+/// connections (every client of the benchmark comes from 127.0.0.1) and the room's
+/// fan-out budgets (the saturated phase sends ~50 messages/s per occupant, beyond a
+/// meeting's 10/s sender budget). Everything else (stanza rate limits included) is the
+/// default.
 fn convene(dir: &Path, port: u16, users: usize, programs: &Programs) -> anyhow::Result<Command> {
     let config_path = dir.join("convene.toml");
     let http_port = free_loopback_port()?;
@@ -260,6 +263,10 @@ http_listen = "127.0.0.1:{http_port}"
 [xmpp]
 c2s_listen = "127.0.0.1:{port}"
 max_unauthenticated_per_ip = 100000
+muc_room_deliveries_per_second = 1000000000.0
+muc_room_delivery_burst = 1000000000.0
+muc_sender_broadcasts_per_second = 1000000.0
+muc_sender_broadcast_burst = 1000000.0
 "#,
         dir = dir.display()
     );

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,8 +31,10 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeout;
 
-/// Limits of the HTTP listener (`[http]`). `X-Forwarded-For` is not trusted: behind a
-/// proxy every client counts as the proxy's address.
+/// Limits of the HTTP listener (`[http]`). Connections from a trusted proxy (the TLS proxy
+/// the README recommends, on the same host by default) are exempt from the per-address cap,
+/// and the client address their requests name in `X-Forwarded-For` is the one the XMPP
+/// server's per-address limits see; from anyone else `X-Forwarded-For` is ignored.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
@@ -48,6 +50,8 @@ pub struct HttpConfig {
     /// Open sockets in all; keep it below the process's descriptor limit (`ulimit -n`)
     /// minus what the c2s listener and the bridge need.
     pub max_connections: usize,
+    /// Addresses of reverse proxies in front of this listener.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for HttpConfig {
@@ -57,6 +61,10 @@ impl Default for HttpConfig {
             body_timeout_secs: 10,
             max_connections_per_address: 64,
             max_connections: 4096,
+            trusted_proxies: vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ],
         }
     }
 }
@@ -86,7 +94,7 @@ impl Connections {
             return None;
         }
         let count = open.by_address.entry(peer).or_default();
-        if *count >= config.max_connections_per_address {
+        if *count >= config.max_connections_per_address && !config.trusted_proxies.contains(&peer) {
             self.refused_per_address.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -252,10 +260,16 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let from_proxy = config.trusted_proxies.contains(&peer.ip());
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             // What axum's `ConnectInfo` extractor reads: the per-address limits of the
             // XMPP WebSocket endpoint use it.
-            request.extensions_mut().insert(ConnectInfo(peer));
+            let client = if from_proxy {
+                forwarded_client(request.headers()).map_or(peer, |ip| SocketAddr::new(ip, 0))
+            } else {
+                peer
+            };
+            request.extensions_mut().insert(ConnectInfo(client));
             app.clone().oneshot(request)
         });
         let stream = TokioIo::new(Counted {
@@ -278,6 +292,13 @@ pub async fn serve(
     drop(stop_seen);
     let _ = stopping.send(true);
     stopping.closed().await;
+}
+
+/// The client address a trusted proxy appended to `X-Forwarded-For` (its last entry: the
+/// earlier ones came from the client and may be forged).
+fn forwarded_client(headers: &hyper::HeaderMap) -> Option<IpAddr> {
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
 }
 
 /// Runs one connection; once the server stops, it ends after the request in progress.
@@ -303,6 +324,46 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_the_last_forwarded_address() {
+        let mut headers = hyper::HeaderMap::new();
+        assert_eq!(forwarded_client(&headers), None);
+        headers.append(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.4".parse().unwrap(),
+        );
+        assert_eq!(
+            forwarded_client(&headers),
+            Some(IpAddr::from([198, 51, 100, 4]))
+        );
+        headers.append("x-forwarded-for", "2001:db8::7".parse().unwrap());
+        assert_eq!(forwarded_client(&headers), "2001:db8::7".parse().ok());
+        headers.append("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(forwarded_client(&headers), None);
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_not_capped_per_address() {
+        let config = HttpConfig {
+            max_connections_per_address: 1,
+            ..HttpConfig::default()
+        };
+        let connections = Arc::new(Connections::default());
+        let proxy = IpAddr::from([127, 0, 0, 1]);
+        let client = IpAddr::from([127, 0, 0, 2]);
+        let held: Vec<Slot> = (0..3)
+            .map(|_| {
+                connections
+                    .admit(proxy, &config)
+                    .expect("a proxy is not capped")
+            })
+            .collect();
+        let first = connections.admit(client, &config);
+        assert!(first.is_some());
+        assert!(connections.admit(client, &config).is_none(), "a client is");
+        drop((held, first));
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// No route of Convene reads a request body yet (hyper closes a connection whose
