@@ -68,9 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bridge,
         http: connections.clone(),
     });
-    // The operations routes come first: the bridge's own `/metrics` (bridge metrics only)
-    // is shadowed by the one that covers every role.
-    let app = ops::router(roles.clone()).fallback_service(app);
+    let app = app.merge(ops::router(roles.clone()));
     println!(
         "Convene is running. Open http://{}:{port}/<room> in a browser to join a room.",
         config.domain
