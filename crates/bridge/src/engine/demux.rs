@@ -107,7 +107,7 @@ impl Core {
 }
 
 /// Cheap checks on the clear-text parts of SRTP/SRTCP before str0m sees them.
-fn check_rtp_or_rtcp(data: &[u8], known_ssrcs: &HashSet<u32>) -> Result<(), DropReason> {
+pub fn check_rtp_or_rtcp(data: &[u8], known_ssrcs: &HashSet<u32>) -> Result<(), DropReason> {
     let payload_type = data.get(1).ok_or(DropReason::Garbage)? & 0x7f;
     if (64..=95).contains(&payload_type) {
         // RTCP (RFC 5761 §4): the first packet's length must fit the datagram.
