@@ -22,12 +22,18 @@ const BRIDGE: &str = "127.0.0.1:10000";
 /// username, so the core knows it; the others are strangers.
 const PEERS: [&str; 3] = ["127.0.0.2:5000", "127.0.0.3:5000", "[::1]:5000"];
 
+/// Inputs one [`World`] serves before a fresh one replaces it: long enough that building
+/// it (a DTLS certificate per endpoint) costs little, short enough that the endpoints never
+/// expire and what the inputs leave behind stays small.
+const WORLD_INPUTS: u32 = 10_000;
+
 /// A core with two endpoints in one conference and their bridge channels open, kept from
 /// one input to the next (building one per input would cost more than the parsing).
 struct World {
     core: Core,
     channels: Vec<EndpointKey>,
     now: Instant,
+    inputs: u32,
 }
 
 impl World {
@@ -68,6 +74,7 @@ impl World {
             core,
             channels,
             now,
+            inputs: 0,
         };
         let (ufrag, pwd) = credentials;
         world.receive(0, &stun_binding_request(&format!("{ufrag}:fuzz"), &pwd));
@@ -93,6 +100,17 @@ impl World {
 
 thread_local! {
     static WORLD: RefCell<World> = RefCell::new(World::new());
+}
+
+/// Runs `input` in the current world, renewed every [`WORLD_INPUTS`] inputs.
+fn in_world(input: impl FnOnce(&mut World)) {
+    WORLD.with_borrow_mut(|world| {
+        world.inputs += 1;
+        if world.inputs > WORLD_INPUTS {
+            *world = World::new();
+        }
+        input(world);
+    });
 }
 
 /// A STUN Binding request (RFC 8489, RFC 8445) that the endpoint with these credentials
@@ -133,7 +151,7 @@ pub(crate) fn bridge_channel(data: &[u8]) {
         return;
     };
     let _ = channel::parse(text);
-    WORLD.with_borrow_mut(|world| {
+    in_world(|world| {
         let from = world.channels[0];
         let now = world.now;
         world.core.channel_message(now, from, text);
@@ -148,7 +166,7 @@ pub(crate) fn datagram(data: &[u8]) {
         return;
     };
     let _ = engine::check_rtp_or_rtcp(datagram, &Default::default());
-    WORLD.with_borrow_mut(|world| world.receive(usize::from(peer), datagram));
+    in_world(|world| world.receive(usize::from(peer), datagram));
 }
 
 /// One RTP payload: the first byte picks the codec, the rest is read as forwarding reads
