@@ -114,8 +114,8 @@ fn in_world(input: impl FnOnce(&mut World)) {
 }
 
 /// A STUN Binding request (RFC 8489, RFC 8445) that the endpoint with these credentials
-/// accepts: the core then knows the peer's address, and what comes from there reaches the
-/// RTP/RTCP checks and str0m.
+/// accepts: the core then knows the peer's address. (Without ICE completed, str0m still
+/// accepts only STUN from it: see docs/fuzzing.md.)
 fn stun_binding_request(username: &str, password: &str) -> Vec<u8> {
     const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
     const USERNAME: u16 = 0x0006;
