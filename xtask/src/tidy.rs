@@ -9,8 +9,14 @@ use std::path::{Path, PathBuf};
 /// The role crates. Only [`WIRING_CRATES`] may depend on more than one of them.
 const ROLES: &[&str] = &["convene-xmpp", "convene-focus", "convene-bridge"];
 
-/// Crates that put the roles together (the deployment and the load generators).
-const WIRING_CRATES: &[&str] = &["convene", "convene-bench-bridge", "convene-bench-xmpp"];
+/// Crates that put the roles together (the deployment, the load generators, and the fuzz
+/// entry points, which feed the focus what the XMPP server's XML guard builds).
+const WIRING_CRATES: &[&str] = &[
+    "convene",
+    "convene-bench-bridge",
+    "convene-bench-xmpp",
+    "convene-fuzz-entry",
+];
 
 /// `(crate, crates it must not depend on, why)`, for `[dependencies]` (also per target)
 /// and `[build-dependencies]`. Dev-dependencies are free: integration tests run the real

@@ -112,7 +112,7 @@ impl Core {
 
 /// The datagram's kind, from the clear-text parts of SRTP/SRTCP, before str0m decrypts
 /// it: RTCP must have a first packet that fits the datagram, RTP an SSRC to be metered on.
-fn classify_rtp_or_rtcp(data: &[u8]) -> Result<Srtp, DropReason> {
+pub fn classify_rtp_or_rtcp(data: &[u8]) -> Result<Srtp, DropReason> {
     let payload_type = data.get(1).ok_or(DropReason::Garbage)? & 0x7f;
     if (64..=95).contains(&payload_type) {
         // RTCP (RFC 5761 §4): the first packet's length must fit the datagram.
@@ -130,7 +130,7 @@ fn classify_rtp_or_rtcp(data: &[u8]) -> Result<Srtp, DropReason> {
 }
 
 /// What the clear-text header says an SRTP or SRTCP datagram is.
-enum Srtp {
+pub enum Srtp {
     Rtp { ssrc: u32 },
     Rtcp,
 }

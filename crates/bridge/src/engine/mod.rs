@@ -18,6 +18,10 @@
 mod allocation;
 mod bridge_channel;
 mod demux;
+// The header checks alone, for the fuzz targets (`fuzz/`), which cannot set up the SRTP
+// session that reaches them through `Core::handle_datagram`.
+#[cfg(feature = "fuzzing")]
+pub use demux::classify_rtp_or_rtcp;
 mod endpoint;
 mod expiry;
 mod forward;

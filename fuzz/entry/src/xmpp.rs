@@ -1,0 +1,98 @@
+//! The XMPP server's parsers: the XML guard on a TCP stream and on WebSocket frames, and
+//! the SASL exchanges.
+
+use convene_xmpp::auth::{Answer, Lookup};
+use convene_xmpp::sasl::{Exchange, Mechanism, ScramCredentials, ScramHash, Step};
+use convene_xmpp::stanza::ns;
+use convene_xmpp::xml::{self, Limits, StreamEvent, StreamParser};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// The limits the server applies by default.
+pub(crate) fn server_limits() -> Limits {
+    let config = convene_xmpp::Config::default();
+    Limits {
+        max_stanza_bytes: config.max_stanza_bytes,
+        max_depth: config.max_depth,
+    }
+}
+
+/// A c2s TCP stream: the first byte sets the size of the reads the rest arrives in (the
+/// parser must reassemble any split), every completed element is serialized again as the
+/// router does.
+pub(crate) fn xml_stream(data: &[u8]) {
+    let Some((&read_size, stream)) = data.split_first() else {
+        return;
+    };
+    let mut parser = StreamParser::new(server_limits());
+    let mut events = Vec::new();
+    for read in stream.chunks(usize::from(read_size).max(1)) {
+        if parser.feed(read, &mut events).is_err() {
+            return;
+        }
+        for event in events.drain(..) {
+            if let StreamEvent::Element(element) | StreamEvent::Open(element) = event {
+                xml::to_string(&element);
+            }
+        }
+    }
+}
+
+/// One RFC 7395 WebSocket text frame, classified as `ws.rs` does.
+pub(crate) fn ws_frame(data: &[u8]) {
+    let Some(frame) = crate::text(data) else {
+        return;
+    };
+    if let Ok(element) = xml::parse_frame(frame, server_limits()) {
+        if element.is("open", ns::FRAMING) {
+            let _ = (element.attr("to"), element.attr("version"));
+        }
+        xml::to_string(&element);
+    }
+}
+
+/// The account the SASL target knows; any other name is an unknown account.
+const USER: &str = "user";
+const PASSWORD: &str = "pencil";
+
+/// One SASL exchange: the first byte picks the mechanism, the rest is the client's
+/// messages (initial response, then responses) separated by 0xFF, a byte that UTF-8 never
+/// contains. Lookups are answered as the account store would.
+pub(crate) fn sasl(data: &[u8]) {
+    const MECHANISMS: [Mechanism; 4] = [
+        Mechanism::Anonymous,
+        Mechanism::Plain,
+        Mechanism::Scram(ScramHash::Sha1),
+        Mechanism::Scram(ScramHash::Sha256),
+    ];
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let mechanism = MECHANISMS[usize::from(pick) % MECHANISMS.len()];
+    let mut messages = rest.split(|&b| b == 0xff);
+    let initial = messages.next().unwrap_or_default();
+    convene_xmpp::sasl::claimed_username(mechanism, initial);
+    let mut rng = StdRng::seed_from_u64(0);
+    let (mut exchange, mut step) = Exchange::start(mechanism, initial);
+    loop {
+        step = match step {
+            Step::Lookup(Lookup::ScramCredentials { username, hash }) => exchange.answer(
+                Answer::ScramCredentials(credentials(&username, hash)),
+                &mut rng,
+            ),
+            // Clients may go on talking after the outcome: feed what is left.
+            Step::Challenge(_) | Step::Success { .. } | Step::Failure { .. } => {
+                match messages.next() {
+                    Some(response) => exchange.respond(response),
+                    None => return,
+                }
+            }
+        };
+    }
+}
+
+/// The stored credentials of [`USER`], with one PBKDF2 iteration: the real count would
+/// spend the fuzzer's time in the hash, not in the parser.
+fn credentials(username: &str, hash: ScramHash) -> Option<ScramCredentials> {
+    (username == USER).then(|| ScramCredentials::derive(hash, PASSWORD, b"salt".to_vec(), 1))
+}
