@@ -24,17 +24,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use jid::{BareJid, Jid};
 use minidom::Element;
 
 use crate::component::Fanout;
+use crate::token_bucket::TokenBucket as Bucket;
 
 /// Rooms, senders and addresses kept before the idle ones are swept out.
 const SWEEP_ABOVE: usize = 4096;
-/// The longest a room's release is put off.
-const MAX_WAIT: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Clone, Copy)]
 pub struct FanoutConfig {
@@ -73,52 +72,6 @@ pub enum Verdict {
 pub struct Held {
     pub from: Jid,
     pub stanza: Element,
-}
-
-/// Token bucket that may run into debt: a stanza is charged its whole cost whatever the
-/// balance, and the balance decides what goes next.
-#[derive(Debug)]
-struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(rate: f64, burst: f64, now: Instant) -> Self {
-        Self {
-            rate,
-            burst,
-            tokens: burst,
-            last: now,
-        }
-    }
-
-    fn balance(&mut self, now: Instant) -> f64 {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.tokens
-    }
-
-    fn charge(&mut self, cost: f64) {
-        self.tokens = (self.tokens - cost).max(-self.burst);
-    }
-
-    /// When the balance reaches `level` (a day at most: a rate of 0 closes the room).
-    fn reaches(&self, level: f64) -> Instant {
-        let missing = (level - self.tokens).max(0.0);
-        // A millisecond more, so that the balance is there when woken, whatever rounding.
-        let wait = Duration::try_from_secs_f64(missing / self.rate + 0.001)
-            .unwrap_or(MAX_WAIT)
-            .min(MAX_WAIT);
-        self.last + wait
-    }
-
-    fn full(&mut self, now: Instant) -> bool {
-        self.balance(now) >= self.burst
-    }
 }
 
 struct SenderQueue {
@@ -251,7 +204,7 @@ impl Budgets {
         let cost = 2.0 * room.audience as f64;
         if room.join_queue.is_empty()
             && room.joins.balance(now) >= 1.0
-            && room.deliveries.balance(now) > -room.deliveries.burst
+            && room.deliveries.balance(now) > -room.deliveries.burst()
         {
             room.joins.charge(1.0);
             room.deliveries.charge(cost);
@@ -313,7 +266,7 @@ impl Budgets {
         }
         if sender.queue.is_empty()
             && sender.budget.balance(now) >= 1.0
-            && room.deliveries.balance(now) > -room.deliveries.burst
+            && room.deliveries.balance(now) > -room.deliveries.burst()
         {
             sender.budget.charge(1.0);
             room.deliveries.charge(room.audience as f64);
@@ -407,6 +360,7 @@ impl Budgets {
 mod tests {
     use super::*;
     use crate::stanza::n;
+    use std::time::Duration;
 
     const CONFIG: FanoutConfig = FanoutConfig {
         room_deliveries_per_second: 1000.0,

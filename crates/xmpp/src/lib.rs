@@ -25,6 +25,7 @@ pub mod stanza;
 mod tcp;
 pub mod throttle;
 pub mod tls;
+mod token_bucket;
 mod ws;
 pub mod xml;
 

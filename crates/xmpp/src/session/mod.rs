@@ -7,7 +7,6 @@
 
 mod bind;
 mod login;
-mod rate;
 mod sm;
 mod stream_error;
 #[cfg(test)]
@@ -29,7 +28,7 @@ use crate::identity::Identity;
 use crate::router::Domains;
 use crate::sasl::Exchange;
 use crate::stanza::{self, StanzaError, error_reply, iq_result_with, n, ns};
-use rate::TokenBucket;
+use crate::token_bucket::TokenBucket;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
