@@ -58,10 +58,17 @@ impl Roles {
     }
 
     /// Stops the roles in dependency order: the focus first (no new conferences), then
-    /// the XMPP server (sessions end with `<system-shutdown/>`), then the bridge.
+    /// the XMPP server (sessions end with `<system-shutdown/>`), then the bridge. The
+    /// focus's wait for its running conferences overlaps the XMPP shutdown: they end only
+    /// when their participants leave, which the ended sessions make them do; waiting for
+    /// them first would hold every stop with a meeting on for the focus's whole bound.
+    /// `join!` polls the focus first, so its refusal of new conferences is queued (its
+    /// control channel has room) before the XMPP server starts ending sessions.
     pub async fn shutdown(&self) {
-        stop_role("focus", self.focus.shutdown()).await;
-        stop_role("xmpp", self.xmpp.shutdown()).await;
+        tokio::join!(
+            stop_role("focus", self.focus.shutdown()),
+            stop_role("xmpp", self.xmpp.shutdown()),
+        );
         stop_role("bridge", self.bridge.shutdown()).await;
     }
 }
