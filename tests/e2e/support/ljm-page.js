@@ -64,7 +64,10 @@ async function mute(kind, muted) {
 
 /** Adds the screen as a second video source (videoType desktop). */
 async function shareScreen() {
-  [screenTrack] = /** @type {any[]} */ (await JitsiMeetJS.createLocalTracks({ devices: ['desktop'] }));
+  const tracks = /** @type {any[]} */ (await JitsiMeetJS.createLocalTracks({ devices: ['desktop'] }));
+  // Chromium may capture the screen's audio too: only the video is the second source here.
+  for (const track of tracks) if (track.getType() !== 'video') await track.dispose();
+  screenTrack = tracks.find((track) => track.getType() === 'video');
   await conference.addTrack(screenTrack);
 }
 
