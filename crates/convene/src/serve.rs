@@ -20,10 +20,9 @@ const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let stop_signal = ops::stop_signal().context("cannot listen for SIGTERM")?;
-    let xmpp =
-        convene_xmpp::XmppServer::start(&config.domain, &config.data_dir, config.xmpp.clone())
-            .await
-            .context("cannot start the XMPP server")?;
+    let xmpp = convene_xmpp::XmppServer::start(&config.domain, &config.data_dir, config.xmpp())
+        .await
+        .context("cannot start the XMPP server")?;
     let app = Router::new().merge(convene_web::router(&config.domain, config.web.clone()));
     let app = app.merge(xmpp.router());
     let listener = tokio::net::TcpListener::bind(config.http_listen)
@@ -50,7 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } = xmpp.attach_internal(focus_addresses);
     let focus = convene_focus::spawn(
         &config.domain,
-        config.focus.clone(),
+        config.focus(),
         convene_focus::StanzaLink {
             to_server,
             from_server,

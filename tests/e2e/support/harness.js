@@ -1,7 +1,7 @@
 // Shared pieces of the browser tests: a real Convene server and a real headless Chromium.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -44,24 +44,35 @@ async function freePort() {
   return port;
 }
 
+/** The `convene` binary the tests run (`CONVENE_BIN`, else `target/debug/convene`). */
+export function conveneBinary() {
+  const binary = process.env.CONVENE_BIN ?? path.join(repoRoot, 'target/debug/convene');
+  if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`cargo build -p convene\` first`);
+  return binary;
+}
+
 /**
  * Starts `target/debug/convene` on a free loopback port with a data dir of its own.
  * `restart()` stops it and starts it again on the same port and data dir (a server
- * restart as the clients see it: every connection drops).
- * @returns {Promise<{ url: string, stop: () => Promise<void>, restart: () => Promise<void>, log: () => string }>}
+ * restart as the clients see it: every connection drops). `options.config` is the text
+ * of a TOML configuration file to start it with; `configPath` in the result names it.
+ * @param {{ config?: string }} [options]
+ * @returns {Promise<{ url: string, configPath: string, stop: () => Promise<void>, restart: () => Promise<void>, log: () => string }>}
  */
-export async function startConvene() {
-  const binary = process.env.CONVENE_BIN ?? path.join(repoRoot, 'target/debug/convene');
-  if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`cargo build -p convene\` first`);
+export async function startConvene(options = {}) {
+  const binary = conveneBinary();
   const dir = mkdtempSync(path.join(tmpdir(), 'convene-e2e-'));
   const port = await freePort();
   const logPath = path.join(dir, 'convene.log');
   const logFile = createWriteStream(logPath);
   const url = `http://127.0.0.1:${port}`;
   const log = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
+  const configPath = path.join(dir, 'convene.toml');
+  writeFileSync(configPath, options.config ?? '');
 
   const launch = async () => {
-    const child = spawn(binary, ['--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'], {
+    const args = ['--config', configPath, '--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'];
+    const child = spawn(binary, args, {
       cwd: dir,
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -96,6 +107,7 @@ export async function startConvene() {
   let child = await launch();
   return {
     url,
+    configPath,
     log,
     restart: async () => {
       await kill(child);
