@@ -97,6 +97,10 @@ const SHELLS: &[(&str, &str)] = &[
     ),
     ("crates/xmpp/src/ws.rs", "the RFC 7395 WebSocket endpoint"),
     (
+        "crates/xmpp/src/token/verifier.rs",
+        "fetches token keys over HTTP and from files, caches them, reads the clock",
+    ),
+    (
         "crates/xmpp/src/driver.rs",
         "the one task that runs the hub: its event channel and its timer",
     ),

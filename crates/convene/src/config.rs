@@ -20,6 +20,8 @@ pub struct Config {
     pub bridge: convene_bridge::Config,
     pub focus: convene_focus::Config,
     pub web: convene_web::Config,
+    /// Sign-in and moderators: tokens, moderator policy (docs/auth.md).
+    pub auth: convene_xmpp::auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -33,11 +35,30 @@ impl Default for Config {
             bridge: Default::default(),
             focus: Default::default(),
             web: Default::default(),
+            auth: Default::default(),
         }
     }
 }
 
 impl Config {
+    /// The XMPP server's settings with `[auth]` in them.
+    pub fn xmpp(&self) -> convene_xmpp::Config {
+        convene_xmpp::Config {
+            auth: self.auth.clone(),
+            ..self.xmpp.clone()
+        }
+    }
+
+    /// The focus's settings: its auto-owner gives way to any other moderator policy.
+    pub fn focus(&self) -> convene_focus::Config {
+        let auto_owner = self.focus.auto_owner
+            && self.auth.moderator == convene_xmpp::auth::ModeratorPolicy::First;
+        convene_focus::Config {
+            auto_owner,
+            ..self.focus.clone()
+        }
+    }
+
     /// Defaults overlaid with the TOML file at `path`.
     pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let Some(path) = path else {

@@ -4,6 +4,7 @@ mod config;
 mod http;
 mod ops;
 mod serve;
+mod token;
 mod user;
 
 use std::net::SocketAddr;
@@ -44,6 +45,9 @@ enum Command {
         #[command(subcommand)]
         action: user::UserAction,
     },
+    /// Print a Jitsi token (HS256, signed with `[auth.token] app_secret`) for a room and
+    /// a user: open `http://HOST/<room>?jwt=<token>`.
+    Token(token::TokenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,5 +76,6 @@ fn main() -> anyhow::Result<()> {
             served
         }
         Command::User { action } => user::run(&config, action),
+        Command::Token(args) => token::run(&config, args),
     }
 }

@@ -27,10 +27,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let stop_signal = ops::stop_signal().context("cannot listen for SIGTERM")?;
-    let xmpp =
-        convene_xmpp::XmppServer::start(&config.domain, &config.data_dir, config.xmpp.clone())
-            .await
-            .context("cannot start the XMPP server")?;
+    let xmpp = convene_xmpp::XmppServer::start(&config.domain, &config.data_dir, config.xmpp())
+        .await
+        .context("cannot start the XMPP server")?;
     let app = Router::new().merge(convene_web::router(&config.domain, config.web.clone()));
     // A stock app served from another origin probes the WebSocket URL with a plain GET (its
     // keep-alive, lib-jitsi-meet's `XmppConnection`) and fails on a response without CORS.
@@ -62,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } = xmpp.attach_internal(focus_addresses);
     let focus = convene_focus::spawn(
         &config.domain,
-        config.focus.clone(),
+        config.focus(),
         convene_focus::StanzaLink {
             to_server,
             from_server,

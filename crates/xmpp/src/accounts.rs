@@ -134,6 +134,8 @@ impl Accounts {
             Lookup::ScramCredentials { username, hash } => {
                 Answer::ScramCredentials(self.credentials(username, *hash))
             }
+            // Tokens are the verifier's, never the database's.
+            Lookup::Token(_) => Answer::Token(Err(crate::token::TokenError::Required)),
         }
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::AuthConfig;
 use crate::fanout::FanoutConfig;
+use crate::session::TokenAuth;
 use crate::throttle::ThrottleConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +79,10 @@ pub struct Config {
     pub login_backoff_max_secs: u64,
     /// SASL exchanges at once on one account from one address while neither failed.
     pub login_parallel_per_account: usize,
+    /// How users sign in and who moderates: the binary's `[auth]` section, not a key of
+    /// `[xmpp]`.
+    #[serde(skip)]
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -110,11 +116,21 @@ impl Default for Config {
             login_backoff_initial_ms: 200,
             login_backoff_max_secs: 30,
             login_parallel_per_account: 4,
+            auth: AuthConfig::default(),
         }
     }
 }
 
 impl Config {
+    /// How anonymous logins on the main domain treat tokens.
+    pub(crate) fn token_auth(&self) -> TokenAuth {
+        match &self.auth.token {
+            token if !token.enabled => TokenAuth::Off,
+            token if token.allow_empty_token => TokenAuth::Optional,
+            _ => TokenAuth::Required,
+        }
+    }
+
     pub(crate) fn fanout(&self) -> FanoutConfig {
         FanoutConfig {
             room_deliveries_per_second: self.muc_room_deliveries_per_second,

@@ -12,11 +12,13 @@ use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
 use crate::XmppServer;
+use crate::auth::{Answer, Lookup};
 use crate::driver::Event;
 use crate::hub::{ConnId, Ending, Input, ToSession};
 use crate::sasl::{Mechanism, claimed_username};
 use crate::session::{Action, Session, SessionConfig, StreamError, Transport, decode_sasl};
 use crate::stanza::ns;
+use crate::token::{BearerToken, TokenError};
 use crate::xml::{Limits, XmlError};
 
 /// Stanzas written per wake before the socket gets its turn again.
@@ -92,6 +94,7 @@ impl Conn {
         id: ConnId,
         transport: Transport,
         peer: IpAddr,
+        token: Option<BearerToken>,
     ) -> Self {
         let config = &server.inner.config;
         let session_config = SessionConfig {
@@ -102,6 +105,9 @@ impl Conn {
             stanza_burst: config.stanza_burst,
             max_unacked: config.max_unacked,
             resume_timeout: Duration::from_secs(config.resume_timeout_secs),
+            token,
+            token_auth: config.token_auth(),
+            moderator: config.auth.moderator,
         };
         // A CSPRNG per connection: stream ids, nonces and resumption ids must stay
         // unpredictable.
@@ -376,6 +382,13 @@ impl Conn {
                     conn: self.id,
                     stanza,
                 }),
+                Action::Lookup(Lookup::Token(token)) => {
+                    let verdict = match &self.server.inner.tokens {
+                        Some(verifier) => verifier.verify(&token.0).await,
+                        None => Err(TokenError::Required),
+                    };
+                    self.session.answer(Answer::Token(verdict), &mut more);
+                }
                 Action::Lookup(lookup) => {
                     let answer = self.server.inner.accounts.answer(lookup).await;
                     self.session.answer(answer, &mut more);

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use jid::Jid;
 
+use crate::token::RoomGrant;
+
 /// The identity of one bound session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -29,6 +31,8 @@ pub struct Identity {
     pub features: BTreeMap<String, bool>,
     /// The tenant the user signed in for (a token's `sub` when it names one).
     pub tenant: Option<String>,
+    /// The rooms a token opens; `None`: no token, no restriction.
+    pub rooms: Option<RoomGrant>,
 }
 
 /// How a session authenticated.
@@ -38,6 +42,8 @@ pub enum IdentityKind {
     Guest,
     /// A local account (SCRAM or PLAIN against the account database).
     Account,
+    /// A verified Jitsi token (anonymous SASL with `?token=` on the WebSocket URL).
+    Token,
     /// An in-process entity of the server itself (the focus).
     Internal,
 }
@@ -55,6 +61,7 @@ impl Identity {
             moderator: false,
             features: BTreeMap::new(),
             tenant: None,
+            rooms: None,
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod stanza;
 mod tcp;
 pub mod throttle;
 pub mod tls;
+pub mod token;
 mod token_bucket;
 mod ws;
 pub mod xml;
@@ -82,6 +83,8 @@ pub enum StartError {
     },
     #[error("invalid domain {0:?}")]
     Domain(String),
+    #[error(transparent)]
+    Token(#[from] token::TokenConfigError),
 }
 
 /// Why the XMPP server is not healthy.
@@ -101,6 +104,8 @@ struct Inner {
     config: Config,
     domains: Arc<Domains>,
     accounts: AccountStore,
+    /// Verifies the tokens of anonymous logins on the main domain (`[auth.token]`).
+    tokens: Option<Arc<token::TokenVerifier>>,
     tls: Arc<rustls::ServerConfig>,
     hub: HubHandle,
     c2s_addr: SocketAddr,
@@ -121,6 +126,11 @@ impl XmppServer {
             source,
         })?;
         let accounts = Accounts::open(data_dir)?;
+        let tokens = if config.auth.token.enabled {
+            Some(Arc::new(token::TokenVerifier::new(&config.auth.token)?))
+        } else {
+            None
+        };
         let tls = tls::server_config(
             domain,
             data_dir,
@@ -158,6 +168,7 @@ impl XmppServer {
                 config,
                 domains,
                 accounts: AccountStore::spawn(accounts)?,
+                tokens,
                 tls,
                 hub: driver::spawn(hub),
                 c2s_addr,

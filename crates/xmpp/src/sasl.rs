@@ -138,6 +138,8 @@ pub enum Failure {
     InvalidMechanism,
     EncryptionRequired,
     Aborted,
+    /// A token was refused (Prosody's token authentication answers this, with a text).
+    NotAllowed,
 }
 
 impl Failure {
@@ -148,6 +150,7 @@ impl Failure {
             Self::InvalidMechanism => "invalid-mechanism",
             Self::EncryptionRequired => "encryption-required",
             Self::Aborted => "aborted",
+            Self::NotAllowed => "not-allowed",
         }
     }
 }
@@ -239,7 +242,9 @@ impl Exchange {
     /// The answer to the [`Step::Lookup`] this exchange asked for. `rng` draws the server
     /// nonce.
     pub fn answer(&mut self, answer: Answer, rng: &mut StdRng) -> Step {
-        let Answer::ScramCredentials(credentials) = answer;
+        let Answer::ScramCredentials(credentials) = answer else {
+            return failure(Failure::MalformedRequest, None);
+        };
         match std::mem::replace(&mut self.state, State::Idle) {
             State::PlainLookup {
                 username,

@@ -26,6 +26,8 @@ pub mod ns {
     pub const DATA_FORMS: &str = "jabber:x:data";
     pub const EXTDISCO_1: &str = "urn:xmpp:extdisco:1";
     pub const EXTDISCO_2: &str = "urn:xmpp:extdisco:2";
+    /// Jitsi's own conditions and elements (`room-mismatch`, ...).
+    pub const JITMEET: &str = "http://jitsi.org/jitmeet";
 }
 
 /// One stanza to hand to the session or internal entity at `to`.

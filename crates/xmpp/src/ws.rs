@@ -1,14 +1,17 @@
 //! XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`: subprotocol `xmpp`, one element per
-//! text frame, `<open/>`/`<close/>` framing. Query parameters (`room`, `token`, `previd`)
-//! that the Jitsi clients append are accepted and ignored: resumption uses `<resume/>`.
+//! text frame, `<open/>`/`<close/>` framing. Of the query parameters the Jitsi clients
+//! append (`room`, `token`, `previd`), `token` (else an `Authorization: Bearer` header) is
+//! the Jitsi token an anonymous login on the main domain is verified with, as Prosody's
+//! `mod_jitsi_session` reads it; the others are ignored (resumption uses `<resume/>`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{
     Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
-use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -20,6 +23,7 @@ use crate::conn::{Conn, LINGER, Write};
 use crate::hub::ConnId;
 use crate::session::{StreamError, Transport};
 use crate::stanza::{n, ns};
+use crate::token::BearerToken;
 use crate::xml;
 
 pub fn routes(server: XmppServer) -> Router {
@@ -28,9 +32,33 @@ pub fn routes(server: XmppServer) -> Router {
         .with_state(server)
 }
 
+/// The query parameters read here; the others are ignored.
+#[derive(serde::Deserialize)]
+struct Params {
+    token: Option<String>,
+}
+
+/// The connection's token: `?token=`, else `Authorization: Bearer`.
+fn bearer_token(
+    params: Result<Query<Params>, QueryRejection>,
+    headers: &HeaderMap,
+) -> Option<BearerToken> {
+    let from_query = params.ok().and_then(|Query(params)| params.token);
+    let from_header = || {
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        value.strip_prefix("Bearer ").map(str::to_owned)
+    };
+    from_query
+        .or_else(from_header)
+        .filter(|token| !token.is_empty())
+        .map(BearerToken)
+}
+
 async fn upgrade(
     State(server): State<XmppServer>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    params: Result<Query<Params>, QueryRejection>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // Plain GETs are the Jitsi clients' keep-alive probes: any 200 will do.
@@ -44,6 +72,7 @@ async fn upgrade(
     if server.is_shutting_down() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    let token = bearer_token(params, &headers);
     let max = server.inner.config.max_stanza_bytes;
     let id = server.next_conn_id();
     let span = tracing::info_span!("c2s", transport = "websocket", id = id.0);
@@ -52,12 +81,18 @@ async fn upgrade(
         .max_message_size(max + 1024)
         // tungstenite reserves 128 KiB per connection by default; stanzas are small.
         .read_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| serve(server, id, socket, peer).instrument(span))
+        .on_upgrade(move |socket| serve(server, id, socket, peer, token).instrument(span))
 }
 
-async fn serve(server: XmppServer, id: ConnId, mut socket: WebSocket, peer: IpAddr) {
+async fn serve(
+    server: XmppServer,
+    id: ConnId,
+    mut socket: WebSocket,
+    peer: IpAddr,
+    token: Option<BearerToken>,
+) {
     tracing::debug!("connection from {peer}");
-    let mut conn = Conn::connect(server, id, Transport::WebSocket, peer).await;
+    let mut conn = Conn::connect(server, id, Transport::WebSocket, peer, token).await;
     let closed = run(&mut conn, &mut socket).await;
     // The hub hears of the end first; then a socket the server closed lingers.
     drop(conn);

@@ -17,6 +17,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("xml_stream", xmpp::xml_stream),
     ("ws_frame", xmpp::ws_frame),
     ("sasl", xmpp::sasl),
+    ("jwt", xmpp::jwt),
     ("jingle", focus::jingle),
     ("json_sources", focus::json_sources),
     ("bridge_channel", bridge::bridge_channel),

@@ -80,6 +80,8 @@ pub(crate) fn sasl(data: &[u8]) {
                 Answer::ScramCredentials(credentials(&username, hash)),
                 &mut rng,
             ),
+            // Tokens are verified by the session, never asked for by a mechanism.
+            Step::Lookup(Lookup::Token(_)) => return,
             // Clients may go on talking after the outcome: feed what is left.
             Step::Challenge(_) | Step::Success { .. } | Step::Failure { .. } => {
                 match messages.next() {
@@ -95,4 +97,58 @@ pub(crate) fn sasl(data: &[u8]) {
 /// spend the fuzzer's time in the hash, not in the parser.
 fn credentials(username: &str, hash: ScramHash) -> Option<ScramCredentials> {
     (username == USER).then(|| ScramCredentials::derive(hash, PASSWORD, b"salt".to_vec(), 1))
+}
+
+/// The secret the `jwt` entry signs and verifies with.
+const JWT_SECRET: &[u8] = b"fuzzing secret";
+
+/// Jitsi tokens: the first byte chooses what the rest is. 0: a whole token, verified with
+/// an HS256 secret (header, base64, JSON, signature); otherwise: a claims body, signed
+/// here with that secret so that the claim rules (times, issuers, audiences, room,
+/// context, moderator claims) run on it; then the room check on a few room addresses.
+pub(crate) fn jwt(data: &[u8]) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use convene_xmpp::token::claims::{parse_header, verify};
+    use hmac::Mac;
+
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let Some(text) = crate::text(rest) else {
+        return;
+    };
+    let token = if mode == 0 {
+        text.to_owned()
+    } else {
+        let signed = format!(
+            "{}.{}",
+            B64.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+            B64.encode(text)
+        );
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(JWT_SECRET).expect("any key");
+        mac.update(signed.as_bytes());
+        format!("{signed}.{}", B64.encode(mac.finalize().into_bytes()))
+    };
+    let config = convene_xmpp::token::TokenConfig {
+        app_id: "app".into(),
+        ..Default::default()
+    };
+    let rules = config.rules();
+    let key = jsonwebtoken::DecodingKey::from_secret(JWT_SECRET).expect("a secret");
+    let Ok(header) = parse_header(&token, &rules) else {
+        return;
+    };
+    let Ok(grant) = verify(&token, &header, &key, &rules, 1_800_000_000) else {
+        return;
+    };
+    for room in [
+        "room@conference.meet.example",
+        "[tenant]room@conference.meet.example",
+        "[]x@conference.meet.example",
+    ] {
+        grant
+            .rooms
+            .allows(&jid::BareJid::new(room).expect("a valid room"));
+    }
 }

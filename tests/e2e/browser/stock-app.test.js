@@ -22,7 +22,7 @@ describe('the stock Jitsi Meet app served by Convene', { skip: skipUnlessSet('JI
   before(async () => {
     requireIsolatedNetwork();
     const dir = stockPath('JITSI_MEET_DIR');
-    server = await startConvene({ configToml: `[web]\njitsi_meet_dir = ${JSON.stringify(dir)}\n` });
+    server = await startConvene({ config: `[web]\njitsi_meet_dir = ${JSON.stringify(dir)}\n` });
     browser = await launchChromium();
   });
 

@@ -44,30 +44,34 @@ async function freePort() {
   return port;
 }
 
+/** The `convene` binary the tests run (`CONVENE_BIN`, else `target/debug/convene`). */
+export function conveneBinary() {
+  const binary = process.env.CONVENE_BIN ?? path.join(repoRoot, 'target/debug/convene');
+  if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`cargo build -p convene\` first`);
+  return binary;
+}
+
 /**
  * Starts `target/debug/convene` on a free loopback port with a data dir of its own.
  * `restart()` stops it and starts it again on the same port and data dir (a server
- * restart as the clients see it: every connection drops).
- * @param {{ configToml?: string }} [options] a configuration file's text (flags still set the port, data dir and domain)
- * @returns {Promise<{ url: string, stop: () => Promise<void>, restart: () => Promise<void>, log: () => string }>}
+ * restart as the clients see it: every connection drops). `options.config` is the text
+ * of a TOML configuration file to start it with; `configPath` in the result names it.
+ * @param {{ config?: string }} [options]
+ * @returns {Promise<{ url: string, configPath: string, stop: () => Promise<void>, restart: () => Promise<void>, log: () => string }>}
  */
 export async function startConvene(options = {}) {
-  const binary = process.env.CONVENE_BIN ?? path.join(repoRoot, 'target/debug/convene');
-  if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`cargo build -p convene\` first`);
+  const binary = conveneBinary();
   const dir = mkdtempSync(path.join(tmpdir(), 'convene-e2e-'));
   const port = await freePort();
   const logPath = path.join(dir, 'convene.log');
   const logFile = createWriteStream(logPath);
   const url = `http://127.0.0.1:${port}`;
   const log = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
-
-  const args = ['--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'];
-  if (options.configToml !== undefined) {
-    writeFileSync(path.join(dir, 'convene.toml'), options.configToml);
-    args.push('--config', path.join(dir, 'convene.toml'));
-  }
+  const configPath = path.join(dir, 'convene.toml');
+  writeFileSync(configPath, options.config ?? '');
 
   const launch = async () => {
+    const args = ['--config', configPath, '--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'];
     const child = spawn(binary, args, {
       cwd: dir,
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
@@ -103,6 +107,7 @@ export async function startConvene(options = {}) {
   let child = await launch();
   return {
     url,
+    configPath,
     log,
     restart: async () => {
       await kill(child);

@@ -301,7 +301,14 @@ async function connect() {
     renderPeople();
   } catch (err) {
     conference.leave();
-    onDisconnected(err instanceof Error ? err.message : String(err));
+    const reason = err instanceof Error ? err.message : String(err);
+    // A refused token or a refused join does not get better by retrying.
+    if (err instanceof Error && err.name === 'AuthError') {
+      state.left = true;
+      showEnded('Authentication failed', `Sorry, you're not allowed to join this call (${reason}).`);
+      return;
+    }
+    onDisconnected(reason);
   }
 }
 

@@ -15,6 +15,7 @@ import { mergeConfig, parseHashConfig } from '../lib/hash-config.js';
  * @property {string} [appName]
  * @property {boolean} [startWithAudioMuted]
  * @property {boolean} [startWithVideoMuted]
+ * @property {string} [token] the Jitsi token of the page's `?jwt=`, passed on to the server
  */
 
 /** @returns {{ config: ClientConfig, userInfo: { displayName?: string } }} */
@@ -22,6 +23,8 @@ export function loadSettings() {
   const overrides = parseHashConfig(location.hash);
   const config = mergeConfig(/** @type {ClientConfig & Record<string, unknown>} */ (globalThis.config), overrides.config);
   const name = overrides.userInfo.displayName;
+  const token = new URLSearchParams(location.search).get('jwt');
+  if (token) config.token = token;
   return { config, userInfo: { displayName: typeof name === 'string' ? name : undefined } };
 }
 

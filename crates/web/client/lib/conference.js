@@ -20,6 +20,8 @@ import { IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {string} websocket
  * @property {string} [focusUserJid]
  * @property {boolean} [disableSimulcast]
+ * @property {string} [token] a Jitsi token: sent as `?token=` on the WebSocket URL, as
+ *   lib-jitsi-meet does
  */
 
 /**
@@ -96,7 +98,8 @@ export class Conference extends Emitter {
     this.room = room.toLowerCase();
     this.roomJid = `${this.room}@${config.hosts.muc}`;
     this.displayName = displayName;
-    this.xmpp = new XmppConnection(`${config.websocket}?room=${encodeURIComponent(this.room)}`, config.hosts.domain);
+    const token = config.token ? `&token=${encodeURIComponent(config.token)}` : '';
+    this.xmpp = new XmppConnection(`${config.websocket}?room=${encodeURIComponent(this.room)}${token}`, config.hosts.domain);
     this.xmpp.on('presence', (p) => this.#onPresence(p));
     this.xmpp.on('message', (m) => this.#onMessage(m));
     this.xmpp.on('disconnected', ({ reason }) => this.#fail(reason));

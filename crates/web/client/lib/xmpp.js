@@ -170,7 +170,9 @@ export class XmppConnection extends Emitter {
     const auth = await frames.next();
     if (auth.name !== 'success') {
       const text = auth.child('text')?.text;
-      throw new Error(`login refused${text ? `: ${text}` : ''}`);
+      const error = new Error(`login refused${text ? `: ${text}` : ''}`);
+      error.name = 'AuthError';
+      throw error;
     }
     return this.#openStream(frames);
   }

@@ -141,6 +141,9 @@ impl Harness {
             stanza_burst: 100.0,
             max_unacked: 100,
             resume_timeout: TIMEOUT,
+            token: None,
+            token_auth: crate::session::TokenAuth::Off,
+            moderator: crate::auth::ModeratorPolicy::First,
         };
         let domains = std::sync::Arc::new(Domains::new("d.test"));
         let mut client = Client {

@@ -64,6 +64,12 @@ impl Muc {
     ) {
         let from = sender.jid;
         let trusted = sender.is_internal();
+        // As `mod_token_verification` does before a room is created or joined.
+        let rooms = sender.identity.and_then(|identity| identity.rooms.as_ref());
+        if !trusted && rooms.is_some_and(|rooms| !rooms.allows(&room_jid)) {
+            reply_token_mismatch(&stanza, out);
+            return;
+        }
         if let Some(error) = self.limit_error(&room_jid, sender) {
             reply_join_error(&stanza, error, out);
             return;
@@ -254,6 +260,25 @@ fn identity_element(identity: &Identity) -> Option<Element> {
             .append(user.build())
             .build()
     })
+}
+
+/// The join error of `mod_token_verification`: `not-allowed` with its text and the
+/// `room-mismatch` condition of the Jitsi namespace, which the clients show as "not
+/// allowed to join this call".
+fn reply_token_mismatch(stanza: &Element, out: &mut Vec<Delivery>) {
+    let Some(mut reply) = error_reply(stanza, StanzaError::NotAllowed) else {
+        return;
+    };
+    if let Some(error) = reply.get_child_mut("error", ns::CLIENT) {
+        error.append_child(
+            Element::builder("text", ns::STANZAS)
+                .append("Room and token mismatched")
+                .build(),
+        );
+        error.append_child(Element::bare("room-mismatch", ns::JITMEET));
+    }
+    reply.append_child(Element::bare("x", ns::MUC));
+    push_reply(reply, out);
 }
 
 /// XEP-0045 echoes the join element in join errors; clients match on it.

@@ -504,3 +504,36 @@ fn the_created_timestamp_is_the_first_participants_join() {
     send(&mut router, BOB, &format!("<presence to='{ROOM}/bob'/>"));
     assert_eq!(roominfo(&mut router, BOB, created), "1700000004321");
 }
+
+/// As `mod_token_verification`: a token user joins (or creates) only the rooms its token
+/// opens, and the refusal is the one the Jitsi clients know.
+#[test]
+fn a_token_opens_only_its_rooms() {
+    let mut router = router();
+    let mut alice = signed_in(ALICE, false);
+    alice.rooms = Some(crate::token::RoomGrant {
+        room: Some("standup".into()),
+        sub: Some("d.test".into()),
+    });
+    router.bind(&jid(ALICE), alice).unwrap();
+    let join = |room: &str| {
+        format!(
+            "<presence to='{room}/3f2a9c1e'><x xmlns='{}'/></presence>",
+            ns::MUC
+        )
+    };
+    let out = send(&mut router, ALICE, &join("other@conference.d.test"));
+    let refusal = to(&out, ALICE)[0];
+    assert_eq!(refusal.attr("type"), Some("error"));
+    let error = refusal.get_child("error", ns::CLIENT).unwrap();
+    assert_eq!(error.attr("type"), Some("cancel"));
+    assert!(error.has_child("not-allowed", ns::STANZAS));
+    assert!(error.has_child("room-mismatch", ns::JITMEET));
+    assert_eq!(
+        error.get_child("text", ns::STANZAS).unwrap().text(),
+        "Room and token mismatched"
+    );
+    assert_eq!(router.room_count(), 0, "no room was created");
+    let out = send(&mut router, ALICE, &join(ROOM));
+    assert_eq!(statuses(to(&out, ALICE)[0]), ["100", "110", "201"]);
+}

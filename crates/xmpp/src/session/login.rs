@@ -6,10 +6,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use jid::Jid;
 use minidom::Element;
 
-use super::{Action, Phase, Session, StreamError, anonymous_node};
-use crate::auth::{self, Answer};
+use super::{Action, Phase, Session, StreamError, TokenAuth, anonymous_node};
+use crate::auth::{self, Answer, Lookup};
 use crate::sasl::{self, Exchange, Mechanism, Step};
 use crate::stanza::ns;
+use crate::token::{Grant, TokenError};
 
 impl Session {
     pub(super) fn auth(&mut self, element: &Element, out: &mut Vec<Action>) {
@@ -50,11 +51,16 @@ impl Session {
 
     pub(super) fn sasl_abort(&mut self, out: &mut Vec<Action>) {
         self.sasl = None;
+        self.token_pending = None;
         out.push(Action::Send(sasl_failure(sasl::Failure::Aborted)));
     }
 
     /// The answer to the [`Action::Lookup`] the SASL exchange asked for.
     pub fn answer(&mut self, answer: Answer, out: &mut Vec<Action>) {
+        if let Answer::Token(result) = answer {
+            self.token_answer(result, out);
+            return;
+        }
         let Some(exchange) = self.sasl.as_mut() else {
             return; // aborted meanwhile
         };
@@ -82,38 +88,92 @@ impl Session {
             }
             Step::Success { username, data } => {
                 self.sasl = None;
-                let host = self.host.take().expect("streams are open before SASL");
-                let node = username
-                    .clone()
-                    .unwrap_or_else(|| anonymous_node(&mut self.rng));
-                // Accounts live on the main domain, anonymous sessions on the host they chose.
-                let domain = if username.is_some() && host != self.domains.auth {
-                    self.domains.main.clone()
-                } else {
-                    host
-                };
-                let Ok(bare) = Jid::new(&format!("{node}@{domain}")) else {
-                    out.push(Action::Send(sasl_failure(sasl::Failure::NotAuthorized)));
+                if username.is_none() && self.token_login() {
+                    match self.config.token.clone() {
+                        Some(token) => {
+                            self.token_pending = Some(data);
+                            out.push(Action::Lookup(Lookup::Token(token)));
+                        }
+                        None if self.config.token_auth == TokenAuth::Required => {
+                            self.refuse_token(&TokenError::Required, out);
+                        }
+                        None => self.succeed(None, data, None, out),
+                    }
                     return;
-                };
-                let text = if data.is_empty() {
-                    String::new()
-                } else {
-                    BASE64.encode(data)
-                };
-                out.push(Action::Send(
-                    Element::builder("success", ns::SASL).append(text).build(),
-                ));
-                out.push(Action::Authenticated {
-                    username: username.clone(),
-                });
-                out.push(Action::Restart);
-                self.phase = Phase::Authenticated {
-                    identity: auth::sasl_identity(bare, username.as_deref()),
-                    username,
-                };
+                }
+                self.succeed(username, data, None, out);
             }
         }
+    }
+
+    /// An anonymous login on the main domain is a token login while tokens are on.
+    fn token_login(&self) -> bool {
+        self.config.token_auth != TokenAuth::Off
+            && self.host.as_deref() == Some(self.domains.main.as_str())
+    }
+
+    fn token_answer(&mut self, result: Result<Grant, TokenError>, out: &mut Vec<Action>) {
+        let Some(data) = self.token_pending.take() else {
+            return; // no token login under way
+        };
+        match result {
+            Ok(grant) => self.succeed(None, data, Some(grant), out),
+            Err(error) => self.refuse_token(&error, out),
+        }
+    }
+
+    /// The shape the Jitsi clients read the reason from: `<not-allowed/>` and a `<text>`.
+    fn refuse_token(&mut self, error: &TokenError, out: &mut Vec<Action>) {
+        tracing::debug!("token refused: {error}");
+        out.push(Action::AuthFailed { username: None });
+        let mut failure = sasl_failure(sasl::Failure::NotAllowed);
+        failure.append_child(
+            Element::builder("text", ns::SASL)
+                .append(error.to_string())
+                .build(),
+        );
+        out.push(Action::Send(failure));
+    }
+
+    fn succeed(
+        &mut self,
+        username: Option<String>,
+        data: Vec<u8>,
+        grant: Option<Grant>,
+        out: &mut Vec<Action>,
+    ) {
+        let host = self.host.take().expect("streams are open before SASL");
+        let node = username
+            .clone()
+            .unwrap_or_else(|| anonymous_node(&mut self.rng));
+        // Accounts live on the main domain, anonymous sessions on the host they chose.
+        let domain = if username.is_some() && host != self.domains.auth {
+            self.domains.main.clone()
+        } else {
+            host
+        };
+        let Ok(bare) = Jid::new(&format!("{node}@{domain}")) else {
+            out.push(Action::Send(sasl_failure(sasl::Failure::NotAuthorized)));
+            return;
+        };
+        let text = if data.is_empty() {
+            String::new()
+        } else {
+            BASE64.encode(data)
+        };
+        out.push(Action::Send(
+            Element::builder("success", ns::SASL).append(text).build(),
+        ));
+        out.push(Action::Authenticated {
+            username: username.clone(),
+        });
+        out.push(Action::Restart);
+        let policy = self.config.moderator;
+        let identity = match grant {
+            Some(grant) => auth::token_identity(bare, grant, policy),
+            None => auth::sasl_identity(bare, username.as_deref(), policy),
+        };
+        self.phase = Phase::Authenticated { identity, username };
     }
 }
 

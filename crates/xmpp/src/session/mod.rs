@@ -11,6 +11,8 @@ mod sm;
 mod stream_error;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod token_tests;
 
 use std::time::{Duration, Instant};
 
@@ -23,11 +25,12 @@ pub use login::decode_sasl;
 pub use sm::{ACK_EVERY, Detached, Resumption, StreamManagement, may_resume};
 pub use stream_error::StreamError;
 
-use crate::auth::Lookup;
+use crate::auth::{Lookup, ModeratorPolicy};
 use crate::identity::Identity;
 use crate::router::Domains;
 use crate::sasl::Exchange;
 use crate::stanza::{self, StanzaError, error_reply, iq_result_with, n, ns};
+use crate::token::BearerToken;
 use crate::token_bucket::TokenBucket;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +99,24 @@ pub struct SessionConfig {
     pub stanza_burst: f64,
     pub max_unacked: usize,
     pub resume_timeout: Duration,
+    /// The token the client presented with its connection (`?token=` on the WebSocket URL).
+    pub token: Option<BearerToken>,
+    /// Whether anonymous logins on the main domain are token logins.
+    pub token_auth: TokenAuth,
+    pub moderator: ModeratorPolicy,
+}
+
+/// Token authentication of anonymous logins on the main domain (Prosody's `token`
+/// authentication on that VirtualHost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAuth {
+    /// No tokens: anonymous logins are guests.
+    Off,
+    /// A token, if given, must be good; without one the login is a guest
+    /// (`allow_empty_token`).
+    Optional,
+    /// No login without a good token.
+    Required,
 }
 
 enum Phase {
@@ -127,6 +148,8 @@ pub struct Session {
     tls_active: bool,
     phase: Phase,
     sasl: Option<Exchange>,
+    /// A token login waits for the verifier: the SASL success data to send then.
+    token_pending: Option<Vec<u8>>,
     sm: Option<StreamManagement>,
     bucket: TokenBucket,
     rate_limited: bool,
@@ -149,6 +172,7 @@ impl Session {
             tls_active: false,
             phase: Phase::Negotiating,
             sasl: None,
+            token_pending: None,
             sm: None,
             bucket,
             rate_limited: false,

@@ -17,6 +17,9 @@ fn config(burst: f64) -> SessionConfig {
         stanza_burst: burst,
         max_unacked: 100,
         resume_timeout: Duration::from_secs(60),
+        token: None,
+        token_auth: TokenAuth::Off,
+        moderator: crate::auth::ModeratorPolicy::First,
     }
 }
 
