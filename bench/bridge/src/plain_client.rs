@@ -17,6 +17,7 @@ use crate::source::{MediaSource, OutPacket};
 const RTP_HEADER_LEN: usize = 12;
 const OPUS_PT: u8 = 111;
 const VP8_PT: u8 = 100;
+const AV1_PT: u8 = 41;
 
 pub struct PlainEndpoint {
     pub socket: UdpSocket,
@@ -28,7 +29,13 @@ pub struct PlainEndpoint {
 fn serialize(packet: &OutPacket) -> Vec<u8> {
     let mut datagram = Vec::with_capacity(RTP_HEADER_LEN + packet.payload.len());
     datagram.push(0x80);
-    let pt = if packet.audio { OPUS_PT } else { VP8_PT };
+    // The relay copies bytes: the dependency descriptor is left out (it would only add
+    // a header extension the relay never reads).
+    let pt = match (packet.audio, packet.dd.is_some()) {
+        (true, _) => OPUS_PT,
+        (false, true) => AV1_PT,
+        (false, false) => VP8_PT,
+    };
     datagram.push(if packet.marker { 0x80 | pt } else { pt });
     datagram.extend_from_slice(&(packet.seq as u16).to_be_bytes());
     datagram.extend_from_slice(&packet.timestamp.to_be_bytes());

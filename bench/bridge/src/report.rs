@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::recorder::quantile;
 use crate::scenario::Measurement;
-use crate::traffic::TOP_LAYER;
+use crate::traffic::{Media, TOP_LAYER};
 
 /// The figures of one scenario on one server.
 #[derive(Debug, Clone, Copy)]
@@ -131,9 +131,13 @@ pub fn table(bridge: Option<&Measurement>, relay: Option<&Measurement>) -> Strin
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "### {} senders x {} receivers ({} endpoints, {} forwarded sender->receiver pairs, {:.1} s window)\n",
+        "### {} senders x {} receivers, {} ({} endpoints, {} forwarded sender->receiver pairs, {:.1} s window)\n",
         scenario.senders,
         scenario.receivers,
+        match scenario.media {
+            Media::Vp8Simulcast => "VP8 simulcast",
+            Media::Av1Svc => "AV1 SVC L2T3_KEY",
+        },
         scenario.endpoints(),
         scenario.forwarded_pairs(),
         first.wall.as_secs_f64(),

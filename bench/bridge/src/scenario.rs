@@ -20,28 +20,35 @@ use crate::plain_client::PlainEndpoint;
 use crate::procstat::{cpu_time, load_average, rss_bytes, udp_drops};
 use crate::recorder::{Recorder, Window};
 use crate::source::MediaSource;
-use crate::traffic::{SenderSsrcs, TOP_LAYER};
+use crate::traffic::{Media, SenderSsrcs, TOP_LAYER};
 use crate::webrtc_client::{WebrtcEndpoint, sender_sources};
 
 /// N senders and M receive-only endpoints in one conference. Senders also receive each
 /// other, as in a real meeting, so each sender's media goes to `N - 1 + M` endpoints.
+/// `NxM` sends VP8 simulcast, `NxMsvc` AV1 SVC on one SSRC ([`Media`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scenario {
     pub senders: usize,
     pub receivers: usize,
+    pub media: Media,
 }
 
 impl FromStr for Scenario {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (senders, receivers) = s
+        let (counts, media) = match s.strip_suffix("svc") {
+            Some(counts) => (counts, Media::Av1Svc),
+            None => (s, Media::Vp8Simulcast),
+        };
+        let (senders, receivers) = counts
             .split_once('x')
             .ok_or_else(|| format!("{s:?} is not SENDERSxRECEIVERS"))?;
         let parse = |n: &str| n.trim().parse::<usize>().map_err(|e| format!("{s:?}: {e}"));
         let scenario = Scenario {
             senders: parse(senders)?,
             receivers: parse(receivers)?,
+            media,
         };
         if scenario.senders == 0 || scenario.endpoints() < 2 {
             return Err(format!("{s:?}: need a sender and someone to receive it"));
@@ -52,7 +59,11 @@ impl FromStr for Scenario {
 
 impl std::fmt::Display for Scenario {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}", self.senders, self.receivers)
+        let suffix = match self.media {
+            Media::Vp8Simulcast => "",
+            Media::Av1Svc => "svc",
+        };
+        write!(f, "{}x{}{suffix}", self.senders, self.receivers)
     }
 }
 
@@ -150,7 +161,9 @@ pub async fn run(
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    s.map_or_else(SourceSet::default, |s| sender_sources(&endpoint_id(i).0, s))
+                    s.map_or_else(SourceSet::default, |s| {
+                        sender_sources(&endpoint_id(i).0, s, scenario.media)
+                    })
                 })
                 .collect();
             for index in 0..endpoints {
@@ -172,7 +185,7 @@ pub async fn run(
                 let client = WebrtcEndpoint::new(
                     &offer,
                     local_socket(&mut client_ports)?,
-                    ssrcs[index],
+                    ssrcs[index].map(|s| (s, scenario.media)),
                     &receives,
                     recorders[index].clone(),
                     connected.clone(),
@@ -206,16 +219,22 @@ pub async fn run(
                     .filter(|&(i, _)| i != index)
                     .map(|(_, a)| *a)
                     .collect();
-                // What the bridge forwards to unconstrained receivers: audio and the top layer.
+                // What the bridge forwards to unconstrained receivers: audio and the top
+                // layer (simulcast), or the one SSRC whole (SVC: the bridge drops the lower
+                // spatial layer's delta frames, the relay cannot).
                 server.forward(sender.audio, others.clone()).await?;
-                server.forward(sender.video[TOP_LAYER], others).await?;
+                let video = match scenario.media {
+                    Media::Vp8Simulcast => sender.video[TOP_LAYER],
+                    Media::Av1Svc => sender.video[0],
+                };
+                server.forward(video, others).await?;
             }
             let now = Instant::now();
             for (index, socket) in sockets.into_iter().enumerate() {
                 let endpoint = PlainEndpoint {
                     socket,
                     relay,
-                    source: ssrcs[index].map(|s| MediaSource::new(s, now)),
+                    source: ssrcs[index].map(|s| MediaSource::new(s, scenario.media, now)),
                     recorder: recorders[index].clone(),
                 };
                 connected.fetch_add(1, Ordering::Relaxed);
@@ -303,5 +322,12 @@ mod tests {
         assert!("0x3".parse::<Scenario>().is_err());
         assert!("1x0".parse::<Scenario>().is_err());
         assert!("5by10".parse::<Scenario>().is_err());
+        assert_eq!(s.media, Media::Vp8Simulcast);
+        let svc: Scenario = "5x10svc".parse().unwrap();
+        assert_eq!(
+            (svc.senders, svc.receivers, svc.media),
+            (5, 10, Media::Av1Svc)
+        );
+        assert_eq!(svc.to_string(), "5x10svc");
     }
 }

@@ -1,10 +1,14 @@
 //! A simulated camera and microphone: turns the [`Schedule`]'s ticks into RTP packets
-//! (SSRC, sequence number, timestamp, marker, payload) for either transport.
+//! (SSRC, sequence number, timestamp, marker, payload, AV1 dependency descriptor) for
+//! either transport.
 
 use std::time::{Duration, Instant};
 
+use convene_bridge::testkit::svc::Av1L2T3;
+
 use crate::traffic::{
-    Due, FRAMES_PER_SECOND, LAYERS, Schedule, SenderSsrcs, Vp8Frame, opus_packet, vp8_frame,
+    Due, FRAMES_PER_SECOND, LAYERS, Media, Schedule, SenderSsrcs, Vp8Frame, av1_frame, opus_packet,
+    vp8_frame,
 };
 
 const VIDEO_CLOCK: u32 = 90_000;
@@ -21,11 +25,16 @@ pub struct OutPacket {
     pub marker: bool,
     pub audio: bool,
     pub payload: Vec<u8>,
+    /// The AV1 dependency descriptor (SVC).
+    pub dd: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
 pub struct MediaSource {
     pub ssrcs: SenderSsrcs,
+    pub media: Media,
+    /// The SVC stream's layer structure and frame numbers.
+    svc: Av1L2T3,
     schedule: Schedule,
     audio_seq: u64,
     video_seq: [u64; LAYERS.len()],
@@ -38,12 +47,14 @@ pub struct MediaSource {
 }
 
 impl MediaSource {
-    pub fn new(ssrcs: SenderSsrcs, start: Instant) -> Self {
+    pub fn new(ssrcs: SenderSsrcs, media: Media, start: Instant) -> Self {
         // Arbitrary, distinct starting points, as real senders pick random ones; sequence
         // numbers stay below 2^16 so that receivers need no out-of-band rollover counter.
         let seed = ssrcs.audio;
         Self {
             ssrcs,
+            media,
+            svc: Av1L2T3::default(),
             schedule: Schedule::new(start),
             audio_seq: u64::from(seed % 20_000),
             video_seq: [1, 2, 3].map(|l| u64::from((seed / l) % 20_000)),
@@ -78,6 +89,7 @@ impl MediaSource {
                         marker: false,
                         audio: true,
                         payload: opus_packet(now),
+                        dd: None,
                     });
                     self.audio_seq += 1;
                     self.audio_timestamp =
@@ -97,6 +109,37 @@ impl MediaSource {
             self.keyframe_requested = false;
             self.last_keyframe = Some(now);
         }
+        match self.media {
+            Media::Vp8Simulcast => self.vp8_frame(now, keyframe, packets),
+            Media::Av1Svc => self.av1_picture(now, keyframe, packets),
+        }
+        self.video_timestamp = self
+            .video_timestamp
+            .wrapping_add(VIDEO_CLOCK / FRAMES_PER_SECOND);
+    }
+
+    /// One picture of AV1 `L2T3_KEY` on the first video SSRC: the descriptors of the
+    /// testkit's sender, the payload sizes of the layers they stand for.
+    fn av1_picture(&mut self, now: Instant, keyframe: bool, packets: &mut Vec<OutPacket>) {
+        let payloads = [av1_frame(0, keyframe, now), av1_frame(1, keyframe, now)];
+        let counts = [payloads[0].len(), payloads[1].len()];
+        let described = self.svc.next_picture(keyframe, counts, 0);
+        let seq = &mut self.video_seq[0];
+        for (p, payload) in described.into_iter().zip(payloads.into_iter().flatten()) {
+            packets.push(OutPacket {
+                ssrc: self.ssrcs.video[0],
+                seq: *seq,
+                timestamp: self.video_timestamp,
+                marker: p.marker,
+                audio: false,
+                payload,
+                dd: p.dd,
+            });
+            *seq += 1;
+        }
+    }
+
+    fn vp8_frame(&mut self, now: Instant, keyframe: bool, packets: &mut Vec<OutPacket>) {
         let frame = Vp8Frame {
             picture_id: self.picture_id,
             tl0_pic_idx: self.tl0_pic_idx,
@@ -113,15 +156,13 @@ impl MediaSource {
                     marker: index == last,
                     audio: false,
                     payload,
+                    dd: None,
                 });
                 *seq += 1;
             }
         }
         self.picture_id = (self.picture_id + 1) % 0x8000;
         self.tl0_pic_idx = self.tl0_pic_idx.wrapping_add(1);
-        self.video_timestamp = self
-            .video_timestamp
-            .wrapping_add(VIDEO_CLOCK / FRAMES_PER_SECOND);
     }
 }
 
@@ -134,7 +175,7 @@ mod tests {
     fn one_second_of_media() {
         let start = Instant::now();
         let ssrcs = SenderSsrcs::for_endpoint(3);
-        let mut source = MediaSource::new(ssrcs, start);
+        let mut source = MediaSource::new(ssrcs, Media::Vp8Simulcast, start);
         let packets = source.due_packets(start + Duration::from_millis(999));
         let count = |ssrc| packets.iter().filter(|p| p.ssrc == ssrc).count() as u32;
         assert_eq!(count(ssrcs.audio), 50);
@@ -155,5 +196,26 @@ mod tests {
             .collect();
         assert!(top.windows(2).all(|w| w[1].seq == w[0].seq + 1));
         assert_eq!(top.iter().filter(|p| p.marker).count(), 30);
+    }
+
+    #[test]
+    fn one_second_of_svc() {
+        let start = Instant::now();
+        let ssrcs = SenderSsrcs::for_endpoint(3);
+        let mut source = MediaSource::new(ssrcs, Media::Av1Svc, start);
+        let packets = source.due_packets(start + Duration::from_millis(999));
+        let video: Vec<&OutPacket> = packets.iter().filter(|p| !p.audio).collect();
+        assert!(
+            video
+                .iter()
+                .all(|p| p.ssrc == ssrcs.video[0] && p.dd.is_some())
+        );
+        let per_second = layer_packets_per_second(1) + layer_packets_per_second(2);
+        assert_eq!(video.len() as u32, per_second);
+        assert!(video.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+        assert_eq!(video.iter().filter(|p| p.marker).count(), 30);
+        // The first descriptor attaches the structure: longer than the one-byte form.
+        assert!(video[0].dd.as_ref().unwrap().len() > 16);
+        assert_eq!(video[1].dd.as_ref().unwrap().len(), 3);
     }
 }

@@ -1,6 +1,7 @@
 //! The media each simulated sender produces: three VP8 simulcast layers in 30 fps frame
-//! bursts plus 50 packets/s of Opus, with the send time in a trailer so that receivers can
-//! measure one-way latency through the server.
+//! bursts, or AV1 `L2T3_KEY` SVC on one SSRC (two spatial × three temporal layers, with
+//! dependency descriptors), plus 50 packets/s of Opus, with the send time in a trailer so
+//! that receivers can measure one-way latency through the server.
 //!
 //! The bridge and the bare relay carry exactly these payloads; only the transport differs.
 
@@ -12,6 +13,20 @@ pub const AUDIO_PACKETS_PER_SECOND: u32 = 50;
 pub const AUDIO_KBPS: u32 = 40;
 /// Senders split frames into packets of at most this many payload bytes, like browsers do.
 const MAX_PAYLOAD: usize = 1200;
+
+/// What a sender's camera sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    /// Three VP8 simulcast SSRCs ([`LAYERS`]).
+    Vp8Simulcast,
+    /// AV1 `L2T3_KEY` on one SSRC: 360p and 720p spatial layers at the rates of
+    /// [`LAYERS`]' two upper layers, temporal layers 0-2-1-2 (7.5, 15, 30 fps).
+    Av1Svc,
+}
+
+/// The [`LAYERS`] entry whose size and rate each AV1 spatial layer has; the trailer tags
+/// its packets with that index, so that the top spatial layer counts as the top layer.
+pub const SVC_SPATIAL_LAYERS: [usize; 2] = [1, 2];
 
 /// One simulcast layer: resolution and bitrate as a browser sends them for 720p camera video.
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +154,28 @@ pub fn vp8_frame(layer: usize, frame: Vp8Frame, sent_at: Instant) -> Vec<Vec<u8>
                 }
             }
             payload.resize(size.max(payload.len() + TRAILER_LEN), 0x5a);
+            write_trailer(&mut payload, layer as u8, sent_at);
+            payload
+        })
+        .collect()
+}
+
+/// Builds the payloads of one AV1 frame of spatial layer `spatial`: the aggregation
+/// header (N on a keyframe's first packet) and the trailer, sized as the [`LAYERS`] entry
+/// the layer stands for.
+pub fn av1_frame(spatial: usize, keyframe: bool, sent_at: Instant) -> Vec<Vec<u8>> {
+    let layer = SVC_SPATIAL_LAYERS[spatial];
+    LAYERS[layer]
+        .frame_packet_sizes()
+        .into_iter()
+        .enumerate()
+        .map(|(index, size)| {
+            let mut payload = vec![0x5a; size.max(1 + TRAILER_LEN)];
+            payload[0] = if keyframe && spatial == 0 && index == 0 {
+                0x18
+            } else {
+                0x10
+            };
             write_trailer(&mut payload, layer as u8, sent_at);
             payload
         })

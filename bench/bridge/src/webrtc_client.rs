@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 use convene_bridge::api::{
     EndpointOffer, GroupSemantics, MediaDescription, MediaKind, SourceSet, TransportDescription,
 };
+use convene_bridge::media::DependencyDescriptor;
 use convene_bridge::testkit::client::{self as test_client, TestClient, mid};
 use str0m::media::{Pt, Rid};
 use str0m::net::{Protocol, Receive};
@@ -24,12 +25,17 @@ use tokio::time::sleep_until;
 use crate::far_future;
 use crate::recorder::Recorder;
 use crate::source::MediaSource;
-use crate::traffic::SenderSsrcs;
+use crate::traffic::{Media, SenderSsrcs};
 
-/// The sources a sender announces: audio, three simulcast layers and their RTX partners.
-pub fn sender_sources(endpoint: &str, ssrcs: SenderSsrcs) -> SourceSet {
+/// The sources a sender announces: audio, and three simulcast layers or the one SVC
+/// SSRC, with their RTX partners.
+pub fn sender_sources(endpoint: &str, ssrcs: SenderSsrcs, media: Media) -> SourceSet {
     let layers: Vec<(u32, u32)> = ssrcs.video.into_iter().zip(ssrcs.rtx).collect();
-    test_client::sender_sources(endpoint, Some(ssrcs.audio), &layers)
+    let layers = match media {
+        Media::Vp8Simulcast => &layers[..],
+        Media::Av1Svc => &layers[..1],
+    };
+    test_client::sender_sources(endpoint, Some(ssrcs.audio), layers)
 }
 
 /// A fully set-up endpoint, ready to run; `transport` and `media` go into the
@@ -55,7 +61,7 @@ impl WebrtcEndpoint {
     pub fn new(
         offer: &EndpointOffer,
         socket: UdpSocket,
-        sends: Option<SenderSsrcs>,
+        sends: Option<(SenderSsrcs, Media)>,
         receives: &[SourceSet],
         recorder: Recorder,
         connected: Arc<AtomicUsize>,
@@ -68,12 +74,23 @@ impl WebrtcEndpoint {
             media,
             opus,
             vp8,
+            av1,
+            ..
         } = TestClient::answer(offer, Candidate::host(local, "udp")?, now)?;
+        let video_pt = match sends.map(|(_, media)| media) {
+            Some(Media::Av1Svc) => av1.ok_or_else(|| anyhow::anyhow!("AV1 not offered"))?,
+            _ => vp8,
+        };
         let mut api = rtc.direct_api();
         let (audio_mid, video_mid) = (mid(MediaKind::Audio), mid(MediaKind::Video));
-        if let Some(ssrcs) = sends {
+        if let Some((ssrcs, media)) = sends {
             api.declare_stream_tx(ssrcs.audio.into(), None, audio_mid, None);
-            for (layer, (video, rtx)) in ssrcs.video.iter().zip(ssrcs.rtx).enumerate() {
+            let layers = match media {
+                Media::Vp8Simulcast => ssrcs.video.len(),
+                Media::Av1Svc => 1,
+            };
+            for (layer, (video, rtx)) in ssrcs.video.iter().zip(ssrcs.rtx).enumerate().take(layers)
+            {
                 // A synthetic RID per layer keeps str0m's (mid, rid) lookups distinct.
                 let rid = Rid::from(layer.to_string().as_str());
                 api.declare_stream_tx((*video).into(), Some(rtx.into()), video_mid, Some(rid));
@@ -103,8 +120,8 @@ impl WebrtcEndpoint {
             socket,
             local,
             audio_pt: opus,
-            video_pt: vp8,
-            source: sends.map(|ssrcs| MediaSource::new(ssrcs, now)),
+            video_pt,
+            source: sends.map(|(ssrcs, media)| MediaSource::new(ssrcs, media, now)),
             sending_from: None,
             recorder,
             connected,
@@ -136,7 +153,7 @@ impl WebrtcEndpoint {
                 let now = Instant::now();
                 self.sending_from = Some(now);
                 if let Some(source) = &mut self.source {
-                    *source = MediaSource::new(source.ssrcs, now);
+                    *source = MediaSource::new(source.ssrcs, source.media, now);
                 }
                 self.connected.fetch_add(1, Ordering::Relaxed);
             }
@@ -172,7 +189,11 @@ impl WebrtcEndpoint {
                 };
                 (self.audio_pt, ext_vals)
             } else {
-                (self.video_pt, ExtensionValues::default())
+                let mut ext_vals = ExtensionValues::default();
+                if let Some(dd) = packet.dd {
+                    ext_vals.user_values.set(DependencyDescriptor(dd));
+                }
+                (self.video_pt, ext_vals)
             };
             let write = RtpWrite::new(pt, packet.seq.into(), packet.timestamp, now, packet.payload)
                 .marker(packet.marker)

@@ -82,7 +82,7 @@ pub fn allocate(
     }
 
     // Allowed layers per ranked candidate: active ones within the height limit; when a
-    // positive limit excludes every layer, the lowest active one.
+    // positive limit excludes every layer, the lowest active ones.
     let allowed: Vec<(usize, Vec<usize>)> = order
         .into_iter()
         .filter_map(|i| {
@@ -99,8 +99,18 @@ pub fn allocate(
                 .copied()
                 .filter(|&l| max < 0 || c.layers[l].height <= max as u32)
                 .collect();
-            if fitting.is_empty() {
-                fitting.extend(active.first());
+            if fitting.is_empty()
+                && let Some(&lowest) = active.first()
+            {
+                // Every layer of the lowest height: one simulcast layer, or all the
+                // temporal layers of an SVC stream's lowest spatial layer.
+                let height = c.layers[lowest].height;
+                fitting.extend(
+                    active
+                        .iter()
+                        .copied()
+                        .filter(|&l| c.layers[l].height == height),
+                );
             }
             (!fitting.is_empty()).then_some((i, fitting))
         })
@@ -220,6 +230,37 @@ mod tests {
             allocate(&c, &candidates(&["a-v0", "b-v0"]), 200_000),
             vec![None, Some(0)]
         );
+    }
+
+    #[test]
+    fn a_limit_below_every_svc_layer_keeps_the_lowest_spatial_layers_frame_rate() {
+        // L2T3: (360p, 720p) × three temporal layers.
+        let layer = |height, bitrate_bps| Layer {
+            height,
+            bitrate_bps,
+            active: true,
+        };
+        let svc = [
+            layer(360, 120_000),
+            layer(360, 240_000),
+            layer(360, 480_000),
+            layer(720, 360_000),
+            layer(720, 720_000),
+            layer(720, 1_440_000),
+        ];
+        let mut c = Constraints {
+            default_max_height: 180,
+            ..Default::default()
+        };
+        let candidates = [Candidate {
+            name: "a-v0",
+            speaker_rank: 0,
+            layers: &svc,
+        }];
+        assert_eq!(allocate(&c, &candidates, 10_000_000), vec![Some(2)]);
+        assert_eq!(allocate(&c, &candidates, 300_000), vec![Some(1)]);
+        c.default_max_height = -1;
+        assert_eq!(allocate(&c, &candidates, 1_000_000), vec![Some(4)]);
     }
 
     #[test]

@@ -19,9 +19,11 @@ pub mod channel;
 pub mod codec;
 pub mod engine;
 pub mod media;
+pub mod meter;
 pub mod metrics;
 pub mod rewrite;
 pub mod speaker;
+pub mod svc;
 pub mod sync;
 mod tcp;
 #[cfg(any(test, feature = "test-support"))]

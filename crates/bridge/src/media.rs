@@ -3,13 +3,14 @@
 //!
 //! Payload type numbers are Jicofo's defaults so that logs and captures look familiar:
 //! Opus 111; VP8 100 (RTX 96); VP9 101 (RTX 97); H.264 107 (RTX 99); AV1 41 (RTX 42).
-//! Header extension ids: ssrc-audio-level 1, abs-send-time 3, transport-wide-cc 5,
-//! video-orientation 13. `sdes:mid` and `rtp-stream-id` are deliberately absent: receivers
-//! demultiplex by SSRC, and a mid of ours would not match the browser's own m-line mids.
+//! Header extension ids: ssrc-audio-level 1, abs-send-time 3, transport-wide-cc 5, the AV1
+//! dependency descriptor 11 (Jicofo's id), video-orientation 13. `sdes:mid` and
+//! `rtp-stream-id` are deliberately absent: receivers demultiplex by SSRC, and a mid of
+//! ours would not match the browser's own m-line mids.
 
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, Pt};
-use str0m::rtp::Extension;
+use str0m::rtp::{Extension, ExtensionSerializer, ExtensionValues};
 use str0m::{Rtc, RtcConfig};
 
 use crate::api::{HeaderExtension, MediaDescription, MediaKind, PayloadType};
@@ -82,6 +83,65 @@ const EXTENSIONS: [(u8, &str, Extension); 4] = [
         Extension::VideoOrientation,
     ),
 ];
+
+/// The AV1 dependency descriptor's id (Jicofo's).
+pub const DEPENDENCY_DESCRIPTOR_ID: u8 = 11;
+
+/// One packet's AV1 dependency descriptor, as received: str0m knows the extension only
+/// as a URI with a serializer of ours ([`DependencyDescriptorExt`]), which keeps the raw
+/// bytes in the packet's `ExtensionValues::user_values` and writes them out again when the
+/// packet is forwarded (and retransmitted from str0m's RTX cache), so receivers get the
+/// descriptor they need for AV1 SVC. Parsing is `codec::av1_dd`'s, once per packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependencyDescriptor(pub Vec<u8>);
+
+/// str0m's hook for the dependency descriptor (str0m 0.25 has no built-in variant; an
+/// `Extension::with_serializer` is its way to carry an extension it does not know).
+#[derive(Debug)]
+pub struct DependencyDescriptorExt;
+
+impl ExtensionSerializer for DependencyDescriptorExt {
+    fn write_to(&self, buf: &mut [u8], ev: &ExtensionValues) -> usize {
+        match ev.user_values.get::<DependencyDescriptor>() {
+            Some(dd) if dd.0.len() <= buf.len() => {
+                buf[..dd.0.len()].copy_from_slice(&dd.0);
+                dd.0.len()
+            }
+            _ => 0,
+        }
+    }
+
+    fn parse_value(&self, buf: &[u8], ev: &mut ExtensionValues) -> bool {
+        // Fewer than the three mandatory bytes is no descriptor: `codec::av1_dd` would
+        // refuse it, and forwarding it would only pass the garbage on.
+        if buf.len() < 3 {
+            return false;
+        }
+        ev.user_values.set(DependencyDescriptor(buf.to_vec()));
+        true
+    }
+
+    fn is_video(&self) -> bool {
+        true
+    }
+
+    fn is_audio(&self) -> bool {
+        false
+    }
+
+    /// A keyframe's descriptor carries its template structure: longer than the one-byte
+    /// form's 16 bytes (the offer has `extmap-allow-mixed`).
+    fn requires_two_byte_form(&self, ev: &ExtensionValues) -> bool {
+        ev.user_values
+            .get::<DependencyDescriptor>()
+            .is_some_and(|dd| dd.0.len() > 16)
+    }
+}
+
+/// The dependency descriptor as str0m's extension.
+pub fn dependency_descriptor_extension() -> Extension {
+    Extension::with_serializer(crate::codec::av1_dd::URI, DependencyDescriptorExt)
+}
 
 /// The codec of a (primary, not RTX) payload type we offered.
 pub fn codec_of(pt: Pt) -> Option<CodecKind> {
@@ -170,7 +230,14 @@ pub fn offered_media() -> Vec<MediaDescription> {
         MediaDescription {
             kind: MediaKind::Video,
             payload_types: video,
-            header_extensions: extensions(&[3, 5, 13]),
+            header_extensions: {
+                let mut video: Vec<HeaderExtension> = extensions(&[3, 5, 13]);
+                video.push(HeaderExtension {
+                    id: DEPENDENCY_DESCRIPTOR_ID,
+                    uri: crate::codec::av1_dd::URI.to_string(),
+                });
+                video
+            },
         },
     ]
 }
@@ -194,6 +261,7 @@ pub fn rtc_config() -> RtcConfig {
     for (id, _, ext) in EXTENSIONS {
         config = config.set_extension(id, ext);
     }
+    config = config.set_extension(DEPENDENCY_DESCRIPTOR_ID, dependency_descriptor_extension());
     let codecs = config.codec_config();
     for codec in &CODECS {
         let (pt, rtx) = (Pt::from(codec.pt), codec.rtx.map(Pt::from));

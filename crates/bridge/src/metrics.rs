@@ -29,6 +29,9 @@ pub enum DropReason {
     EndpointBudget,
     /// RTCP beyond its endpoint's budget.
     RtcpBudget,
+    /// AV1 RTP whose dependency descriptor is malformed or names a template structure
+    /// never received (its frame cannot be placed in a layer).
+    MalformedDependencyDescriptor,
 }
 
 impl DropReason {
@@ -44,6 +47,7 @@ impl DropReason {
             Self::SsrcBudget => "ssrc_budget",
             Self::EndpointBudget => "endpoint_budget",
             Self::RtcpBudget => "rtcp_budget",
+            Self::MalformedDependencyDescriptor => "malformed_dependency_descriptor",
         }
     }
 }
@@ -173,6 +177,7 @@ pub fn render(total: &Counters, endpoints: usize, conferences: &[ConferenceGauge
         DropReason::SsrcBudget,
         DropReason::EndpointBudget,
         DropReason::RtcpBudget,
+        DropReason::MalformedDependencyDescriptor,
     ];
     family(
         "dropped_total",

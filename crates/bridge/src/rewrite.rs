@@ -1,11 +1,13 @@
 //! Per receiver and per forwarded track: maps whichever simulcast layer is forwarded onto
 //! one continuous outgoing stream (sequence numbers, RTP timestamps, VP8/VP9 picture ids
-//! and TL0PICIDX).
+//! and TL0PICIDX), and closes the gaps that SVC layer selection leaves by dropping
+//! packets within a layer ([`Rewriter::skip`]).
 //!
 //! Sans-IO: fed with the incoming packet's fields and the arrival time, it returns the
 //! outgoing fields or `None` for a packet that must not be forwarded (an old layer's
 //! stragglers after a switch).
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Outgoing values for one packet.
@@ -43,10 +45,14 @@ struct Last {
 pub struct Rewriter {
     clock_rate: u32,
     layer: Option<usize>,
-    /// First incoming sequence number of the current layer: older ones belong to the
-    /// previous run and would collide with what was already sent.
-    first_seq: u64,
-    seq_offset: i64,
+    /// Sequence number offsets of the current run, oldest first: (first incoming
+    /// sequence number it applies to, offset). The first entry starts the run: older
+    /// packets belong to the previous run and would collide with what was already sent;
+    /// each skipped packet starts a new entry one lower, so that the packets after it
+    /// close the gap while late packets before it keep their own numbers.
+    offsets: VecDeque<(u64, i64)>,
+    /// Newest incoming sequence number of the run, forwarded or skipped.
+    newest_in: u64,
     ts_offset: u32,
     picture_offset: u16,
     tl0_offset: u8,
@@ -54,14 +60,16 @@ pub struct Rewriter {
 }
 
 const PICTURE_ID_MODULUS: u16 = 0x8000;
+/// Offset changes remembered per run: a packet older than all of them is not forwarded.
+const MAX_OFFSETS: usize = 64;
 
 impl Rewriter {
     pub fn new(clock_rate: u32) -> Self {
         Self {
             clock_rate,
             layer: None,
-            first_seq: 0,
-            seq_offset: 0,
+            offsets: VecDeque::new(),
+            newest_in: 0,
             ts_offset: 0,
             picture_offset: 0,
             tl0_offset: 0,
@@ -79,13 +87,36 @@ impl Rewriter {
         self.layer = None;
     }
 
+    /// A packet of the current layer that is not forwarded (SVC selection dropped its
+    /// frame): the packets after it move down to close the gap.
+    pub fn skip(&mut self, seq: u64) {
+        if self.layer.is_none() || seq <= self.newest_in {
+            return;
+        }
+        self.newest_in = seq;
+        let Some(&(from, offset)) = self.offsets.back() else {
+            return;
+        };
+        if from == seq && self.offsets.len() > 1 {
+            // Consecutive skips widen one entry.
+            self.offsets.pop_back();
+        } else if self.offsets.len() == MAX_OFFSETS {
+            self.offsets.pop_front();
+        }
+        self.offsets.push_back((seq + 1, offset - 1));
+    }
+
     pub fn rewrite(&mut self, now: Instant, packet: Incoming) -> Option<Rewritten> {
         if self.layer != Some(packet.layer) {
             self.start_run(now, &packet);
-        } else if packet.seq < self.first_seq {
-            return None;
         }
-        let seq = u64::try_from(packet.seq as i64 + self.seq_offset).ok()?;
+        let &(_, offset) = self
+            .offsets
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= packet.seq)?;
+        self.newest_in = self.newest_in.max(packet.seq);
+        let seq = u64::try_from(packet.seq as i64 + offset).ok()?;
         let out = Rewritten {
             seq,
             timestamp: packet.timestamp.wrapping_add(self.ts_offset),
@@ -110,14 +141,17 @@ impl Rewriter {
     /// Chooses offsets so that the new run continues right after what was last sent.
     fn start_run(&mut self, now: Instant, packet: &Incoming) {
         self.layer = Some(packet.layer);
-        self.first_seq = packet.seq;
+        self.newest_in = packet.seq;
+        self.offsets.clear();
         let Some(last) = self.last else {
             // A fresh outgoing stream starts below 2^15 so that the receiver's rollover
             // counter starts at zero whatever the sender's extended sequence number is.
-            self.seq_offset = (packet.seq & 0x7fff) as i64 - packet.seq as i64;
+            let offset = (packet.seq & 0x7fff) as i64 - packet.seq as i64;
+            self.offsets.push_back((packet.seq, offset));
             return;
         };
-        self.seq_offset = (last.seq + 1) as i64 - packet.seq as i64;
+        self.offsets
+            .push_back((packet.seq, (last.seq + 1) as i64 - packet.seq as i64));
         let elapsed_ticks = now.saturating_duration_since(last.at).as_micros() as u64
             * u64::from(self.clock_rate)
             / 1_000_000;
@@ -271,6 +305,38 @@ mod tests {
         );
         assert_eq!((c.picture_id, d.picture_id), (narrow(0), narrow(1)));
         assert_eq!(c.tl0_pic_idx, None);
+    }
+
+    #[test]
+    fn skipped_packets_leave_no_gap_and_late_packets_keep_their_numbers() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        let a = r.rewrite(t0, packet(0, 10, 0, 1, 1)).unwrap();
+        // 11 arrives late; 12 and 13 are dropped (a frame the receiver does not get).
+        r.skip(12);
+        r.skip(13);
+        let b = r.rewrite(t0, packet(0, 14, 0, 1, 1)).unwrap();
+        let late = r.rewrite(t0, packet(0, 11, 0, 1, 1)).unwrap();
+        assert_eq!((late.seq - a.seq, b.seq - a.seq), (1, 2));
+        // A skip older than what was already seen changes nothing.
+        r.skip(12);
+        assert_eq!(
+            r.rewrite(t0, packet(0, 15, 0, 1, 1)).unwrap().seq,
+            b.seq + 1
+        );
+        // Many separate skips: numbering stays gap-free; too old packets are refused.
+        let mut last = b.seq + 1;
+        for seq in (16..400).step_by(2) {
+            r.skip(seq);
+            let out = r.rewrite(t0, packet(0, seq + 1, 0, 1, 1)).unwrap();
+            assert_eq!(out.seq, last + 1);
+            last = out.seq;
+        }
+        assert_eq!(r.rewrite(t0, packet(0, 14, 0, 1, 1)), None);
+        // Skips while paused do nothing; the next run continues after the last sent.
+        r.pause();
+        r.skip(1000);
+        assert_eq!(r.rewrite(t0, packet(1, 5, 0, 1, 1)).unwrap().seq, last + 1);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The bridge's parsers: bridge-channel (colibri-ws) messages, datagram demultiplexing and
-//! the VP8/VP9 payload descriptors.
+//! the VP8/VP9 payload descriptors, the AV1 dependency descriptor and SVC layer selection.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use convene_bridge::api::{BridgeRequest, BridgeResponse, ConferenceId, EndpointId};
 use convene_bridge::channel;
-use convene_bridge::codec::{self, vp8};
+use convene_bridge::codec::{self, av1_dd, vp8};
 use convene_bridge::engine::{self, Core, EndpointKey, Settings};
 use convene_bridge::media::CodecKind;
+use convene_bridge::svc::{SvcSelector, SvcStream};
 use hmac::{Hmac, Mac};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -171,7 +172,8 @@ pub(crate) fn datagram(data: &[u8]) {
 }
 
 /// One RTP payload: the first byte picks the codec, the rest is read as forwarding reads
-/// it, then rewritten as a layer switch would.
+/// it, then rewritten as a layer switch would. Picks 5 and 6 feed a sequence of packets to
+/// SVC layer selection instead: AV1 dependency descriptors, or VP9 payloads.
 pub(crate) fn codec(data: &[u8]) {
     const CODECS: [CodecKind; 5] = [
         CodecKind::Vp8,
@@ -183,7 +185,11 @@ pub(crate) fn codec(data: &[u8]) {
     let Some((&pick, payload)) = data.split_first() else {
         return;
     };
-    let kind = CODECS[usize::from(pick) % CODECS.len()];
+    let kind = match usize::from(pick) % 7 {
+        5 => return svc_sequence(payload, true),
+        6 => return svc_sequence(payload, false),
+        n => CODECS[n],
+    };
     let info = codec::inspect(kind, payload);
     codec::starts_keyframe(kind, payload);
     vp8::keyframe_size(payload);
@@ -191,4 +197,60 @@ pub(crate) fn codec(data: &[u8]) {
     let tl0_pic_idx = info.tl0_pic_idx.map(|idx| idx.wrapping_add(1));
     info.vp8_patch(picture_id, tl0_pic_idx);
     info.payload_for(&Arc::from(payload), picture_id, tl0_pic_idx);
+}
+
+/// Length-prefixed chunks (one byte of length each): AV1 dependency descriptors or VP9
+/// payloads of one stream, in order, through `svc::SvcStream` and three receivers'
+/// selectors (top, bottom and no target). A descriptor that attaches a structure must also
+/// survive serialization unchanged, and the in-place patches must keep it parsable.
+fn svc_sequence(mut data: &[u8], av1: bool) {
+    let mut now = Instant::now();
+    let mut stream = SvcStream::default();
+    let mut receivers: [SvcSelector; 3] = Default::default();
+    while let Some((&len, rest)) = data.split_first() {
+        let (chunk, tail) = rest.split_at(usize::from(len).min(rest.len()));
+        data = tail;
+        now += Duration::from_millis(5);
+        let frame = if av1 {
+            check_descriptor(chunk);
+            match stream.on_av1(now, Some(chunk), chunk.len()) {
+                Ok((frame, _)) => frame,
+                Err(_) => continue,
+            }
+        } else {
+            let info = codec::inspect(CodecKind::Vp9, chunk);
+            match info.vp9() {
+                Some(d) => stream.on_vp9(now, d, chunk.len()).0,
+                None => continue,
+            }
+        };
+        let targets = stream.targets(now);
+        let top = targets.last().map(|t| t.dt);
+        let bottom = targets.first().map(|t| t.dt);
+        if let Some(frame) = frame {
+            for (receiver, target) in receivers.iter_mut().zip([top, bottom, None]) {
+                receiver.decide(&frame, &stream, target);
+            }
+        }
+    }
+}
+
+fn check_descriptor(bytes: &[u8]) {
+    let Ok(d) = av1_dd::parse(bytes, None) else {
+        return;
+    };
+    let Some(structure) = d.attached.clone() else {
+        return;
+    };
+    let written = av1_dd::write::descriptor(&d, &structure);
+    assert_eq!(
+        av1_dd::parse(&written, None).as_ref(),
+        Ok(&d),
+        "a parsed descriptor serializes to itself"
+    );
+    let mut patched = bytes.to_vec();
+    av1_dd::patch_frame_number(&mut patched, d.frame_number.wrapping_add(1));
+    av1_dd::patch_template_ids(&mut patched, 17);
+    let moved = av1_dd::parse(&patched, None).expect("patches keep the descriptor parsable");
+    assert_eq!(moved.frame, d.frame, "patches keep the frame's template");
 }

@@ -85,9 +85,10 @@ async fn run(args: RunArgs) -> Result<()> {
         cpu_model()
     );
     println!(
-        "Per sender: 3 VP8 simulcast layers (150 + 500 + 1850 kb/s, 30 fps bursts) + 40 kb/s Opus \
-         at 50 packets/s. Receivers are unconstrained (top layer). CPU and memory are the server \
-         process's own, from /proc.\n"
+        "Per sender: 3 VP8 simulcast layers (150 + 500 + 1850 kb/s, 30 fps bursts), or for \
+         `NxMsvc` AV1 L2T3_KEY on one SSRC with dependency descriptors (500 + 1850 kb/s, \
+         temporal layers 0-2-1-2), + 40 kb/s Opus at 50 packets/s. Receivers are unconstrained \
+         (top layer). CPU and memory are the server process's own, from /proc.\n"
     );
     let mut headline = Vec::new();
     for scenario in &args.scenarios {

@@ -1,11 +1,14 @@
-//! Everything that reads media payload bytes to decide forwarding, in one place: where
-//! keyframes start (layer switches may only happen there), the frame size a VP8 keyframe
-//! announces, and the VP8/VP9 picture id and TL0PICIDX that a layer switch rewrites.
-//! End-to-end encryption will limit what may be read here; nothing else in the bridge
-//! looks past the RTP header.
+//! Everything that reads media payload bytes or codec header extensions to decide
+//! forwarding, in one place: where keyframes start (simulcast switches may only happen
+//! there), the frame size a VP8 keyframe announces, the VP8/VP9 picture id and TL0PICIDX
+//! that a layer switch rewrites, the VP9 SVC fields and the AV1 dependency descriptor
+//! (`av1_dd`) that SVC layer selection (`crate::svc`) reads. Under end-to-end encryption
+//! only the descriptors stay readable (VP8/VP9 payload descriptors, the dependency
+//! descriptor extension); nothing else in the bridge looks past the RTP header.
 //!
 //! Each parser reads a few header bits and never trusts a length it has not checked.
 
+pub mod av1_dd;
 pub mod vp8;
 pub mod vp9;
 
@@ -73,6 +76,14 @@ impl PayloadInfo {
         match &self.descriptor {
             Descriptor::Vp9(d) => d.patched(payload, picture_id, tl0_pic_idx),
             Descriptor::Vp8(_) | Descriptor::None => payload.clone(),
+        }
+    }
+
+    /// The VP9 payload descriptor, when the packet is VP9 and has one.
+    pub fn vp9(&self) -> Option<&Vp9Descriptor> {
+        match &self.descriptor {
+            Descriptor::Vp9(d) => Some(d),
+            Descriptor::Vp8(_) | Descriptor::None => None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! VP9 (RFC 9628): keyframe starts, and the payload descriptor's picture id and
-//! TL0PICIDX, which a layer switch rewrites. Hand-written: str0m has a VP8 descriptor
+//! VP9 (RFC 9628): keyframe starts, the payload descriptor's picture id and TL0PICIDX,
+//! which a layer switch rewrites, and its SVC fields (layer indices, flexible-mode
+//! references, scalability structure), which layer selection reads. Hand-written: str0m has a VP8 descriptor
 //! patch (`Vp8Patch`) but nothing for VP9.
 
 use std::sync::Arc;
@@ -17,28 +18,72 @@ pub struct Vp9PictureId {
     pub wide: bool,
 }
 
-/// The start of an RFC 9628 payload descriptor, up to the fields an SFU rewrites.
-/// Hand-written: str0m has a VP8 descriptor patch (`Vp8Patch`) but nothing for VP9.
+/// The most spatial layers a scalability structure may describe (N_S has 3 bits).
+pub const MAX_SPATIAL_LAYERS: usize = 8;
+/// Flexible mode lists at most three reference pictures (P_DIFF) per frame.
+const MAX_P_DIFFS: usize = 3;
+
+/// The layer indices of an SVC frame (L=1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vp9Layers {
+    pub spatial: u8,
+    pub temporal: u8,
+    /// U: a switching-up point (later frames of this temporal layer reference only frames
+    /// of lower layers from here on).
+    pub switching_up: bool,
+    /// D: the frame depends on the spatial layer below in the same picture.
+    pub inter_layer: bool,
+}
+
+/// The scalability structure (V=1): the spatial layer count and, when given (Y=1), their
+/// resolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vp9Ss {
+    pub spatial_layers: u8,
+    resolutions: [(u16, u16); MAX_SPATIAL_LAYERS],
+    has_resolutions: bool,
+}
+
+impl Vp9Ss {
+    pub fn resolution(&self, spatial: u8) -> Option<(u16, u16)> {
+        (self.has_resolutions && spatial < self.spatial_layers)
+            .then(|| self.resolutions[usize::from(spatial)])
+    }
+}
+
+/// An RFC 9628 payload descriptor: the fields an SFU rewrites (picture id, TL0PICIDX)
+/// and those it selects SVC layers by (layer indices, frame boundaries, flexible-mode
+/// references, the scalability structure). Hand-written: str0m has a VP8 descriptor
+/// patch (`Vp8Patch`) but nothing for VP9.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vp9Descriptor {
     /// Present when I=1; it always starts at byte [`Vp9Descriptor::PICTURE_ID_AT`].
     pub picture_id: Option<Vp9PictureId>,
     /// TL0PICIDX and its byte offset: only with layer indices in non-flexible mode.
     pub tl0_pic_idx: Option<(u8, usize)>,
-    spatial_layer: Option<u8>,
-    inter_predicted: bool,
-    begins_frame: bool,
+    pub layers: Option<Vp9Layers>,
+    /// Flexible mode's reference picture id diffs (P_DIFF), at most three.
+    p_diffs: [u8; MAX_P_DIFFS],
+    p_diff_count: u8,
+    pub ss: Option<Vp9Ss>,
+    pub inter_predicted: bool,
+    pub begins_frame: bool,
+    pub ends_frame: bool,
 }
 
 impl Vp9Descriptor {
     pub const PICTURE_ID_AT: usize = 1;
 
-    /// Reads I|P|L|F|B|E|V|Z, the picture id and the layer indices; `None` when the
-    /// payload ends before a field its flags announce.
+    /// Reads the descriptor; `None` when the payload ends before a field its flags
+    /// announce, or lists more references than RFC 9628 allows.
     pub fn parse(payload: &[u8]) -> Option<Self> {
         let first = *payload.first()?;
-        let (has_picture_id, has_layers, flexible) =
-            (first & 0x80 != 0, first & 0x20 != 0, first & 0x10 != 0);
+        let (has_picture_id, inter_predicted, has_layers, flexible) = (
+            first & 0x80 != 0,
+            first & 0x40 != 0,
+            first & 0x20 != 0,
+            first & 0x10 != 0,
+        );
         let mut at = Self::PICTURE_ID_AT;
         let picture_id = if has_picture_id {
             let high = *payload.get(at)?;
@@ -60,29 +105,60 @@ impl Vp9Descriptor {
         } else {
             None
         };
-        let (spatial_layer, tl0_pic_idx) = if has_layers {
-            let layers = *payload.get(at)?;
-            let tl0 = if flexible {
-                None
-            } else {
-                Some((*payload.get(at + 1)?, at + 1))
-            };
-            (Some((layers >> 1) & 0x07), tl0)
+        let mut layers = None;
+        let mut tl0_pic_idx = None;
+        if has_layers {
+            let byte = *payload.get(at)?;
+            at += 1;
+            layers = Some(Vp9Layers {
+                temporal: byte >> 5,
+                switching_up: byte & 0x10 != 0,
+                spatial: (byte >> 1) & 0x07,
+                inter_layer: byte & 0x01 != 0,
+            });
+            if !flexible {
+                tl0_pic_idx = Some((*payload.get(at)?, at));
+                at += 1;
+            }
+        }
+        let (mut p_diffs, mut p_diff_count) = ([0u8; MAX_P_DIFFS], 0u8);
+        if flexible && inter_predicted {
+            loop {
+                let byte = *payload.get(at)?;
+                at += 1;
+                *p_diffs.get_mut(usize::from(p_diff_count))? = byte >> 1;
+                p_diff_count += 1;
+                if byte & 0x01 == 0 {
+                    break;
+                }
+            }
+        }
+        let ss = if first & 0x02 != 0 {
+            Some(read_ss(payload, at)?)
         } else {
-            (None, None)
+            None
         };
         Some(Self {
             picture_id,
             tl0_pic_idx,
-            spatial_layer,
-            inter_predicted: first & 0x40 != 0,
+            layers,
+            p_diffs,
+            p_diff_count,
+            ss,
+            inter_predicted,
             begins_frame: first & 0x08 != 0,
+            ends_frame: first & 0x04 != 0,
         })
+    }
+
+    /// Flexible mode: how many pictures back each reference is.
+    pub fn p_diffs(&self) -> &[u8] {
+        &self.p_diffs[..usize::from(self.p_diff_count)]
     }
 
     /// RFC 9628: B=1 with P=0 and, when layer indices are present, spatial layer 0.
     pub fn starts_keyframe(&self) -> bool {
-        self.begins_frame && !self.inter_predicted && self.spatial_layer.is_none_or(|s| s == 0)
+        self.begins_frame && !self.inter_predicted && self.layers.is_none_or(|l| l.spatial == 0)
     }
 
     pub fn picture_id(&self) -> Option<u16> {
@@ -152,6 +228,40 @@ impl Vp9Descriptor {
             payload.clone()
         }
     }
+}
+
+/// The scalability structure at `at` (RFC 9628 §4.3.1): N_S, resolutions (Y), and the
+/// picture group (G), which is only checked for length: selection needs the layer count
+/// and sizes.
+fn read_ss(payload: &[u8], mut at: usize) -> Option<Vp9Ss> {
+    let head = *payload.get(at)?;
+    at += 1;
+    let spatial_layers = (head >> 5) + 1;
+    let mut ss = Vp9Ss {
+        spatial_layers,
+        resolutions: [(0, 0); MAX_SPATIAL_LAYERS],
+        has_resolutions: head & 0x10 != 0,
+    };
+    if ss.has_resolutions {
+        for r in ss.resolutions.iter_mut().take(usize::from(spatial_layers)) {
+            let b = payload.get(at..at + 4)?;
+            *r = (
+                u16::from_be_bytes([b[0], b[1]]),
+                u16::from_be_bytes([b[2], b[3]]),
+            );
+            at += 4;
+        }
+    }
+    if head & 0x08 != 0 {
+        let pictures = *payload.get(at)?;
+        at += 1;
+        for _ in 0..pictures {
+            let refs = (*payload.get(at)? >> 2) & 0x03;
+            at += 1 + usize::from(refs);
+        }
+        payload.get(..at)?;
+    }
+    Some(ss)
 }
 
 #[cfg(test)]
@@ -256,7 +366,7 @@ pub(crate) mod tests {
         assert_eq!((p.picture_id, p.tl0_pic_idx()), (wide(0x7ffe), Some(41)));
         assert_eq!(patched[0], original[0]);
         assert_eq!(patched[5..], original[5..]);
-        assert_eq!(p.spatial_layer, Some(2));
+        assert_eq!(p.layers.map(|l| l.spatial), Some(2));
 
         // A 7-bit id takes the low 7 bits; M stays 0.
         let original = vp9_packet(true, narrow(3), None);

@@ -27,7 +27,8 @@ impl Core {
             .collect();
         rank.extend(silent);
 
-        // Per video track of every sender: (sender, primary, name, rank, layers).
+        // Per video track of every sender: (sender, primary, name, rank, choices, what
+        // each choice stands for: a simulcast layer or an SVC decode target, is SVC).
         let mut videos = Vec::new();
         for &k in &members {
             let Some(ep) = self.endpoints.get(&k) else {
@@ -35,14 +36,17 @@ impl Core {
             };
             let speaker_rank = rank.iter().position(|r| *r == k).unwrap_or(usize::MAX);
             for track in ep.tracks.iter().filter(|t| t.kind == MediaKind::Video) {
-                let layers: Vec<allocator::Layer> = (0..track.layers.len())
-                    .map(|l| allocator::Layer {
-                        height: track.assumed_height(l),
-                        bitrate_bps: track.expected_bitrate(l),
-                        active: !track.muted && track.layers[l].is_active(now),
-                    })
-                    .collect();
-                videos.push((k, track.primary, track.name.clone(), speaker_rank, layers));
+                let (layers, meaning) = track.choices(now);
+                let svc = track.svc().is_some();
+                videos.push((
+                    k,
+                    track.primary,
+                    track.name.clone(),
+                    speaker_rank,
+                    layers,
+                    meaning,
+                    svc,
+                ));
             }
         }
 
@@ -86,10 +90,11 @@ impl Core {
                     .set_desired(wanted.1.max(wanted.0).saturating_mul(5) / 4);
             }
             let mut forwarded = Vec::new();
-            for (v, target) in mine.iter().zip(chosen) {
+            for (v, choice) in mine.iter().zip(chosen) {
                 let Some(out) = receiver.out.get_mut(&v.1) else {
                     continue;
                 };
+                let target = choice.map(|i| v.5[i]);
                 if target.is_some() {
                     forwarded.push(v.2.clone());
                 }
@@ -97,6 +102,8 @@ impl Core {
                     out.target = target;
                     match target {
                         None => out.rewriter.pause(),
+                        // An SVC stream's selector asks for keyframes when it needs them.
+                        Some(_) if v.6 => {}
                         Some(l) if out.rewriter.layer() != Some(l) => keyframes.push((v.0, v.1, l)),
                         Some(_) => {}
                     }

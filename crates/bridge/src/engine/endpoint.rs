@@ -1,7 +1,7 @@
 //! Per-endpoint state: the tracks it sends (layers by SSRC), the tracks it receives (one
 //! [`OutStream`] each), its downlink estimate and bridge-channel state.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use foldhash::HashMap;
 use str0m::media::Rid;
@@ -10,14 +10,14 @@ use str0m::rtp::Ssrc;
 use super::ingress::{IngressBudget, TokenBucket};
 use super::rtc::GuardedRtc;
 use super::{EndpointKey, mid_of};
-use crate::allocator::Constraints;
+use crate::allocator::{self, Constraints};
 use crate::api::{ConferenceId, EndpointId, MediaKind, SourceSet};
 use crate::bwe::DownlinkEstimator;
+use crate::meter::Meter;
 use crate::rewrite::Rewriter;
+use crate::svc::{SvcSelector, SvcStream};
 use crate::sync::SenderClock;
 
-/// A layer that sent nothing for this long is considered off (sender's own BWE).
-const LAYER_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
 /// Height assumed for layers whose size we cannot read, by rank from the top.
 const ASSUMED_TOP_HEIGHT: u32 = 720;
 
@@ -28,11 +28,10 @@ pub(super) struct Layer {
     pub(super) rtx: Option<u32>,
     /// From the last VP8 keyframe, when known.
     pub(super) height: Option<u32>,
-    pub(super) bitrate_bps: u64,
-    pub(super) window_bytes: u64,
-    pub(super) window_start: Option<Instant>,
-    pub(super) last_packet: Option<Instant>,
+    pub(super) meter: Meter,
     pub(super) last_keyframe_request: Option<Instant>,
+    /// Its SVC layers (AV1 dependency descriptor, VP9 layer indices), when it has any.
+    pub(super) svc: SvcStream,
 }
 
 impl Layer {
@@ -41,32 +40,10 @@ impl Layer {
             ssrc,
             rtx,
             height: None,
-            bitrate_bps: 0,
-            window_bytes: 0,
-            window_start: None,
-            last_packet: None,
+            meter: Meter::default(),
             last_keyframe_request: None,
+            svc: SvcStream::default(),
         }
-    }
-
-    pub(super) fn is_active(&self, now: Instant) -> bool {
-        self.last_packet
-            .is_some_and(|t| now.saturating_duration_since(t) < LAYER_INACTIVE_AFTER)
-    }
-
-    /// Counts a packet; returns true when the layer just became active.
-    pub(super) fn on_packet(&mut self, now: Instant, bytes: usize) -> bool {
-        let was_active = self.is_active(now);
-        self.last_packet = Some(now);
-        let start = *self.window_start.get_or_insert(now);
-        self.window_bytes += bytes as u64;
-        let elapsed = now.saturating_duration_since(start);
-        if elapsed >= Duration::from_millis(500) {
-            self.bitrate_bps = self.window_bytes * 8 * 1_000_000 / elapsed.as_micros() as u64;
-            self.window_bytes = 0;
-            self.window_start = Some(now);
-        }
-        !was_active
     }
 }
 
@@ -91,18 +68,43 @@ impl Track {
         })
     }
 
-    /// The layer's measured bitrate; before a measurement, what such a height usually
-    /// needs (counting an unmeasured layer as free would overcommit the receiver's link).
-    pub(super) fn expected_bitrate(&self, layer: usize) -> u64 {
-        match self.layers[layer].bitrate_bps {
-            0 => match self.assumed_height(layer) {
-                h if h <= 180 => 150_000,
-                h if h <= 360 => 500_000,
-                h if h <= 720 => 1_500_000,
-                _ => 2_500_000,
-            },
-            measured => measured,
+    /// The one SSRC's SVC stream, when layers are selected within it (a lone SSRC that
+    /// carries more than one decode target); simulcast tracks switch SSRCs instead.
+    pub(super) fn svc(&self) -> Option<&SvcStream> {
+        match self.layers.as_slice() {
+            [only] if only.svc.is_scalable() => Some(&only.svc),
+            _ => None,
         }
+    }
+
+    /// What the allocator chooses from, lowest first, and what each choice stands for:
+    /// the decode targets of an SVC stream, else the simulcast layers.
+    pub(super) fn choices(&self, now: Instant) -> (Vec<allocator::Layer>, Vec<usize>) {
+        if let Some(svc) = self.svc() {
+            return svc
+                .targets(now)
+                .into_iter()
+                .map(|t| {
+                    let layer = allocator::Layer {
+                        height: t.height,
+                        bitrate_bps: t.bitrate_bps,
+                        active: !self.muted && t.active,
+                    };
+                    (layer, t.dt)
+                })
+                .unzip();
+        }
+        (0..self.layers.len())
+            .map(|l| {
+                let height = self.assumed_height(l);
+                let layer = allocator::Layer {
+                    height,
+                    bitrate_bps: self.layers[l].meter.expected_bps(height),
+                    active: !self.muted && self.layers[l].meter.is_active(now),
+                };
+                (layer, l)
+            })
+            .unzip()
     }
 
     pub(super) fn same_layout(&self, other: &Track) -> bool {
@@ -122,8 +124,20 @@ pub(super) struct OutStream {
     pub(super) sender: EndpointKey,
     pub(super) rid: Rid,
     pub(super) rewriter: Rewriter,
-    /// The layer the allocator wants; the rewriter switches to it on its next keyframe.
+    /// The allocator's choice: a simulcast layer, switched to on its next keyframe, or
+    /// for an SVC stream a decode target, switched to where `svc` finds it decodable.
     pub(super) target: Option<usize>,
+    pub(super) svc: SvcSelector,
+}
+
+impl OutStream {
+    /// The sender's SSRC layer this stream forwards, or would (keyframe requests go there).
+    pub(super) fn ssrc_layer(&self, track_layers: usize) -> Option<usize> {
+        if track_layers == 1 {
+            return Some(0);
+        }
+        self.rewriter.layer().or(self.target)
+    }
 }
 
 pub(super) struct Endpoint {
@@ -205,6 +219,7 @@ pub(super) fn declare_out(receiver: &mut Endpoint, sender: EndpointKey, track: &
             rid,
             rewriter: Rewriter::new(clock_rate),
             target,
+            svc: SvcSelector::default(),
         },
     );
 }

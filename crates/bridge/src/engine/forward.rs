@@ -1,17 +1,19 @@
 //! The hot path: a decrypted RTP packet from a sender to every receiver that has its
-//! layer selected (switching layers only on keyframes), and keyframe requests back to
+//! layer selected (switching simulcast layers only on keyframes, SVC decode targets where
+//! `crate::svc` finds the receiver can decode from), and keyframe requests back to
 //! senders.
 
 use std::time::{Duration, Instant};
 
 use str0m::media::{KeyframeRequest, KeyframeRequestKind};
 use str0m::rtp::{RtpPacket, Ssrc};
+use tracing::trace;
 
 use super::receiver::{Forwarded, Receiver};
 use super::{Core, EndpointKey, count};
 use crate::api::MediaKind;
 use crate::codec;
-use crate::media::{self, CodecKind};
+use crate::media::{self, CodecKind, DependencyDescriptor};
 use crate::metrics::DropReason;
 use crate::rewrite::Incoming;
 
@@ -20,7 +22,8 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
 impl Core {
     /// The hot path: one decrypted RTP packet from `sender_key`, to every receiver that
-    /// has the packet's layer selected.
+    /// has the packet's layer selected (a simulcast layer, or for an SVC stream a decode
+    /// target that needs the packet's frame).
     pub(super) fn forward(&mut self, now: Instant, sender_key: EndpointKey, packet: RtpPacket) {
         let Some(sender) = self.endpoints.get_mut(&sender_key) else {
             return;
@@ -48,12 +51,49 @@ impl Core {
         let track = &mut sender.tracks[t];
         let primary = track.primary;
         let is_audio = track.kind == MediaKind::Audio;
+        let lone_ssrc = track.layers.len() == 1;
         let layer = &mut track.layers[l];
-        let became_active = layer.on_packet(now, packet.payload.len());
+        let mut became_active = layer.meter.on_packet(now, packet.payload.len());
         let info = codec::inspect(codec, &packet.payload);
         if let Some(height) = info.keyframe_height {
             layer.height = Some(u32::from(height));
         }
+        let (frame, svc_changed) = match codec {
+            CodecKind::Av1 => {
+                let dd = packet
+                    .header
+                    .ext_vals
+                    .user_values
+                    .get::<DependencyDescriptor>();
+                match layer
+                    .svc
+                    .on_av1(now, dd.map(|d| d.0.as_slice()), packet.payload.len())
+                {
+                    Ok(read) => read,
+                    Err(e) => {
+                        trace!(ssrc, "dependency descriptor: {e}");
+                        self.counters
+                            .drop(DropReason::MalformedDependencyDescriptor);
+                        return;
+                    }
+                }
+            }
+            CodecKind::Vp9 => info.vp9().map_or((None, false), |d| {
+                layer.svc.on_vp9(now, d, packet.payload.len())
+            }),
+            CodecKind::Opus | CodecKind::Vp8 | CodecKind::H264 => (None, false),
+        };
+        became_active |= svc_changed;
+        // Under end-to-end encryption the AV1 payload is unreadable; its descriptor is not.
+        let keyframe = match frame {
+            Some(f) if codec == CodecKind::Av1 => f.keyframe,
+            _ => info.keyframe,
+        };
+        // Layers are selected within the SSRC when it is the track's only one; the
+        // stream is taken out of the sender for the receivers' loop and put back after.
+        let svc = frame
+            .filter(|_| lone_ssrc && layer.svc.is_scalable())
+            .map(|f| (f, std::mem::take(&mut layer.svc)));
         let conference_id = sender.conference.clone();
         let Some(conf) = self.conferences.get_mut(&conference_id) else {
             return;
@@ -93,14 +133,25 @@ impl Core {
             let Some(out) = receiver.out.get_mut(&primary) else {
                 continue;
             };
-            let current = out.rewriter.layer() == Some(l);
-            let switch_here = out.target == Some(l) && info.keyframe;
-            if !current && !switch_here {
-                want_keyframe |= out.target == Some(l);
-                continue;
-            }
-            if out.target.is_none() {
-                continue;
+            let mut marker = packet.header.marker;
+            if let Some((frame, stream)) = &svc {
+                let decision = out.svc.decide(frame, stream, out.target);
+                want_keyframe |= decision.want_keyframe;
+                if !decision.forward {
+                    out.rewriter.skip(incoming.seq);
+                    continue;
+                }
+                marker |= decision.marker;
+            } else {
+                let current = out.rewriter.layer() == Some(l);
+                let switch_here = out.target == Some(l) && keyframe;
+                if !current && !switch_here {
+                    want_keyframe |= out.target == Some(l);
+                    continue;
+                }
+                if out.target.is_none() {
+                    continue;
+                }
             }
             let Some(rewritten) = out.rewriter.rewrite(now, incoming) else {
                 continue;
@@ -112,7 +163,7 @@ impl Core {
                 seq: rewritten.seq,
                 timestamp: rewritten.timestamp,
                 captured,
-                marker: packet.header.marker,
+                marker,
                 nackable: !is_audio,
                 payload: info.payload_for(&packet.payload, picture_id, tl0_pic_idx),
                 ext_vals: &ext_vals,
@@ -122,6 +173,11 @@ impl Core {
                 self.unsent.push(r);
             }
             forwarded_count += 1;
+        }
+        if let Some((_, stream)) = svc
+            && let Some(sender) = self.endpoints.get_mut(&sender_key)
+        {
+            sender.tracks[t].layers[l].svc = stream;
         }
         count(
             &mut self.counters,
@@ -150,7 +206,13 @@ impl Core {
             return;
         };
         let out = &receiver.out[primary];
-        let Some(layer) = out.rewriter.layer().or(out.target) else {
+        let Some(sender) = self.endpoints.get(&out.sender) else {
+            return;
+        };
+        let Some(&(t, _)) = sender.layer_of.get(primary) else {
+            return;
+        };
+        let Some(layer) = out.ssrc_layer(sender.tracks[t].layers.len()) else {
             return;
         };
         let (sender, primary) = (out.sender, *primary);

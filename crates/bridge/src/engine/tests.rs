@@ -25,6 +25,7 @@ use crate::testkit::client::{self as test_client, TestClient};
 use crate::testkit::network::{Link, Peer as Client};
 
 mod hostile;
+mod svc;
 
 const BRIDGE: &str = "10.0.0.1:10000";
 const LAYERS: [(u32, u32, (u16, u16)); 3] = [

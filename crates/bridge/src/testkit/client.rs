@@ -1,7 +1,8 @@
 //! A Jitsi client's answer to the bridge's [`EndpointOffer`], shared by the core's tests,
 //! the integration tests and the benchmark's load generator: a str0m `Rtc` in RTP mode set
-//! up the way Jitsi Meet answers a Jingle `session-initiate`. It accepts the offer's Opus
-//! and VP8 (with RTX) and the header extensions it knows, is the controlled ICE agent and
+//! up the way Jitsi Meet answers a Jingle `session-initiate`. It accepts the offer's Opus,
+//! VP8, VP9 and AV1 (with RTX) and the header extensions it knows (the AV1 dependency
+//! descriptor among them), is the controlled ICE agent and
 //! the DTLS client (`setup:active`), and returns its own credentials, fingerprint and
 //! candidate for `ConfigureEndpoint`.
 //!
@@ -45,8 +46,9 @@ pub enum AnswerError {
 }
 
 /// The header extensions a browser would accept, matched against the offer by URI.
-fn known_extensions() -> [Extension; 8] {
+fn known_extensions() -> [Extension; 9] {
     [
+        crate::media::dependency_descriptor_extension(),
         Extension::AudioLevel,
         Extension::AbsoluteSendTime,
         Extension::TransportSequenceNumber,
@@ -78,6 +80,9 @@ pub struct TestClient {
     pub opus: Pt,
     /// The accepted VP8 payload type.
     pub vp8: Pt,
+    /// The accepted VP9 and AV1 payload types, when offered.
+    pub vp9: Option<Pt>,
+    pub av1: Option<Pt>,
 }
 
 impl TestClient {
@@ -137,7 +142,9 @@ impl TestClient {
             transport,
             media: negotiated.media(),
             opus: negotiated.opus.id.into(),
-            vp8: negotiated.vp8.id.into(),
+            vp8: negotiated.video[0].1.id.into(),
+            vp9: negotiated.pt_of(Codec::Vp9),
+            av1: negotiated.pt_of(Codec::Av1),
         })
     }
 }
@@ -221,8 +228,8 @@ fn announced(local: &Candidate) -> IceCandidate {
 /// What the client accepted from the offer (its half of the Jingle `session-accept`).
 struct Negotiated {
     opus: PayloadType,
-    vp8: PayloadType,
-    vp8_rtx: Option<PayloadType>,
+    /// VP8 first, then VP9 and AV1 when offered, each with its RTX.
+    video: Vec<(Codec, PayloadType, Option<PayloadType>)>,
     audio_extensions: Vec<HeaderExtension>,
     video_extensions: Vec<HeaderExtension>,
 }
@@ -244,16 +251,24 @@ fn negotiate(offer: &EndpointOffer) -> Result<Negotiated, AnswerError> {
             .ok_or(AnswerError::NoCodec(name))
     };
     let opus = codec(audio, "opus")?;
-    let vp8 = codec(video, "VP8")?;
-    let apt = vp8.id.to_string();
-    let vp8_rtx = video
-        .payload_types
-        .iter()
-        .find(|pt| {
-            pt.name.eq_ignore_ascii_case("rtx")
-                && pt.parameters.iter().any(|(k, v)| k == "apt" && *v == apt)
-        })
-        .cloned();
+    let with_rtx = |kind: Codec, pt: PayloadType| {
+        let apt = pt.id.to_string();
+        let rtx = video
+            .payload_types
+            .iter()
+            .find(|rtx| {
+                rtx.name.eq_ignore_ascii_case("rtx")
+                    && rtx.parameters.iter().any(|(k, v)| k == "apt" && *v == apt)
+            })
+            .cloned();
+        (kind, pt, rtx)
+    };
+    let mut video_codecs = vec![with_rtx(Codec::Vp8, codec(video, "VP8")?)];
+    for (kind, name) in [(Codec::Vp9, "VP9"), (Codec::Av1, "AV1")] {
+        if let Ok(pt) = codec(video, name) {
+            video_codecs.push(with_rtx(kind, pt));
+        }
+    }
     let supported = |desc: &MediaDescription| {
         desc.header_extensions
             .iter()
@@ -263,14 +278,20 @@ fn negotiate(offer: &EndpointOffer) -> Result<Negotiated, AnswerError> {
     };
     Ok(Negotiated {
         opus,
-        vp8,
-        vp8_rtx,
+        video: video_codecs,
         audio_extensions: supported(audio),
         video_extensions: supported(video),
     })
 }
 
 impl Negotiated {
+    fn pt_of(&self, kind: Codec) -> Option<Pt> {
+        self.video
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .map(|(_, pt, _)| pt.id.into())
+    }
+
     fn media(&self) -> Vec<MediaDescription> {
         vec![
             MediaDescription {
@@ -280,8 +301,10 @@ impl Negotiated {
             },
             MediaDescription {
                 kind: MediaKind::Video,
-                payload_types: [Some(self.vp8.clone()), self.vp8_rtx.clone()]
-                    .into_iter()
+                payload_types: self
+                    .video
+                    .iter()
+                    .flat_map(|(_, pt, rtx)| [Some(pt.clone()), rtx.clone()])
                     .flatten()
                     .collect(),
                 header_extensions: self.video_extensions.clone(),
@@ -317,14 +340,16 @@ impl Negotiated {
             Some(self.opus.channels.unwrap_or(2)),
             FormatParams::default(),
         );
-        config.codec_config().add_config(
-            self.vp8.id.into(),
-            self.vp8_rtx.as_ref().map(|rtx| rtx.id.into()),
-            Codec::Vp8,
-            Frequency::NINETY_KHZ,
-            None,
-            FormatParams::default(),
-        );
+        for (kind, pt, rtx) in &self.video {
+            config.codec_config().add_config(
+                pt.id.into(),
+                rtx.as_ref().map(|rtx| rtx.id.into()),
+                *kind,
+                Frequency::NINETY_KHZ,
+                None,
+                FormatParams::default(),
+            );
+        }
         Ok(config.build(now))
     }
 }

@@ -4,7 +4,10 @@
 //! - [`client`]: a str0m client answering the bridge's `EndpointOffer` as a Jitsi client
 //!   would;
 //! - [`network`]: in-memory peers and links (zero latency, or a bottleneck with a
-//!   drop-tail queue) for running a core on simulated time.
+//!   drop-tail queue) for running a core on simulated time;
+//! - [`svc`]: synthetic single-SSRC SVC senders (AV1 `L2T3_KEY` with dependency
+//!   descriptors, VP9 `L3T3_KEY`).
 
 pub mod client;
 pub mod network;
+pub mod svc;
