@@ -1,7 +1,7 @@
 // Short three-party calls of the web client with each camera codec it can send (VP8
 // simulcast, VP9 SVC, AV1 SVC, chosen with Jitsi's `config.videoQuality.codecPreferenceOrder`
-// hash override), and a mixed room where one participant can only use VP8: the AV1 senders
-// fall back to it (the codec lists in presence) and back, and everyone decodes everyone.
+// hash override), and a mixed room where one participant can only use VP8: the others send
+// VP8 while it is there (the codec lists in presence), and AV1 once it has left.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
@@ -110,7 +110,11 @@ describe('camera codecs of the web client', { timeout: 300_000 }, () => {
     for (const { context } of people) await context.close();
   };
 
-  for (const [codec, mode] of /** @type {const} */ ([['VP8', 'L1T3']])) {
+  for (const [codec, mode] of /** @type {const} */ ([
+    ['VP8', 'L1T3'],
+    ['VP9', 'L3T3_KEY'],
+    ['AV1', 'L3T3_KEY'],
+  ])) {
     it(`runs a call on ${codec}: everyone decodes everyone, a small window gets ≤ 180p`, async () => {
       const room = `codec-${codec.toLowerCase()}`;
       const people = [
@@ -154,26 +158,33 @@ describe('camera codecs of the web client', { timeout: 300_000 }, () => {
     });
   }
 
-  it('holds VP8-only and AV1 participants in one room: the AV1 senders fall back to VP8 and back', async () => {
+  it('holds VP8-only and AV1 participants in one room: the AV1 ones send VP8 while it is there, then AV1', async () => {
     const room = 'codec-mixed';
     /** @param {import('playwright-core').Page} page @param {string} codec @param {string} who */
     const sends = (page, codec, who) => waitFor(async () => (await video(page)).cameraCodec === codec, `${who} sending ${codec}`, 15_000);
-    const alice = await join(room, 'Alice', ['AV1', 'VP8']);
-    const people = [alice];
+    // Bob cannot use AV1 (his codec list says VP8): Alice and Carol, who prefer AV1, send
+    // VP8 (simulcast) while he is in the room.
+    const bob = await join(room, 'Bob', ['VP8']);
+    const people = [bob, await join(room, 'Alice', ['AV1', 'VP8']), await join(room, 'Carol', ['AV1', 'VP8'])];
     try {
-      await sends(alice.page, 'av1', 'Alice alone');
-      // Bob cannot use AV1 (his codec list says VP8): Alice switches to VP8 mid-call, and
-      // Carol, who prefers AV1 too, starts on VP8.
-      const bob = await join(room, 'Bob', ['VP8']);
-      people.push(bob);
-      await sends(alice.page, 'vp8', 'Alice with Bob in the room');
-      people.push(await join(room, 'Carol', ['AV1', 'VP8']));
       await everyoneDecodesEveryone(people);
       for (const [i, { page }] of people.entries()) await sends(page, 'vp8', `participant ${i}`);
-      // Once Bob leaves, AV1 is shared again.
+      // Once Bob leaves, AV1 is shared: both switch to it without renegotiating, and go on
+      // decoding each other.
       await bob.context.close();
-      people.splice(1, 1);
+      people.shift();
       for (const [i, { page }] of people.entries()) await sends(page, 'av1', `participant ${i} after Bob left`);
+      const before = await Promise.all(people.map(({ page }) => video(page)));
+      await waitFor(
+        async () => {
+          const now = await Promise.all(people.map(({ page }) => video(page)));
+          return now.every((v, i) =>
+            Object.entries(v.received).every(([id, r]) => r.codec === 'av1' && r.frames >= (before[i].received[id]?.frames ?? 0) + MIN_FRAMES),
+          );
+        },
+        'Alice and Carol decoding each other in AV1',
+        MEDIA_TIMEOUT,
+      );
     } finally {
       await leave(people);
     }

@@ -6,10 +6,11 @@
  *    (`<jitsi_participant_codecList>`);
  *  - we send the first codec of ours that every other participant lists (one that lists
  *    nothing does not count), and switch when someone joins or leaves;
- *  - VP8 (and H.264) go out as three simulcast encodings; VP9 and AV1 as SVC in the first
- *    encoding (`L3T3_KEY` from 720p up, `L2T3_KEY` from 360p, else `L1T3`), the other
- *    encodings inactive, as lib-jitsi-meet configures Chrome. The bridge then picks spatial
- *    and temporal layers for each receiver out of the one stream.
+ *  - VP8 (and H.264) go out as three simulcast encodings; VP9 and AV1 as SVC in one stream
+ *    (`L3T3_KEY` from 720p up, `L2T3_KEY` from 360p, else `L1T3`), one SSRC when the session
+ *    starts on them, as lib-jitsi-meet sends them; the bridge then picks spatial and temporal
+ *    layers for each receiver out of that stream. A later switch keeps the encodings the
+ *    session negotiated (SVC in the first of three, the others inactive; or VP8 in one).
  */
 
 /** The codec names of Jitsi's codec lists, in Jitsi's desktop default order. */

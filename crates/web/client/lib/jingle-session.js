@@ -6,7 +6,7 @@
  * queue so that overlapping Jingle messages cannot interleave renegotiations.
  */
 
-import { cameraEncodings, orderCapabilities } from './codecs.js';
+import { cameraEncodings, isSvc, orderCapabilities } from './codecs.js';
 import { Emitter } from './emitter.js';
 import { parseJingle } from './jingle.js';
 import { answerToJingle, candidateToXml, sourcesToJingle } from './jingle-sdp.js';
@@ -74,7 +74,10 @@ export class JingleSession extends Emitter {
     this.initiator = initiator;
     this.model = new SessionModel(sid, offer);
     this.webSocketUrls = offer.transport?.webSocketUrls ?? [];
-    this.#simulcast = options.simulcast;
+    // An SVC codec goes out as one stream (one SSRC and its RTX), as lib-jitsi-meet signals
+    // it: the bridge selects layers within it. Decided once: later codec switches keep the
+    // SSRCs that were signalled.
+    this.#simulcast = options.simulcast && !isSvc(options.sendCodec);
     this.#sendCodec = options.sendCodec;
     this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: [] });
     this.pc.ontrack = (ev) => {
