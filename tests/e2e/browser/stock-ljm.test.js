@@ -182,6 +182,7 @@ describe('the stock lib-jitsi-meet on its defaults', { skip: skipUnlessSet('LJM_
       // The camera goes on beside it.
       const camera = (await stockReception(alice)).from[ids[2]].frames;
       await waitFor(async () => (await stockReception(alice)).from[ids[2]].frames > camera + 10, 'Carol’s camera beside her screen');
+      console.log(`Carol sends, while sharing: ${JSON.stringify((await stockReception(carol)).sent)}`);
       await carol.evaluate(() => /** @type {any} */ (window).stock.stopScreen());
     }));
 
@@ -217,6 +218,8 @@ describe('the stock lib-jitsi-meet on its defaults', { skip: skipUnlessSet('LJM_
             MEDIA_TIMEOUT,
           );
         }
+        const sent = await Promise.all(pages.map(async (page) => (await stockReception(page)).sent.find((e) => e.height > 0)));
+        console.log(`with Convene's client in the room, the stock clients send ${JSON.stringify(sent)}`);
       } finally {
         await dana.close();
       }
