@@ -16,6 +16,10 @@ pub struct Config {
     pub resolution: u32,
     /// Name shown in the page title and on the home page.
     pub app_name: String,
+    /// The web client's video codecs, preferred first (Jitsi's
+    /// `config.videoQuality.codecPreferenceOrder`): it sends the first one every other
+    /// participant can use, VP8 with simulcast, VP9 and AV1 with SVC.
+    pub codec_preference_order: Vec<String>,
     /// A stock Jitsi Meet build (such as Debian's `/usr/share/jitsi-meet`) to serve instead
     /// of Convene's own client; its `config.js` is generated from the settings above.
     pub jitsi_meet_dir: Option<PathBuf>,
@@ -28,6 +32,7 @@ impl Default for Config {
             prejoin: true,
             resolution: 720,
             app_name: "Convene".into(),
+            codec_preference_order: ["VP8", "VP9", "AV1", "H264"].map(String::from).to_vec(),
             jitsi_meet_dir: None,
         }
     }

@@ -159,6 +159,7 @@ fn client_config(site: &Site, headers: &HeaderMap) -> serde_json::Value {
         "websocket": format!("{scheme}://{host}/xmpp-websocket"),
         "p2p": { "enabled": false },
         "disableSimulcast": !config.simulcast,
+        "videoQuality": { "codecPreferenceOrder": config.codec_preference_order },
         "resolution": config.resolution,
         "prejoinConfig": { "enabled": config.prejoin },
         "appName": config.app_name,
@@ -222,6 +223,10 @@ mod tests {
         assert_eq!(config["focusUserJid"], "focus@auth.meet.example");
         assert_eq!(config["websocket"], "ws://meet.example:8443/xmpp-websocket");
         assert_eq!(config["p2p"]["enabled"], false);
+        assert_eq!(
+            config["videoQuality"]["codecPreferenceOrder"],
+            serde_json::json!(["VP8", "VP9", "AV1", "H264"])
+        );
         assert!(!body.contains("stun:") && !body.contains("turn:"));
     }
 

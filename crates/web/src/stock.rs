@@ -79,9 +79,13 @@ async fn config_js(State(stock): State<Arc<Stock>>, headers: HeaderMap) -> Respo
 }
 
 /// `var config = {...}`: Convene's client configuration plus what the stock app needs to
-/// stay on this server (no whiteboard in a build without it, no third-party requests).
+/// stay on this server (no whiteboard in a build without it, no third-party requests),
+/// less Convene's camera codec order: the stock app keeps its own (AV1, VP9, VP8, H.264).
 fn config_script(site: &Site, headers: &HeaderMap) -> String {
     let mut config = crate::client_config(site, headers);
+    if let Some(fields) = config.as_object_mut() {
+        fields.remove("videoQuality");
+    }
     config["whiteboard"] = serde_json::json!({ "enabled": false });
     config["disableThirdPartyRequests"] = true.into();
     crate::config_script(&config)

@@ -175,6 +175,8 @@ async fn config_js_is_generated_for_this_deployment() {
         assert_eq!(config["p2p"]["enabled"], false);
         assert_eq!(config["whiteboard"]["enabled"], false);
         assert_eq!(config["disableThirdPartyRequests"], true);
+        // The stock app keeps its own codec order (AV1 first), not Convene's client's.
+        assert!(config.get("videoQuality").is_none());
         assert!(!script.body.contains("stun:") && !script.body.contains("turn:"));
     }
 }

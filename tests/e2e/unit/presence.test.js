@@ -27,6 +27,7 @@ describe('occupant presence', () => {
       displayName: 'Alice',
       role: 'participant',
       sources: { 'ab12cd34-a0': { muted: true, videoType: undefined }, 'ab12cd34-v1': { muted: false, videoType: 'desktop' } },
+      codecs: [],
     });
   });
 

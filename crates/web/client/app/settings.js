@@ -10,6 +10,7 @@ import { mergeConfig, parseHashConfig } from '../lib/hash-config.js';
  * @property {string} [focusUserJid]
  * @property {{ enabled?: boolean }} [p2p]
  * @property {boolean} [disableSimulcast]
+ * @property {{ codecPreferenceOrder?: string[] }} [videoQuality] the camera's codec order, e.g. `["AV1", "VP8"]`
  * @property {number} [resolution]
  * @property {{ enabled?: boolean }} [prejoinConfig]
  * @property {string} [appName]

@@ -7,6 +7,7 @@
  */
 
 import { BridgeChannel } from './bridge-channel.js';
+import { preferenceOrder, sendCodec } from './codecs.js';
 import { Emitter } from './emitter.js';
 import { parseJingle } from './jingle.js';
 import { readOccupantPresence } from './presence.js';
@@ -22,6 +23,7 @@ import { IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {boolean} [disableSimulcast]
  * @property {string} [token] a Jitsi token: sent as `?token=` on the WebSocket URL, as
  *   lib-jitsi-meet does
+ * @property {{ codecPreferenceOrder?: string[] }} [videoQuality]
  */
 
 /**
@@ -30,6 +32,7 @@ import { IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {string} displayName
  * @property {string} role
  * @property {Record<string, { muted?: boolean, videoType?: string }>} sources SourceInfo
+ * @property {string[]} codecs the video codecs it can use, preferred first
  */
 
 /**
@@ -86,6 +89,8 @@ export class Conference extends Emitter {
   /** @type {{ audio: MediaStreamTrack | null, video: MediaStreamTrack | null }} */
   #tracks = { audio: null, video: null };
   #screenSharing = false;
+  /** The video codec we send (codecs.js `sendCodec`). */
+  #sendCodec = 'vp8';
 
   /**
    * @param {ServerConfig} config
@@ -98,6 +103,9 @@ export class Conference extends Emitter {
     this.room = room.toLowerCase();
     this.roomJid = `${this.room}@${config.hosts.muc}`;
     this.displayName = displayName;
+    /** Our video codec preference order, published in presence. */
+    this.codecs = preferenceOrder(config.videoQuality?.codecPreferenceOrder, browserVideoCodecs());
+    this.#sendCodec = this.codecs[0] ?? 'vp8';
     const token = config.token ? `&token=${encodeURIComponent(config.token)}` : '';
     this.xmpp = new XmppConnection(`${config.websocket}?room=${encodeURIComponent(this.room)}${token}`, config.hosts.domain);
     this.xmpp.on('presence', (p) => this.#onPresence(p));
@@ -187,7 +195,7 @@ export class Conference extends Emitter {
       initial ? xml('x', { xmlns: NS.muc }) : undefined,
       xml('nick', { xmlns: NS.nick }, this.displayName),
       xml('SourceInfo', {}, JSON.stringify(sources)),
-      xml('jitsi_participant_codecList', {}, 'vp8'),
+      xml('jitsi_participant_codecList', {}, this.codecs.join(',')),
       xml('audiomuted', {}, String(!this.#tracks.audio)),
       xml('videomuted', {}, String(!this.#tracks.video)),
     ]);
@@ -209,6 +217,7 @@ export class Conference extends Emitter {
     if (nick === this.endpointId) return;
     if (occupant.unavailable) {
       if (this.participants.delete(nick)) this.emit('participant-left', nick);
+      this.#chooseSendCodec();
       return;
     }
     const known = this.participants.get(nick);
@@ -218,9 +227,19 @@ export class Conference extends Emitter {
       displayName: occupant.displayName ?? known?.displayName ?? '',
       role: occupant.role ?? known?.role ?? 'participant',
       sources: occupant.sources ?? known?.sources ?? {},
+      codecs: occupant.codecs,
     };
     this.participants.set(nick, participant);
     this.emit(known ? 'participant-updated' : 'participant-joined', participant);
+    this.#chooseSendCodec();
+  }
+
+  /** Sends the first codec of ours that everyone else can use (codecs.js `sendCodec`). */
+  #chooseSendCodec() {
+    const codec = sendCodec(this.codecs, [...this.participants.values()].map((p) => p.codecs));
+    if (codec === this.#sendCodec) return;
+    this.#sendCodec = codec;
+    this.session?.setSendCodec(codec);
   }
 
   /** @param {XmlElement} m */
@@ -287,6 +306,8 @@ export class Conference extends Emitter {
         ownJid: this.ownJid,
         endpointId: this.endpointId,
         simulcast: !this.config.disableSimulcast,
+        codecs: this.codecs,
+        sendCodec: this.#sendCodec,
         tracks: { audio: this.#tracks.audio ?? undefined, video: this.#tracks.video ?? undefined },
       },
       sid,
@@ -444,4 +465,17 @@ function machineUid() {
   } catch {
     return crypto.randomUUID();
   }
+}
+
+/** The video codecs (Jitsi names) this browser can both send and receive. */
+function browserVideoCodecs() {
+  const names = (/** @type {'sender' | 'receiver'} */ side) =>
+    new Set(
+      ((side === 'sender' ? RTCRtpSender : RTCRtpReceiver).getCapabilities?.('video')?.codecs ?? []).map((c) =>
+        c.mimeType.toLowerCase().replace(/^video\//, ''),
+      ),
+    );
+  const send = names('sender');
+  const receive = names('receiver');
+  return [...send].filter((c) => receive.has(c));
 }

@@ -6,6 +6,7 @@
  * queue so that overlapping Jingle messages cannot interleave renegotiations.
  */
 
+import { cameraEncodings, isSvc, orderCapabilities } from './codecs.js';
 import { Emitter } from './emitter.js';
 import { parseJingle } from './jingle.js';
 import { answerToJingle, candidateToXml, sourcesToJingle } from './jingle-sdp.js';
@@ -34,6 +35,8 @@ import { XmppConnection } from './xmpp.js';
  * @property {string} ownJid our occupant JID
  * @property {string} endpointId
  * @property {boolean} simulcast
+ * @property {string[]} codecs our video codec preference order (see codecs.js)
+ * @property {string} sendCodec the video codec to send at first (see `setSendCodec`)
  * @property {{ audio?: MediaStreamTrack, video?: MediaStreamTrack }} tracks tracks to send (absent = muted)
  */
 
@@ -54,6 +57,7 @@ export class JingleSession extends Emitter {
   #candidateTimer;
   #closed = false;
   #simulcast;
+  #sendCodec;
   /** @type {Map<string, { energy: number, duration: number }>} audio energy totals by stats id, at the last poll */
   #audioEnergy = new Map();
 
@@ -70,7 +74,11 @@ export class JingleSession extends Emitter {
     this.initiator = initiator;
     this.model = new SessionModel(sid, offer);
     this.webSocketUrls = offer.transport?.webSocketUrls ?? [];
-    this.#simulcast = options.simulcast;
+    // An SVC codec goes out as one stream (one SSRC and its RTX), as lib-jitsi-meet signals
+    // it: the bridge selects layers within it. Decided once: later codec switches keep the
+    // SSRCs that were signalled.
+    this.#simulcast = options.simulcast && !isSvc(options.sendCodec);
+    this.#sendCodec = options.sendCodec;
     this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: [] });
     this.pc.ontrack = (ev) => {
       const slot = this.model.slot(ev.transceiver.mid ?? '');
@@ -147,7 +155,51 @@ export class JingleSession extends Emitter {
       local.track = track;
       const sender = this.pc.getTransceivers().find((t) => t.mid === mid)?.sender;
       await sender?.replaceTrack(track);
+      if (kind === 'video') await this.#applyCameraEncodings();
     });
+  }
+
+  /**
+   * Sends the camera in `codec` from now on (one the session negotiated; else VP8),
+   * without renegotiating: the encodings name the codec (`RTCRtpEncodingParameters.codec`).
+   * @param {string} codec
+   */
+  setSendCodec(codec) {
+    return this.#enqueue(async () => {
+      if (codec === this.#sendCodec) return;
+      this.#sendCodec = codec;
+      await this.#applyCameraEncodings();
+    });
+  }
+
+  /** The codec the camera is configured to send, as negotiated (`vp8`, `vp9`, `av1`, ...). */
+  get cameraCodec() {
+    const encoding = /** @type {{ codec?: { mimeType: string } } | undefined} */ (this.#cameraSender()?.getParameters().encodings[0]);
+    return encoding?.codec?.mimeType.toLowerCase().replace(/^video\//, '');
+  }
+
+  #cameraSender() {
+    const mid = this.model.slots.find((s) => s.role === 'main' && s.kind === 'video')?.mid;
+    return this.pc.getTransceivers().find((t) => t.mid === mid)?.sender;
+  }
+
+  /**
+   * Configures the camera's encodings for the send codec: simulcast for VP8 and H.264,
+   * SVC in the first encoding for VP9 and AV1 (codecs.js). A muted camera is configured
+   * when its track comes back.
+   */
+  async #applyCameraEncodings() {
+    const sender = this.#cameraSender();
+    if (!sender?.track) return;
+    const params = /** @type {RTCRtpSendParameters & { codecs: { mimeType: string }[] }} */ (sender.getParameters());
+    if (params.encodings.length === 0) return;
+    const negotiated = (/** @type {string} */ name) => params.codecs.find((c) => c.mimeType.toLowerCase() === `video/${name}`);
+    const codec = negotiated(this.#sendCodec) ? this.#sendCodec : 'vp8';
+    const wanted = cameraEncodings(codec, params.encodings.length, sender.track.getSettings().height ?? 0);
+    params.encodings.forEach((encoding, i) => {
+      Object.assign(encoding, wanted[i], { codec: negotiated(codec) });
+    });
+    await sender.setParameters(params);
   }
 
   /**
@@ -248,6 +300,7 @@ export class JingleSession extends Emitter {
       const local = this.#locals.get(slot.mid);
       if (slot.role === 'main') {
         t.direction = 'sendrecv';
+        if (slot.kind === 'video') this.#preferCodecs(t);
       } else if (slot.role === 'local') {
         t.direction = local ? 'sendonly' : 'inactive';
       } else if (slot.role === 'spare') {
@@ -265,6 +318,18 @@ export class JingleSession extends Emitter {
     const cameraMid = this.model.slots.find((s) => s.role === 'main' && s.kind === 'video')?.mid;
     if (this.#simulcast && cameraMid !== undefined) sdp = mungeSimulcast(sdp, cameraMid, this.#simulcastLayouts);
     await this.pc.setLocalDescription({ type: 'answer', sdp });
+    await this.#applyCameraEncodings();
+  }
+
+  /**
+   * Orders the camera m-line's codecs: the send codec, then our preference order, then the
+   * rest, so that the answer starts with what we send.
+   * @param {RTCRtpTransceiver} transceiver
+   */
+  #preferCodecs(transceiver) {
+    const capabilities = RTCRtpReceiver.getCapabilities('video')?.codecs ?? [];
+    if (capabilities.length === 0 || !transceiver.setCodecPreferences) return;
+    transceiver.setCodecPreferences(orderCapabilities(capabilities, [this.#sendCodec, ...this.options.codecs]));
   }
 
   /** Whether Chrome turned the munged SIM group into three encodings on the camera. */

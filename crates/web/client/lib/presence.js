@@ -6,6 +6,7 @@
  * `audiomuted`/`videomuted` elements of older clients).
  */
 
+import { parseCodecList } from './codecs.js';
 import { NS, XmlElement } from './xml.js';
 
 /** Longest display name kept (the rest is cut). */
@@ -23,6 +24,7 @@ const MAX_NAME = 64;
  * @property {string | undefined} displayName
  * @property {string | undefined} role
  * @property {SourceStates | undefined} sources undefined when the presence says nothing usable
+ * @property {string[]} codecs the video codecs it can use, preferred first (`jitsi_participant_codecList`)
  */
 
 /**
@@ -46,6 +48,7 @@ export function readOccupantPresence(presence, roomJid, focusJid) {
     displayName: name === undefined ? undefined : name.trim().slice(0, MAX_NAME),
     role: item?.attr('role'),
     sources: readSources(presence, nick),
+    codecs: parseCodecList(presence.child('jitsi_participant_codecList')?.text),
   };
 }
 
