@@ -8,7 +8,7 @@
 //! | `/external_api.js` | `libs/external_api.min.js` |
 //! | `/libs/`, `/css/`, `/static/`, `/images/`, `/fonts/`, `/lang/`, `/sounds/`, `/.well-known/` | the folders, readable from any origin |
 //! | `/<file>` | a file at the top of the folder (`interface_config.js`, `manifest.json`, ...) |
-//! | `/<tenant>/<path>` | as `/<path>` |
+//! | `/<tenant>/<name>` | as `/<name>` (the page's `<base href="/">` sends everything else to the root) |
 //!
 //! Files are read at each request, as nginx does, so a folder updated in place is served at
 //! once. A tenant is only a URL prefix here: its rooms are in the one MUC.

@@ -22,7 +22,9 @@ describe('the stock Jitsi Meet app served by Convene', { skip: skipUnlessSet('JI
   before(async () => {
     requireIsolatedNetwork();
     const dir = stockPath('JITSI_MEET_DIR');
-    server = await startConvene({ config: `[web]\njitsi_meet_dir = ${JSON.stringify(dir)}\n` });
+    // Pre-join off in the deployment's config.js: the app's URL-hash override of it would
+    // also start the meeting without camera and microphone.
+    server = await startConvene({ config: `[web]\nprejoin = false\njitsi_meet_dir = ${JSON.stringify(dir)}\n` });
     browser = await launchChromium();
   });
 
@@ -46,7 +48,8 @@ describe('the stock Jitsi Meet app served by Convene', { skip: skipUnlessSet('JI
       tab.on('console', (m) => {
         if (m.type() === 'error') console.log(`[${name}] ${m.text().slice(0, 300)}`);
       });
-      await tab.goto(`${server.url}/${ROOM}#config.prejoinConfig.enabled=false&userInfo.displayName="${name}"`);
+      // The app is a 10 MB bundle: on a loaded machine its page takes a while.
+      await tab.goto(`${server.url}/${ROOM}#userInfo.displayName="${name}"`, { waitUntil: 'domcontentloaded', timeout: 90_000 });
       pages.push(tab);
     }
     const ids = await Promise.all(pages.map((tab) => waitFor(async () => (await stockReception(tab)).me, 'the app joining', MEDIA_TIMEOUT)));
