@@ -50,7 +50,7 @@ describe('lib-jitsi-meet with Jitsi tokens', { skip: LJM_BUNDLE ? false : 'LJM_B
     await once(keyServer, 'listening');
     const { port } = /** @type {import('node:net').AddressInfo} */ (keyServer.address());
     server = await startConvene({
-      config: [
+      configToml: [
         '[auth.token]',
         'enabled = true',
         'app_id = "e2e"',

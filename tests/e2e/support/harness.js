@@ -1,5 +1,5 @@
 // Shared pieces of the browser tests: a real Convene server and a real headless Chromium.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -54,9 +54,9 @@ export function conveneBinary() {
 /**
  * Starts `target/debug/convene` on a free loopback port with a data dir of its own.
  * `restart()` stops it and starts it again on the same port and data dir (a server
- * restart as the clients see it: every connection drops). `options.config` is the text
- * of a TOML configuration file to start it with; `configPath` in the result names it.
- * @param {{ config?: string }} [options]
+ * restart as the clients see it: every connection drops). `configPath` names the
+ * configuration file (written only with `options.configToml`).
+ * @param {{ configToml?: string }} [options] a configuration file's text (flags still set the port, data dir and domain)
  * @returns {Promise<{ url: string, configPath: string, stop: () => Promise<void>, restart: () => Promise<void>, log: () => string }>}
  */
 export async function startConvene(options = {}) {
@@ -68,10 +68,14 @@ export async function startConvene(options = {}) {
   const url = `http://127.0.0.1:${port}`;
   const log = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
   const configPath = path.join(dir, 'convene.toml');
-  writeFileSync(configPath, options.config ?? '');
+
+  const args = ['--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'];
+  if (options.configToml !== undefined) {
+    writeFileSync(configPath, options.configToml);
+    args.push('--config', configPath);
+  }
 
   const launch = async () => {
-    const args = ['--config', configPath, '--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'];
     const child = spawn(binary, args, {
       cwd: dir,
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
@@ -226,3 +230,16 @@ export async function startProxy(targetUrl) {
     },
   };
 }
+
+/** Limits what loopback delivers to UDP `port` to `kbps` (htb, 50-packet queue): a slow downlink. */
+export function throttle(/** @type {number} */ port, /** @type {number} */ kbps) {
+  const tc = (/** @type {string} */ args) => execFileSync('tc', args.split(' '));
+  tc('qdisc add dev lo root handle 1: htb default 10');
+  tc('class add dev lo parent 1: classid 1:10 htb rate 10gbit');
+  tc(`class add dev lo parent 1: classid 1:20 htb rate ${kbps}kbit ceil ${kbps}kbit`);
+  tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 50');
+  tc(`filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff match ip dport ${port} 0xffff flowid 1:20`);
+}
+
+/** Removes what `throttle` set up. */
+export const unthrottle = () => execFileSync('tc', ['qdisc', 'del', 'dev', 'lo', 'root']);
