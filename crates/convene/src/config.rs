@@ -49,12 +49,17 @@ impl Config {
         }
     }
 
-    /// The focus's settings: its auto-owner gives way to any other moderator policy.
+    /// The focus's settings: its auto-owner gives way to any other moderator policy, its
+    /// authentication follows `[auth]`.
     pub fn focus(&self) -> convene_focus::Config {
         let auto_owner = self.focus.auto_owner
             && self.auth.moderator == convene_xmpp::auth::ModeratorPolicy::First;
         convene_focus::Config {
             auto_owner,
+            // Jicofo's authentication: with a secure domain or tokens, only users of the
+            // main domain open conferences, guests wait for them.
+            authentication: self.auth.secure_domain || self.auth.token.enabled,
+            external_auth: self.auth.token.enabled,
             ..self.focus.clone()
         }
     }

@@ -12,6 +12,14 @@ pub struct Config {
     /// Most conferences at once; further conference requests for new rooms are refused
     /// (`resource-constraint`), since each one makes the focus join a room.
     pub max_conferences: usize,
+    /// Only users of the main domain (accounts, token users) open conferences; guests of
+    /// another domain are refused `not-authorized` until one is open (Jicofo's
+    /// authentication). Set by the binary from `[auth]`, not a key of `[focus]`.
+    #[serde(skip)]
+    pub authentication: bool,
+    /// The sign-in is external (tokens): what the conference answer tells the clients.
+    #[serde(skip)]
+    pub external_auth: bool,
 }
 
 impl Default for Config {
@@ -19,6 +27,8 @@ impl Default for Config {
         Self {
             auto_owner: true,
             max_conferences: 1000,
+            authentication: false,
+            external_auth: false,
         }
     }
 }

@@ -11,6 +11,7 @@ pub enum Condition {
     BadRequest,
     ItemNotFound,
     NotAllowed,
+    NotAuthorized,
     FeatureNotImplemented,
     ServiceUnavailable,
     ResourceConstraint,
@@ -23,6 +24,7 @@ impl Condition {
             Condition::BadRequest => "bad-request",
             Condition::ItemNotFound => "item-not-found",
             Condition::NotAllowed => "not-allowed",
+            Condition::NotAuthorized => "not-authorized",
             Condition::FeatureNotImplemented => "feature-not-implemented",
             Condition::ServiceUnavailable => "service-unavailable",
             Condition::ResourceConstraint => "resource-constraint",
@@ -34,6 +36,7 @@ impl Condition {
         match self {
             Condition::BadRequest | Condition::UnexpectedRequest => "modify",
             Condition::ResourceConstraint => "wait",
+            Condition::NotAuthorized => "auth",
             Condition::NotAllowed
             | Condition::ItemNotFound
             | Condition::FeatureNotImplemented

@@ -20,6 +20,9 @@ use crate::token::{BearerToken, Grant, TokenConfig, TokenError};
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub moderator: ModeratorPolicy,
+    /// The main domain is for accounts (and token users) only: anonymous guests sign in
+    /// at `guest.D`, and wait until a user of the main domain opened the conference.
+    pub secure_domain: bool,
     pub token: TokenConfig,
 }
 

@@ -107,6 +107,7 @@ impl Conn {
             resume_timeout: Duration::from_secs(config.resume_timeout_secs),
             token,
             token_auth: config.token_auth(),
+            secure_domain: config.auth.secure_domain,
             moderator: config.auth.moderator,
         };
         // A CSPRNG per connection: stream ids, nonces and resumption ids must stay

@@ -1,6 +1,6 @@
 //! Jitsi tokens end to end: the verifier's key sources (a key server on loopback, a folder,
 //! a JWKS; a key server that is down or silent), then WebSocket logins with `?token=` by
-//! `tests/peers/token_scenarios.py` (the `websockets` library), HS256, RS256 and ES256,
+//! `tests/peers/auth_scenarios.py` (the `websockets` library), HS256, RS256 and ES256,
 //! each joining the room its token allows and refused another.
 
 mod common;
@@ -380,7 +380,7 @@ async fn run_peer(running: &Running, cases: &Value) {
     std::fs::write(&file, cases.to_string()).unwrap();
     let python = std::env::var("CONVENE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/token_scenarios.py");
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/auth_scenarios.py");
     let child = tokio::process::Command::new(python)
         .arg(script)
         .arg("tokens")

@@ -95,7 +95,11 @@ describe('lib-jitsi-meet with Jitsi tokens', { skip: LJM_BUNDLE ? false : 'LJM_B
       if (!connected.ok) return { stage: 'connection', ...connected };
       const conference = connection.initJitsiConference(room, {});
       const joined = await new Promise((resolve) => {
-        conference.on(conferenceEvents.CONFERENCE_JOINED, () => resolve({ ok: true, role: conference.getRole() }));
+        // The focus grants the owner right just after the join (auto-owner): wait for it.
+        conference.on(conferenceEvents.CONFERENCE_JOINED, async () => {
+          for (let i = 0; i < 50 && conference.getRole() !== 'moderator'; i++) await new Promise((r) => setTimeout(r, 100));
+          resolve({ ok: true, role: conference.getRole() });
+        });
         conference.on(conferenceEvents.CONFERENCE_FAILED, (/** @type {string} */ error) => resolve({ ok: false, error }));
         conference.join();
       });

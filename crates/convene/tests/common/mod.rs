@@ -83,6 +83,11 @@ impl Convene {
         }
     }
 
+    /// The configuration file it runs with (for `convene user add` and friends).
+    pub fn config_path(&self) -> PathBuf {
+        self.data_dir.join("convene.toml")
+    }
+
     pub fn get(&self, path: &str) -> Response {
         http_get(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }

@@ -180,7 +180,9 @@ impl Conference {
         out.send(presence);
     }
 
-    /// Answers the conference requests that waited for the join.
+    /// Answers the conference requests that waited for the join (Jicofo's answer shape: the
+    /// `authentication` and `externalAuth` properties tell the clients whether to offer a
+    /// login while waiting for the host).
     pub fn answer_waiting(&mut self, out: &mut Outbox, ready: bool) {
         for request in self.waiting.drain(..) {
             let property = |name: &'static str, value: &'static str| {
@@ -192,8 +194,14 @@ impl Conference {
                 .with_attr("room", self.room.as_str())
                 .with_attr("ready", if ready { "true" } else { "false" })
                 .with_attr("focusjid", out.addresses.bare.as_str())
-                .with_child(property("authentication", "false"))
-                .with_child(property("externalAuth", "false"));
+                .with_child(property(
+                    "authentication",
+                    bool_text(out.config.authentication),
+                ))
+                .with_child(property(
+                    "externalAuth",
+                    bool_text(out.config.external_auth),
+                ));
             out.send(iq_result(&request, Some(answer)));
         }
     }
@@ -260,4 +268,8 @@ impl Conference {
     pub fn is_idle(&self) -> bool {
         self.participants.is_empty() && self.expected.is_empty()
     }
+}
+
+fn bool_text(value: bool) -> &'static str {
+    if value { "true" } else { "false" }
 }

@@ -44,6 +44,9 @@ pub(super) struct Addresses {
     pub full: String,
     /// `conference.D`, the only MUC service the focus serves.
     pub muc: String,
+    /// `D`: with authentication on, only users of this domain (accounts, token users)
+    /// open conferences.
+    pub login_domain: String,
 }
 
 impl Addresses {
@@ -53,6 +56,7 @@ impl Addresses {
             bare: format!("focus@auth.{domain}"),
             full: format!("focus@auth.{domain}/{FOCUS_NICK}"),
             muc: format!("conference.{domain}"),
+            login_domain: domain.to_owned(),
         }
     }
 }

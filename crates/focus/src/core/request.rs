@@ -35,6 +35,17 @@ impl Focus {
             return;
         };
         let room = room.to_string();
+        if !self.conferences.contains_key(&room) && !self.may_open(request) {
+            // Jicofo's answer to a guest before a host is in: the clients wait for the
+            // host and ask again (lib-jitsi-meet: AUTHENTICATION_REQUIRED, every 5 s).
+            debug!(%room, "a guest asks for a room no host opened");
+            self.refuse(
+                request,
+                Condition::NotAuthorized,
+                "not authorized user domain",
+            );
+            return;
+        }
         if !self.conferences.contains_key(&room)
             && let Err((condition, text)) = self.open_conference(now, &room)
         {
@@ -54,6 +65,16 @@ impl Focus {
         if conference.joined {
             conference.answer_waiting(&mut self.out, true);
         }
+    }
+
+    /// Whether the sender of `request` may open a conference: anyone without
+    /// authentication, else only users of the login domain (Jicofo's identity check).
+    fn may_open(&self, request: &Element) -> bool {
+        !self.out.config.authentication
+            || request
+                .attr("from")
+                .and_then(|from| Jid::new(from).ok())
+                .is_some_and(|from| from.domain().as_str() == self.out.addresses.login_domain)
     }
 
     /// Places a new conference for `room` on a bridge and joins the room; or says why not.

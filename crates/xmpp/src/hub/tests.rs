@@ -143,6 +143,7 @@ impl Harness {
             resume_timeout: TIMEOUT,
             token: None,
             token_auth: crate::session::TokenAuth::Off,
+            secure_domain: false,
             moderator: crate::auth::ModeratorPolicy::First,
         };
         let domains = std::sync::Arc::new(Domains::new("d.test"));

@@ -103,6 +103,9 @@ pub struct SessionConfig {
     pub token: Option<BearerToken>,
     /// Whether anonymous logins on the main domain are token logins.
     pub token_auth: TokenAuth,
+    /// The main domain is for accounts only (`[auth] secure_domain`): ANONYMOUS is offered
+    /// there only for token logins.
+    pub secure_domain: bool,
     pub moderator: ModeratorPolicy,
 }
 
@@ -278,7 +281,8 @@ impl Session {
                 offered.push("PLAIN");
             }
         }
-        if host == self.domains.main || host == self.domains.guest {
+        let anonymous_main = !self.config.secure_domain || self.config.token_auth != TokenAuth::Off;
+        if (host == self.domains.main && anonymous_main) || host == self.domains.guest {
             offered.push("ANONYMOUS");
         }
         offered

@@ -19,6 +19,7 @@ fn config(burst: f64) -> SessionConfig {
         resume_timeout: Duration::from_secs(60),
         token: None,
         token_auth: TokenAuth::Off,
+        secure_domain: false,
         moderator: crate::auth::ModeratorPolicy::First,
     }
 }

@@ -22,6 +22,7 @@ fn config(token: Option<&str>, token_auth: TokenAuth, moderator: ModeratorPolicy
         resume_timeout: Duration::from_secs(60),
         token: token.map(|t| BearerToken(t.into())),
         token_auth,
+        secure_domain: false,
         moderator,
     }
 }
@@ -193,4 +194,44 @@ fn the_token_is_never_printed() {
         ModeratorPolicy::First,
     );
     assert!(!format!("{config:?}").contains("secret.token.value"));
+}
+
+#[test]
+fn a_secure_domain_offers_anonymous_logins_only_to_guests_and_token_users() {
+    for (host, token_auth, anonymous) in [
+        ("d.test", TokenAuth::Off, false),
+        ("guest.d.test", TokenAuth::Off, true),
+        ("d.test", TokenAuth::Required, true),
+    ] {
+        let config = SessionConfig {
+            secure_domain: true,
+            ..config(None, token_auth, ModeratorPolicy::Authenticated)
+        };
+        let mut session = Session::new(
+            config,
+            std::sync::Arc::new(Domains::new("d.test")),
+            Instant::now(),
+            StdRng::seed_from_u64(3),
+        );
+        let mut out = Vec::new();
+        session.open(Some(host), Some("1.0"), &mut out);
+        assert_eq!(
+            sent(&out)[0].contains("ANONYMOUS"),
+            anonymous,
+            "{host} {token_auth:?}"
+        );
+        out.clear();
+        session.element(
+            xml("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>"),
+            Instant::now(),
+            &mut out,
+        );
+        if !anonymous {
+            assert!(
+                sent(&out)[0].contains("<invalid-mechanism/>"),
+                "{:?}",
+                sent(&out)
+            );
+        }
+    }
 }

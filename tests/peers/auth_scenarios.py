@@ -1,9 +1,10 @@
-"""Jitsi token logins over RFC 7395, with the `websockets` library as the WebSocket client:
-the token rides on the WebSocket URL (`?token=`) as lib-jitsi-meet sends it, SASL is
-ANONYMOUS, and a refusal must have the one-line shape lib-jitsi-meet reads the reason from.
+"""Sign-in scenarios against peers we did not write.
 
-Run by `crates/xmpp/tests/tokens.rs` as
-`python tests/peers/token_scenarios.py tokens ws=<url> domain=<d> cases=<json file>`; each
+`tokens`: Jitsi token logins over RFC 7395, with the `websockets` library as the WebSocket
+client: the token rides on the WebSocket URL (`?token=`) as lib-jitsi-meet sends it, SASL
+is ANONYMOUS, and a refusal must have the one-line shape lib-jitsi-meet reads the reason
+from. Run by `crates/xmpp/tests/tokens.rs` as
+`python tests/peers/auth_scenarios.py tokens ws=<url> domain=<d> cases=<json file>`; each
 case is `{"name", "token", "expect": "ok" | refusal text, "allowed": room, "denied": room,
 "user": display name}`; a refusal text must match from its start (the seconds of an
 expiry may have moved on).
@@ -13,9 +14,13 @@ import json
 import re
 import sys
 
+import xml.etree.ElementTree as ET
+
 import websockets
+from slixmpp.exceptions import IqError
 
 from common import ARGS, DOMAIN, TIMEOUT, check
+from xmpp_client import TrustingClient
 
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 # lib-jitsi-meet's own pattern (modules/xmpp/xmpp.ts) for the reason of a refused login.
@@ -117,9 +122,71 @@ async def tokens():
     await run_case(cases[0])
 
 
+FOCUS_NS = "http://jitsi.org/protocol/focus"
+MUC_USER = "{http://jabber.org/protocol/muc#user}"
+
+
+async def conference_request(client, room):
+    """The Jitsi conference request to the focus; returns the answer or raises IqError."""
+    iq = client.Iq()
+    iq["type"] = "set"
+    iq["to"] = f"focus.{DOMAIN}"
+    iq.append(ET.fromstring(f"<conference xmlns='{FOCUS_NS}' room='{room}' machine-uid='m1'/>"))
+    return await iq.send(timeout=TIMEOUT)
+
+
+async def join(client, room, nick):
+    """Joins the MUC room; returns the muc#user item of the self-presence."""
+    own = asyncio.get_event_loop().create_future()
+
+    def on_presence(presence):
+        if str(presence["from"]) == f"{room}/{nick}" and not own.done():
+            own.set_result(presence)
+
+    client.add_event_handler("presence", on_presence)
+    client.send_presence(pto=f"{room}/{nick}")
+    presence = await asyncio.wait_for(own, TIMEOUT)
+    check(presence["type"] != "error", f"{nick} refused: {presence}")
+    return presence.xml.find(f"{MUC_USER}x/{MUC_USER}item")
+
+
+async def secure():
+    """A guest asks for a room no host opened: Jicofo's `not-authorized`; the host (an
+    account of the main domain) opens it and moderates; the guest's retry gets in and it
+    joins as a participant."""
+    room = f"board@conference.{DOMAIN}"
+    guest = await TrustingClient(f"guest.{DOMAIN}").start()
+    try:
+        await conference_request(guest, room)
+        raise AssertionError("a guest opened a conference")
+    except IqError as error:
+        check(error.condition == "not-authorized" and error.etype == "auth", f"{error.condition}/{error.etype}")
+        check(error.text == "not authorized user domain", error.text)
+    print("guest: not-authorized (waiting for the host)")
+
+    host = await TrustingClient(f"{ARGS['user']}@{DOMAIN}/web", ARGS["password"], "SCRAM-SHA-256").start()
+    answer = await conference_request(host, room)
+    conference = answer.xml.find(f"{{{FOCUS_NS}}}conference")
+    check(conference.get("ready") == "true", ET.tostring(conference))
+    properties = {p.get("name"): p.get("value") for p in conference}
+    check(properties.get("authentication") == "true", properties)
+    item = await join(host, room, "host")
+    check(item.get("role") == "moderator" and item.get("affiliation") == "owner", ET.tostring(item))
+    print("host: opened the conference, moderator")
+
+    answer = await conference_request(guest, room)
+    check(answer.xml.find(f"{{{FOCUS_NS}}}conference").get("ready") == "true", answer)
+    item = await join(guest, room, "guest")
+    check(item.get("role") == "participant" and item.get("affiliation") == "none", ET.tostring(item))
+    print("guest: joined as participant")
+
+    await host.stop()
+    await guest.stop()
+
+
 async def main():
     scenario = sys.argv[1]
-    await {"tokens": tokens}[scenario]()
+    await {"tokens": tokens, "secure": secure}[scenario]()
     print(f"PASS {scenario}")
 
 
