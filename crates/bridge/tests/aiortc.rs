@@ -553,6 +553,7 @@ fn quality(phases: &Value, ssrc: u64) -> Vec<(String, f64, f64)> {
 /// delay on the innocent sender's audio and video stay as they were, the innocent sender
 /// gets its keyframe requests at the bridge's throttled pace, and every drop is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "written but not yet run to completion on the shared machine: bounds unmeasured"]
 async fn an_attacking_participant_does_not_degrade_the_others_media() {
     // Budgets small enough that ten times one costs a Python sender little.
     let config = Config {
