@@ -19,13 +19,25 @@ use crate::{http, ops};
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    if let Some(dir) = &config.web.jitsi_meet_dir {
+        anyhow::ensure!(
+            dir.join("index.html").is_file(),
+            "[web] jitsi_meet_dir: {} has no index.html (a Jitsi Meet build is expected)",
+            dir.display()
+        );
+    }
     let stop_signal = ops::stop_signal().context("cannot listen for SIGTERM")?;
     let xmpp =
         convene_xmpp::XmppServer::start(&config.domain, &config.data_dir, config.xmpp.clone())
             .await
             .context("cannot start the XMPP server")?;
     let app = Router::new().merge(convene_web::router(&config.domain, config.web.clone()));
-    let app = app.merge(xmpp.router());
+    // A stock app served from another origin probes the WebSocket URL with a plain GET (its
+    // keep-alive, lib-jitsi-meet's `XmppConnection`) and fails on a response without CORS.
+    let app = app.merge(
+        xmpp.router()
+            .layer(tower_http::cors::CorsLayer::new().allow_origin(tower_http::cors::Any)),
+    );
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;

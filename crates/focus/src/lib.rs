@@ -9,6 +9,7 @@
 pub mod config;
 pub use config::Config;
 
+pub mod codecs;
 mod core;
 pub mod jingle;
 pub mod json_sources;

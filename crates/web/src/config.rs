@@ -1,6 +1,8 @@
 //! Settings of this role. The binary fills them from its TOML file and flags; every field
 //! has an embedded default so that `convene` runs with no configuration at all.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -14,6 +16,9 @@ pub struct Config {
     pub resolution: u32,
     /// Name shown in the page title and on the home page.
     pub app_name: String,
+    /// A stock Jitsi Meet build (such as Debian's `/usr/share/jitsi-meet`) to serve instead
+    /// of Convene's own client; its `config.js` is generated from the settings above.
+    pub jitsi_meet_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -23,6 +28,7 @@ impl Default for Config {
             prejoin: true,
             resolution: 720,
             app_name: "Convene".into(),
+            jitsi_meet_dir: None,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! authenticates the sender, then hands over every stanza addressed to that host or to any
 //! JID at it. Components are sans-IO like the router: they answer by appending to `out`.
 
+use std::time::SystemTime;
+
 use jid::{BareJid, Jid};
 use minidom::Element;
 
@@ -69,8 +71,16 @@ pub enum Fanout {
 
 /// A service the router hands every stanza for its host to.
 pub trait Component: Send {
-    /// A stanza from `sender` addressed to `to` (the component's host or a JID at it).
-    fn handle(&mut self, sender: Sender<'_>, to: &Jid, stanza: Element, out: &mut Vec<Delivery>);
+    /// A stanza from `sender` addressed to `to` (the component's host or a JID at it),
+    /// routed at wall-clock time `now` (what Prosody's modules read from `os.time()`).
+    fn handle(
+        &mut self,
+        now: SystemTime,
+        sender: Sender<'_>,
+        to: &Jid,
+        stanza: Element,
+        out: &mut Vec<Delivery>,
+    );
 
     /// The session at `jid` ended: forget it (an occupant leaves its rooms).
     fn disconnect(&mut self, jid: &Jid, out: &mut Vec<Delivery>);

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use jid::Jid;
 use minidom::Element;
@@ -99,11 +99,15 @@ impl Driver {
                         return;
                     }
                     let now = Instant::now();
+                    self.hub.set_wall_clock(SystemTime::now());
                     for event in batch.drain(..) {
                         self.handle(now, event);
                     }
                 }
-                () = sleep, if deadline.is_some() => self.hub.handle_timeout(Instant::now()),
+                () = sleep, if deadline.is_some() => {
+                    self.hub.set_wall_clock(SystemTime::now());
+                    self.hub.handle_timeout(Instant::now());
+                }
             }
             self.carry_out(Instant::now());
             self.rooms.store(self.hub.room_count(), Ordering::Relaxed);

@@ -3,6 +3,7 @@
 //! pass in stanzas whose `from` they have authenticated and receive the deliveries to make.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::SystemTime;
 
 use jid::{BareJid, Jid};
 use minidom::Element;
@@ -65,6 +66,8 @@ pub struct Router {
     internal: HashSet<Jid>,
     /// The component answering at each host (ordered, so that disco answers are stable).
     components: BTreeMap<String, Box<dyn Component>>,
+    /// The wall-clock time components see, as last set by the caller.
+    wall_clock: SystemTime,
 }
 
 impl Router {
@@ -76,7 +79,14 @@ impl Router {
             identities: HashMap::new(),
             internal: HashSet::new(),
             components: BTreeMap::new(),
+            wall_clock: SystemTime::UNIX_EPOCH,
         }
+    }
+
+    /// The wall-clock time stanzas are routed at from now on (the shell reads the clock;
+    /// components such as the MUC stamp rooms with it).
+    pub fn set_wall_clock(&mut self, now: SystemTime) {
+        self.wall_clock = now;
     }
 
     /// Hands every stanza addressed to `host`, or to a JID at it, to `component`.
@@ -195,7 +205,7 @@ impl Router {
                 },
                 identity: self.identities.get(from),
             };
-            component.handle(sender, &to, stanza, out);
+            component.handle(self.wall_clock, sender, &to, stanza, out);
             return;
         }
         if to.node().is_none() && self.domains.is_server_host(to.domain().as_str()) {
@@ -372,6 +382,7 @@ pub(crate) mod test_support {
     impl Component for Echo {
         fn handle(
             &mut self,
+            _now: SystemTime,
             sender: Sender<'_>,
             to: &Jid,
             stanza: Element,

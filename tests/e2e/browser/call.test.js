@@ -1,10 +1,9 @@
 // Three real headless Chromium participants in one room through a real Convene server
 // (XMPP over WebSocket, focus, bridge), all inside an isolated network namespace.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 
-import { endpointId, launchChromium, receivedMedia, requireIsolatedNetwork, startConvene, startProxy, waitFor } from '../support/harness.js';
+import { endpointId, launchChromium, receivedMedia, requireIsolatedNetwork, startConvene, startProxy, throttle, unthrottle, waitFor } from '../support/harness.js';
 
 const ROOM = 'e2e-call';
 
@@ -20,16 +19,6 @@ const rtpStats = (page) =>
   });
 const NAMES = ['Alice', 'Bob', 'Carol'];
 
-/** Limits what loopback delivers to UDP `port` to `kbps` (htb, 50-packet queue): a slow downlink. */
-function throttle(/** @type {number} */ port, /** @type {number} */ kbps) {
-  const tc = (/** @type {string} */ args) => execFileSync('tc', args.split(' '));
-  tc('qdisc add dev lo root handle 1: htb default 10');
-  tc('class add dev lo parent 1: classid 1:10 htb rate 10gbit');
-  tc(`class add dev lo parent 1: classid 1:20 htb rate ${kbps}kbit ceil ${kbps}kbit`);
-  tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 50');
-  tc(`filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff match ip dport ${port} 0xffff flowid 1:20`);
-}
-const unthrottle = () => execFileSync('tc', ['qdisc', 'del', 'dev', 'lo', 'root']);
 const MEDIA_TIMEOUT = 60_000;
 
 describe('a three-party call in the browser', { timeout: 240_000 }, () => {

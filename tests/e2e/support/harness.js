@@ -1,7 +1,7 @@
 // Shared pieces of the browser tests: a real Convene server and a real headless Chromium.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -48,9 +48,10 @@ async function freePort() {
  * Starts `target/debug/convene` on a free loopback port with a data dir of its own.
  * `restart()` stops it and starts it again on the same port and data dir (a server
  * restart as the clients see it: every connection drops).
+ * @param {{ configToml?: string }} [options] a configuration file's text (flags still set the port, data dir and domain)
  * @returns {Promise<{ url: string, stop: () => Promise<void>, restart: () => Promise<void>, log: () => string }>}
  */
-export async function startConvene() {
+export async function startConvene(options = {}) {
   const binary = process.env.CONVENE_BIN ?? path.join(repoRoot, 'target/debug/convene');
   if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`cargo build -p convene\` first`);
   const dir = mkdtempSync(path.join(tmpdir(), 'convene-e2e-'));
@@ -60,8 +61,14 @@ export async function startConvene() {
   const url = `http://127.0.0.1:${port}`;
   const log = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
 
+  const args = ['--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'];
+  if (options.configToml !== undefined) {
+    writeFileSync(path.join(dir, 'convene.toml'), options.configToml);
+    args.push('--config', path.join(dir, 'convene.toml'));
+  }
+
   const launch = async () => {
-    const child = spawn(binary, ['--http-listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'), '--domain', 'localhost'], {
+    const child = spawn(binary, args, {
       cwd: dir,
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -214,3 +221,16 @@ export async function startProxy(targetUrl) {
     },
   };
 }
+
+/** Limits what loopback delivers to UDP `port` to `kbps` (htb, 50-packet queue): a slow downlink. */
+export function throttle(/** @type {number} */ port, /** @type {number} */ kbps) {
+  const tc = (/** @type {string} */ args) => execFileSync('tc', args.split(' '));
+  tc('qdisc add dev lo root handle 1: htb default 10');
+  tc('class add dev lo parent 1: classid 1:10 htb rate 10gbit');
+  tc(`class add dev lo parent 1: classid 1:20 htb rate ${kbps}kbit ceil ${kbps}kbit`);
+  tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 50');
+  tc(`filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff match ip dport ${port} 0xffff flowid 1:20`);
+}
+
+/** Removes what `throttle` set up. */
+export const unthrottle = () => execFileSync('tc', ['qdisc', 'del', 'dev', 'lo', 'root']);

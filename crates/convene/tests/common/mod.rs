@@ -160,16 +160,23 @@ pub fn free_port() -> SocketAddr {
 pub struct Response {
     pub status: u16,
     pub content_type: String,
+    /// The status line and header lines.
+    pub head: String,
     pub body: String,
 }
 
 /// A one-shot HTTP/1.1 GET (`Connection: close`, so the body ends with the connection).
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    http_get_with(addr, path, "")
+}
+
+/// [`http_get`] with `headers` (complete `Name: value\r\n` lines) added to the request.
+pub fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n"
     )?;
     let mut raw = String::new();
     stream.read_to_string(&mut raw)?;
@@ -198,6 +205,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     Ok(Response {
         status,
         content_type,
+        head: head.to_owned(),
         body: body.to_owned(),
     })
 }

@@ -13,6 +13,7 @@ use tracing::Span;
 use super::FOCUS_NICK;
 use super::bridge_queue::Purpose;
 use super::outbox::Outbox;
+use crate::codecs::VideoCodec;
 use crate::muc::{Affiliation, Role};
 use crate::ns;
 use crate::stanza::iq_result;
@@ -57,6 +58,8 @@ pub(super) struct Participant {
     pub session: Option<Session>,
     /// The sources this participant sends, as accepted.
     pub sources: SourceSet,
+    /// The video codecs it can use, preferred first, from its presence.
+    pub codecs: Option<Vec<VideoCodec>>,
     restarts: VecDeque<Instant>,
     /// When to ask the bridge again after a failed allocation.
     retry_at: Option<Instant>,
@@ -76,6 +79,7 @@ impl Participant {
             affiliation,
             session: None,
             sources: SourceSet::default(),
+            codecs: None,
             restarts: VecDeque::new(),
             retry_at: None,
         }

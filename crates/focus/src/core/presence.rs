@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::conference::{Conference, Participant};
 use super::outbox::Outbox;
 use super::{FOCUS_NICK, Focus};
+use crate::codecs;
 use crate::muc::{Affiliation, Role};
 use crate::ns;
 use crate::stanza::{Condition, iq_error, iq_result};
@@ -96,6 +97,7 @@ impl Conference {
         let real_jid = full_jid.map(|jid| jid.to_bare());
         let role = Role::from_attr(attr("role"));
         let affiliation = Affiliation::from_attr(attr("affiliation"));
+        let codecs = codecs::codec_list(presence);
         match self.participant_mut(nick) {
             Some(participant) => {
                 participant.role = role;
@@ -103,11 +105,13 @@ impl Conference {
                 if real_jid.is_some() {
                     participant.real_jid = real_jid;
                 }
+                participant.codecs = codecs;
             }
             None => {
-                info!(%nick, "participant joined");
-                self.participants
-                    .push(Participant::new(nick, real_jid, role, affiliation));
+                info!(%nick, ?codecs, "participant joined");
+                let mut participant = Participant::new(nick, real_jid, role, affiliation);
+                participant.codecs = codecs;
+                self.participants.push(participant);
                 self.start_session(out, nick);
             }
         }

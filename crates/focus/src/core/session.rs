@@ -15,6 +15,7 @@ use super::bridge_queue::Purpose;
 use super::conference::{Conference, Session, SessionState};
 use super::metrics::JingleErrorKind;
 use super::outbox::Outbox;
+use crate::codecs::{self, VideoCodec};
 use crate::jingle::{
     Action, BRIDGE_OWNER, BridgeSession, Content, Description, Jingle, Reason, Transport,
 };
@@ -161,6 +162,17 @@ impl Conference {
             .collect()
     }
 
+    /// The video codecs to offer `nick` (see [`codecs::video_order`]).
+    fn video_order(&self, nick: &str) -> Vec<VideoCodec> {
+        let own = self.participants.iter().find(|p| p.nick == nick);
+        let others = self
+            .participants
+            .iter()
+            .filter(|p| p.nick != nick)
+            .filter_map(|p| p.codecs.as_deref());
+        codecs::video_order(own.and_then(|p| p.codecs.as_deref()), others)
+    }
+
     pub(super) fn on_allocated(
         &mut self,
         out: &mut Outbox,
@@ -170,6 +182,7 @@ impl Conference {
     ) {
         self.bridge_sources = offer.feedback_sources.clone();
         let desired = self.desired_for(nick);
+        let video = self.video_order(nick);
         let to = self.occupant_jid(nick);
         let Some(participant) = self.participant_mut(nick) else {
             return;
@@ -186,7 +199,7 @@ impl Conference {
             .media
             .iter()
             .map(|media| {
-                let mut description = Description::offer(media);
+                let mut description = Description::offer(&codecs::offer(media, &video));
                 description.add_sources(BRIDGE_OWNER, &offer.feedback_sources);
                 for (owner, set) in &desired {
                     description.add_sources(owner, set);

@@ -133,6 +133,8 @@ pub struct Harness {
     pub bridge_log: Vec<BridgeRequest>,
     /// The bridge each request of `bridge_log` went to, in the same order.
     pub bridge_of: Vec<BridgeId>,
+    /// The codecs and header extensions the played bridge offers (else [`offer`]'s).
+    pub bridge_media: Option<Vec<MediaDescription>>,
     pending: VecDeque<(BridgeId, RequestId, BridgeRequest)>,
 }
 
@@ -153,6 +155,7 @@ impl Harness {
             stanzas: Vec::new(),
             bridge_log: Vec::new(),
             bridge_of: Vec::new(),
+            bridge_media: None,
             pending: VecDeque::new(),
         }
     }
@@ -202,7 +205,11 @@ impl Harness {
         while let Some((bridge, id, request)) = self.pending.pop_front() {
             let response = match &request {
                 BridgeRequest::AllocateEndpoint { endpoint, .. } => {
-                    BridgeResponse::EndpointAllocated(offer(&endpoint.0))
+                    let mut offer = offer(&endpoint.0);
+                    if let Some(media) = &self.bridge_media {
+                        offer.media = media.clone();
+                    }
+                    BridgeResponse::EndpointAllocated(offer)
                 }
                 _ => BridgeResponse::Done,
             };

@@ -17,7 +17,7 @@ mod tests;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use jid::{BareJid, Jid};
 use minidom::Element;
@@ -241,6 +241,12 @@ impl Hub {
             metrics: Metrics::default(),
             shutting_down: false,
         }
+    }
+
+    /// The wall-clock time of what follows, for the components (see
+    /// [`Router::set_wall_clock`]); `now` in [`Self::handle`] is monotonic.
+    pub fn set_wall_clock(&mut self, now: SystemTime) {
+        self.router.set_wall_clock(now);
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) {

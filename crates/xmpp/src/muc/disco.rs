@@ -63,6 +63,12 @@ impl Room {
                     &self.occupants.len().to_string(),
                 ),
                 ("muc#roominfo_meetingId", "text-single", &self.meeting_id),
+                // Jitsi's mod_conference_duration: the meeting timer; empty until it starts.
+                (
+                    "muc#roominfo_created_timestamp",
+                    "text-single",
+                    &self.created_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+                ),
                 ("muc#roominfo_subject", "text-single", &self.subject),
             ],
         ));

@@ -24,6 +24,7 @@ pub(crate) use presence::reply_join_error;
 pub use roles::{Affiliation, Role};
 
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 use jid::{BareJid, Jid};
 use minidom::Element;
@@ -124,9 +125,16 @@ impl Muc {
 impl Component for Muc {
     /// `sender`'s trust makes internal entities (the focus) owners of every room, like
     /// Prosody admins; its identity decides what the others learn of who it is.
-    fn handle(&mut self, sender: Sender<'_>, to: &Jid, stanza: Element, out: &mut Vec<Delivery>) {
+    fn handle(
+        &mut self,
+        now: SystemTime,
+        sender: Sender<'_>,
+        to: &Jid,
+        stanza: Element,
+        out: &mut Vec<Delivery>,
+    ) {
         match stanza.name() {
-            "presence" => self.presence(sender, to, stanza, out),
+            "presence" => self.presence(now, sender, to, stanza, out),
             "message" => self.message(sender.jid, to, stanza, out),
             "iq" => self.iq(sender, to, stanza, out),
             _ => {}

@@ -1,6 +1,8 @@
 //! Occupant presence: joining (limits, password, members-only, nick conflicts), presence
 //! updates and leaving, and what of a client's presence reaches the other occupants.
 
+use std::time::SystemTime;
+
 use jid::{BareJid, Jid};
 use minidom::{Element, NSChoice};
 use rand::Rng;
@@ -15,6 +17,7 @@ use crate::stanza::{Delivery, StanzaError, error_reply, n, ns, push_reply, reply
 impl Muc {
     pub(super) fn presence(
         &mut self,
+        now: SystemTime,
         sender: Sender<'_>,
         to: &Jid,
         stanza: Element,
@@ -42,7 +45,7 @@ impl Muc {
                     Some(index) => {
                         self.update_presence(&room_jid, index, &nick, sender, stanza, out)
                     }
-                    None => self.join(room_jid, nick, sender, stanza, out),
+                    None => self.join(now, room_jid, nick, sender, stanza, out),
                 }
             }
             // Errors and subscription requests are not meaningful to a room.
@@ -52,6 +55,7 @@ impl Muc {
 
     fn join(
         &mut self,
+        now: SystemTime,
         room_jid: BareJid,
         nick: String,
         sender: Sender<'_>,
@@ -66,7 +70,7 @@ impl Muc {
         }
         let created = !self.rooms.contains_key(&room_jid);
         let room = self.rooms.entry(room_jid.clone()).or_insert_with(|| {
-            let meeting_id = format!("{:032x}", self.rng.random::<u128>());
+            let meeting_id = uuid_v4(self.rng.random::<u128>());
             Room::new(room_jid, from.to_bare(), meeting_id)
         });
         let stored = room.affiliation_of(from);
@@ -107,6 +111,14 @@ impl Muc {
             out.push(room.presence_of(other, &occupant.real, &Notice::default()));
         }
         room.occupants.push(occupant);
+        // As Jitsi's mod_conference_duration: the meeting starts when a second occupant
+        // (the first participant beside the focus) joins.
+        if room.occupants.len() > 1 && room.created_ms.is_none() {
+            let since_epoch = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            room.created_ms = Some(since_epoch.as_millis());
+        }
         let newcomer = room.occupants.len() - 1;
         let statuses: &[Status] = if created {
             &[Status::NonAnonymous, Status::SelfPresence, Status::Created]
@@ -250,4 +262,18 @@ pub(crate) fn reply_join_error(stanza: &Element, error: StanzaError, out: &mut V
         reply.append_child(Element::bare("x", ns::MUC));
         push_reply(reply, out);
     }
+}
+
+/// A random (version 4) UUID in its text form, as Prosody's `util.uuid` draws meeting ids.
+fn uuid_v4(random: u128) -> String {
+    let bits = (random & !(0xf000 << 64) & !(0xc << 60)) | (0x4000 << 64) | (0x8 << 60);
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }

@@ -42,6 +42,8 @@ pub(super) struct Room {
     pub(super) password: Option<String>,
     pub(super) members_only: bool,
     pub(super) meeting_id: String,
+    /// When the meeting started (ms since the Unix epoch): the second occupant's join.
+    pub(super) created_ms: Option<u128>,
 }
 
 /// Extra `<item/>` content and status codes of one broadcast presence.
@@ -64,6 +66,7 @@ impl Room {
             password: None,
             members_only: false,
             meeting_id,
+            created_ms: None,
         }
     }
 

@@ -438,6 +438,25 @@ fn the_moderator_right_makes_an_owner_but_not_over_a_ban() {
     );
 }
 
+/// The value of the room's disco#info form field `var`, asked by `who`.
+fn roominfo(router: &mut Router, who: &str, var: &str) -> String {
+    let info = format!(
+        "<iq type='get' id='i' to='{ROOM}'><query xmlns='{}'/></iq>",
+        ns::DISCO_INFO
+    );
+    let out = send(router, who, &info);
+    let form = out[0]
+        .stanza
+        .get_child("query", ns::DISCO_INFO)
+        .and_then(|q| q.get_child("x", ns::DATA_FORMS))
+        .unwrap();
+    let field = form
+        .children()
+        .find(|f| f.attr("var") == Some(var))
+        .unwrap();
+    field.get_child("value", ns::DATA_FORMS).unwrap().text()
+}
+
 #[test]
 fn meeting_ids_come_from_the_rng_handed_in() {
     let meeting_id = |seed: u64| {
@@ -447,23 +466,41 @@ fn meeting_ids_come_from_the_rng_handed_in() {
             FOCUS,
             &format!("<presence to='{ROOM}/focus'/>"),
         );
-        let info = format!(
-            "<iq type='get' id='i' to='{ROOM}'><query xmlns='{}'/></iq>",
-            ns::DISCO_INFO
-        );
-        let out = send(&mut router, FOCUS, &info);
-        let form = out[0]
-            .stanza
-            .get_child("query", ns::DISCO_INFO)
-            .and_then(|q| q.get_child("x", ns::DATA_FORMS))
-            .unwrap();
-        let field = form
-            .children()
-            .find(|f| f.attr("var") == Some("muc#roominfo_meetingId"))
-            .unwrap();
-        field.get_child("value", ns::DATA_FORMS).unwrap().text()
+        roominfo(&mut router, FOCUS, "muc#roominfo_meetingId")
     };
     assert_eq!(meeting_id(1), meeting_id(1));
     assert_ne!(meeting_id(1), meeting_id(2));
-    assert_eq!(meeting_id(1).len(), 32);
+    // A version 4 UUID, as Prosody's mod_muc_meeting_id draws them.
+    let id = meeting_id(1);
+    let groups: Vec<usize> = id.split('-').map(str::len).collect();
+    assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+    assert_eq!(&id[14..15], "4", "{id}");
+    assert!("89ab".contains(&id[19..20]), "{id}");
+}
+
+/// The meeting timer (Jitsi's mod_conference_duration): the room's created timestamp is
+/// the wall-clock time of the first participant's join beside the focus, in ms.
+#[test]
+fn the_created_timestamp_is_the_first_participants_join() {
+    let mut router = router();
+    router.bind(&jid(ALICE), guest_identity(ALICE)).unwrap();
+    router.bind(&jid(BOB), guest_identity(BOB)).unwrap();
+    let at = |ms: u64| std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    router.set_wall_clock(at(1_700_000_000_000));
+    send(
+        &mut router,
+        FOCUS,
+        &format!("<presence to='{ROOM}/focus'/>"),
+    );
+    let created = "muc#roominfo_created_timestamp";
+    assert_eq!(roominfo(&mut router, FOCUS, created), "");
+    router.set_wall_clock(at(1_700_000_004_321));
+    send(
+        &mut router,
+        ALICE,
+        &format!("<presence to='{ROOM}/alice'/>"),
+    );
+    router.set_wall_clock(at(1_700_000_009_000));
+    send(&mut router, BOB, &format!("<presence to='{ROOM}/bob'/>"));
+    assert_eq!(roominfo(&mut router, BOB, created), "1700000004321");
 }
