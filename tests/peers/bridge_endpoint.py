@@ -5,12 +5,24 @@ Protocol (JSON lines):
                       "audio": bool,                 # send an audio track
                       "video_layers": [[w, h], ...], # one video track per simulcast layer
                       "remote": [{"kind": "audio"|"video", "ssrc": n, "rtx": n|null}],
-                      "drop_one": bool}              # drop one incoming video packet (NACK test)
+                      "drop_one": bool,              # drop one incoming video packet (NACK test)
+                      "flood_ssrc": n}               # one more SSRC to signal, for "flood"
   stdin, later lines: {"cmd": "pli"} (send a PLI for every received video stream),
                       {"cmd": "bogus_rtp"} (send SRTP with an unsignalled SSRC),
-                      {"cmd": "bogus_rtcp"} (send SRTCP whose length field lies), {"cmd": "quit"}
+                      {"cmd": "bogus_rtcp"} (send SRTCP whose length field lies),
+                      {"cmd": "phase", "name": s} (what is received from now on is
+                      measured as phase s: see "phases" in the stats),
+                      {"cmd": "flood", "pps": n, "bytes": n, "seconds": s} (valid SRTP on
+                      flood_ssrc at n packets a second),
+                      {"cmd": "garbage", "pps": n, "seconds": s} (random datagrams in every
+                      RFC 7983 range, on the established ICE pair),
+                      {"cmd": "rtcp_storm", "ssrc": n, "pps": n, "seconds": s} (PLI, NACK,
+                      bogus transport-cc and REMB about ssrc, valid SRTCP),
+                      {"cmd": "report"} (answered by {"event": "phases", "phases": {phase:
+                      {ssrc: {count, expected, min, p50, p99}}}}: packets received and the
+                      one-way delay less a constant, ms), {"cmd": "quit"}
   stdout: {"event": "answer", ...transport and SSRCs...}, then {"event": "stats", ...} every
-          0.5 s.
+          0.5 s; {"event": "done", "cmd": s} when an attack command has finished.
 
 The bridge is the offerer (as in Jingle), so this script turns the EndpointOffer into an SDP
 offer, lets aiortc answer, and reports what the focus would read from a session-accept.
@@ -23,6 +35,9 @@ import array
 import fractions
 import json
 import math
+import os
+import random
+import struct
 import sys
 import time
 
@@ -30,7 +45,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSess
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import RtcpPsfbPacket, RtpPacket
+from aiortc.rtp import RTCP_PSFB, RTCP_RTPFB, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket, pack_rtcp_packet
 from av import AudioFrame, VideoFrame
 
 from common import emit, loopback_ice
@@ -45,7 +60,12 @@ STATE = {
     "dropped_seq": None,
     "recovered": False,
     "rtx_map": {},  # rtx ssrc -> primary ssrc
+    "phase": "start",
+    # phase -> ssrc -> {"count", "first", "last" (extended sequence numbers), "delays" [ms]}
+    "phases": {},
 }
+# ssrc -> (extended sequence number of the last packet, first RTP timestamp)
+UNWRAP = {}
 DROP_ONE = False
 
 
@@ -53,9 +73,46 @@ DROP_ONE = False
 original_rtp = RTCRtpReceiver._handle_rtp_packet
 
 
+def measure(packet):
+    """Counts the packet in the current phase, with its one-way delay less a constant:
+    arrival time minus its RTP timestamp (48 kHz audio, 90 kHz video)."""
+    now = time.monotonic() * 1000
+    highest, ts0 = UNWRAP.get(packet.ssrc, (packet.sequence_number, packet.timestamp))
+    step = (packet.sequence_number - highest) & 0xFFFF
+    ext = highest + (step if step < 0x8000 else step - 0x10000)
+    UNWRAP[packet.ssrc] = (max(highest, ext), ts0)
+    clock = 48 if packet.payload_type == 111 else 90
+    elapsed = (packet.timestamp - ts0) & 0xFFFFFFFF
+    elapsed = elapsed - (1 << 32) if elapsed >= 1 << 31 else elapsed
+    entry = STATE["phases"].setdefault(STATE["phase"], {}).setdefault(
+        packet.ssrc, {"count": 0, "first": ext, "last": ext, "delays": []}
+    )
+    entry["count"] += 1
+    entry["first"], entry["last"] = min(entry["first"], ext), max(entry["last"], ext)
+    entry["delays"].append(round(now - elapsed / clock, 3))
+
+
+def percentiles(phases):
+    """Per phase and SSRC: packets, expected, and the delays' minimum, p50 and p99."""
+    out = {}
+    for phase, ssrcs in phases.items():
+        for ssrc, e in ssrcs.items():
+            d = sorted(e["delays"])
+            out.setdefault(phase, {})[str(ssrc)] = {
+                "count": e["count"],
+                "expected": e["last"] - e["first"] + 1,
+                "min": d[0],
+                "p50": d[len(d) // 2],
+                "p99": d[min(len(d) - 1, len(d) * 99 // 100)],
+            }
+    return out
+
+
 async def observed_rtp(self, packet, arrival_time_ms):
     global DROP_ONE
     ssrc = packet.ssrc
+    if ssrc not in STATE["rtx_map"]:
+        measure(packet)
     if ssrc in STATE["rtx_map"]:
         if len(packet.payload) >= 2:
             osn = int.from_bytes(packet.payload[:2], "big")
@@ -239,6 +296,71 @@ async def consume(track):
             entry["heights"][h] = entry["heights"].get(h, 0) + 1
 
 
+# --- attacks on an established session (all through aiortc's own transports) ---
+async def paced(pps, seconds, send):
+    """Calls `send(i)` `pps` times a second for `seconds`, in 10 ms ticks."""
+    per_tick, tick = max(1, round(pps / 100)), 0.01
+    start, i = time.monotonic(), 0
+    while time.monotonic() < start + seconds:
+        for _ in range(per_tick):
+            await send(i)
+            i += 1
+        await asyncio.sleep(max(0, start + (i / per_tick) * tick - time.monotonic()))
+
+
+async def flood(dtls, ssrc, pps, size, seconds):
+    """Valid SRTP on a signalled SSRC, far beyond its budget (VP8 payload type)."""
+    payload = b"\x10" + os.urandom(size - 13)
+
+    async def send(i):
+        packet = RtpPacket(payload_type=100, sequence_number=i & 0xFFFF, timestamp=i * 900 & 0xFFFFFFFF, ssrc=ssrc)
+        packet.payload = payload
+        await dtls._send_rtp(packet.serialize())
+
+    await paced(pps, seconds, send)
+
+
+async def garbage(dtls, own_ssrc, pps, seconds):
+    """Random datagrams on the ICE pair the bridge validated: in every RFC 7983 range
+    (STUN, DTLS, junk, RTP/RTCP, junk), and SRTP-looking ones naming our own signalled
+    SSRC, whose authentication fails inside str0m."""
+    ranges = [(0, 3), (20, 63), (64, 127), (128, 191), (192, 255)]
+
+    async def send(i):
+        if i % 6 == 5:
+            header = struct.pack("!BBHLL", 0x80, 111, i & 0xFFFF, i * 960 & 0xFFFFFFFF, own_ssrc)
+            data = header + os.urandom(random.randint(20, 200))
+        else:
+            low, high = ranges[i % 6]
+            data = bytes([random.randint(low, high)]) + os.urandom(random.randint(0, 1100))
+        await dtls.transport._send(data)
+
+    await paced(pps, seconds, send)
+
+
+async def rtcp_storm(dtls, own_ssrc, target, pps, seconds):
+    """Feedback about `target` at `pps`, valid SRTCP: PLI, NACK of random packets,
+    transport-cc claiming 65535 packet statuses with random chunks, REMB of 1 kb/s."""
+    pli = bytes(RtcpPsfbPacket(fmt=1, ssrc=own_ssrc, media_ssrc=target))
+    remb = bytes(RtcpPsfbPacket(fmt=15, ssrc=own_ssrc, media_ssrc=0, fci=b"REMB" + bytes([1, 0x00, 0x03, 0xE8]) + struct.pack("!L", target)))
+
+    async def send(i):
+        kind = i % 4
+        if kind == 0:
+            data = pli
+        elif kind == 1:
+            lost = sorted(random.sample(range(65536), 16))
+            data = bytes(RtcpRtpfbPacket(fmt=1, ssrc=own_ssrc, media_ssrc=target, lost=lost))
+        elif kind == 2:
+            fci = struct.pack("!HH", random.randint(0, 65535), 0xFFFF) + os.urandom(4 + 4 * random.randint(1, 8))
+            data = pack_rtcp_packet(RTCP_RTPFB, 15, struct.pack("!LL", own_ssrc, target) + fci)
+        else:
+            data = remb
+        await dtls._send_rtp(data)
+
+    await paced(pps, seconds, send)
+
+
 async def main():
     global DROP_ONE
     loop = asyncio.get_running_loop()
@@ -277,7 +399,8 @@ async def main():
             line = await reader.readline()
             if not line:
                 return
-            cmd = json.loads(line).get("cmd")
+            command = json.loads(line)
+            cmd = command.get("cmd")
             if cmd == "quit":
                 return
             if cmd == "pli":
@@ -293,6 +416,24 @@ async def main():
                     p = RtpPacket(payload_type=100, sequence_number=seq, timestamp=0, ssrc=0x0BAD_F00D)
                     p.payload = b"\x10" + bytes(100)
                     await transport._send_rtp(p.serialize())
+            if cmd == "phase":
+                STATE["phase"] = command["name"]
+            if cmd == "report":
+                emit({"event": "phases", "phases": percentiles(STATE["phases"])})
+            if cmd in ("flood", "garbage", "rtcp_storm"):
+                dtls = pc.getTransceivers()[0].sender.transport
+                own = next(s._ssrc for s in pc.getSenders() if s.track and s.track.kind == "audio")
+                attack = {
+                    "flood": lambda: flood(dtls, setup["flood_ssrc"], command["pps"], command["bytes"], command["seconds"]),
+                    "garbage": lambda: garbage(dtls, own, command["pps"], command["seconds"]),
+                    "rtcp_storm": lambda: rtcp_storm(dtls, own, command["ssrc"], command["pps"], command["seconds"]),
+                }[cmd]()
+
+                async def finish(attack, cmd):
+                    await attack
+                    emit({"event": "done", "cmd": cmd})
+
+                asyncio.ensure_future(finish(attack, cmd))
             if cmd == "bogus_rtcp":
                 # A sender report whose length field claims far more than the packet holds.
                 transport = pc.getTransceivers()[0].sender.transport

@@ -23,12 +23,17 @@ struct Running {
 }
 
 async fn start_bridge() -> Running {
+    start_bridge_with(Config::default()).await
+}
+
+/// With `config`, on an ephemeral loopback port.
+async fn start_bridge_with(config: Config) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = listener.local_addr().unwrap();
     let config = Config {
         udp_port: 0,
         addresses: vec!["127.0.0.1".parse().unwrap()],
-        ..Config::default()
+        ..config
     };
     let bridge = Bridge::start(config, format!("ws://{http}")).await.unwrap();
     let app = bridge.router();
@@ -99,8 +104,12 @@ impl Peer {
     }
 
     async fn command(&mut self, cmd: &str) {
+        self.send(json!({ "cmd": cmd })).await;
+    }
+
+    async fn send(&mut self, command: Value) {
         self.stdin
-            .write_all(format!("{}\n", json!({ "cmd": cmd })).as_bytes())
+            .write_all(format!("{command}\n").as_bytes())
             .await
             .unwrap();
     }
@@ -507,4 +516,186 @@ async fn bad_datagrams_are_dropped_counted_and_harmless() {
     let wrong = offer.colibri_ws_url.replace("pwd=", "pwd=x");
     let err = tokio_tungstenite::connect_async(&wrong).await.unwrap_err();
     assert!(err.to_string().contains("403"), "{err}");
+}
+
+/// Per phase, one SSRC's loss (fraction) and queuing delay p99 (above the least one-way
+/// delay seen on it in any phase), from a receiver's `report`.
+fn quality(phases: &Value, ssrc: u64) -> Vec<(String, f64, f64)> {
+    let ssrc = ssrc.to_string();
+    let least = phases
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|p| p[&ssrc]["min"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    ["baseline", "flood", "garbage", "rtcp-storm", "after"]
+        .iter()
+        .map(|phase| {
+            let s = &phases[*phase][&ssrc];
+            let (count, expected) = (
+                s["count"].as_f64().unwrap(),
+                s["expected"].as_f64().unwrap(),
+            );
+            let loss = (1.0 - count / expected).max(0.0);
+            (
+                (*phase).to_owned(),
+                loss,
+                s["p99"].as_f64().unwrap() - least,
+            )
+        })
+        .collect()
+}
+
+/// Issue 15's media row: a participant on an established session sends ten times its
+/// ingress budget (valid SRTP on a signalled SSRC), then garbage in every RFC 7983 range
+/// on its validated ICE pair, then a feedback storm (PLI, NACK, bogus transport-cc, REMB)
+/// about another's video, all through aiortc's own transports; another receiver's loss and
+/// delay on the innocent sender's audio and video stay as they were, the innocent sender
+/// gets its keyframe requests at the bridge's throttled pace, and every drop is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "written but not yet run to completion on the shared machine: bounds unmeasured"]
+async fn an_attacking_participant_does_not_degrade_the_others_media() {
+    // Budgets small enough that ten times one costs a Python sender little.
+    let config = Config {
+        ingress_ssrc_max_bps: 2_000_000,
+        ingress_ssrc_max_packets_per_sec: 400,
+        ingress_endpoint_max_bps: 4_000_000,
+        ingress_endpoint_max_packets_per_sec: 800,
+        ingress_rtcp_max_packets_per_sec: 100,
+        ..Config::default()
+    };
+    const FLOOD_SSRC: u32 = 0x0F10_0D00;
+    let running = start_bridge_with(config).await;
+    let handle = running.bridge.handle();
+    let (alice_offer, bob_offer, mallory_offer) = (
+        allocate(&handle, "alice").await,
+        allocate(&handle, "bob").await,
+        allocate(&handle, "mallory").await,
+    );
+    let mut alice = Peer::spawn(
+        "alice",
+        json!({"offer": alice_offer, "audio": true, "video_layers": [[320, 180]]}),
+    )
+    .await;
+    let answer = alice.next("answer").await;
+    let sources = sources_of("alice", &answer);
+    configure(&handle, "alice", &answer, sources.clone()).await;
+    let mut mallory = Peer::spawn(
+        "mallory",
+        json!({"offer": mallory_offer, "audio": true, "video_layers": [[160, 90]],
+               "flood_ssrc": FLOOD_SSRC}),
+    )
+    .await;
+    let answer = mallory.next("answer").await;
+    let mut mallory_sources = sources_of("mallory", &answer);
+    mallory_sources.sources.push(Source {
+        ssrc: FLOOD_SSRC,
+        kind: MediaKind::Video,
+        name: Some("mallory-v1".into()),
+        msid: Some("mallory-v1-msid".into()),
+        video_type: None,
+    });
+    configure(&handle, "mallory", &answer, mallory_sources).await;
+    let remote = remote_of(&sources.receiver_view());
+    let mut bob = Peer::spawn("bob", json!({"offer": bob_offer, "remote": remote})).await;
+    let answer = bob.next("answer").await;
+    configure(&handle, "bob", &answer, SourceSet::default()).await;
+
+    // Media flows before anything is measured.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = bob.next("stats").await;
+        if video_frames_at(&stats, 180) >= 10 && audio_frames(&stats) >= 50 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no media: {stats}");
+    }
+    let phase = |name: &str| json!({"cmd": "phase", "name": name});
+    let plis = |stats: Value| stats["plis_received"].as_u64().unwrap();
+    bob.send(phase("baseline")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    bob.send(phase("flood")).await;
+    mallory
+        .send(json!({"cmd": "flood", "pps": 4000, "bytes": 600, "seconds": 3}))
+        .await;
+    mallory.next("done").await;
+
+    bob.send(phase("garbage")).await;
+    mallory
+        .send(json!({"cmd": "garbage", "pps": 1000, "seconds": 2}))
+        .await;
+    mallory.next("done").await;
+
+    bob.send(phase("rtcp-storm")).await;
+    let alice_video = u64::from(sources.receiver_view().groups[0].ssrcs[0]);
+    let plis_before = plis(alice.next("stats").await);
+    let storm = Duration::from_secs(2);
+    mallory
+        .send(json!({"cmd": "rtcp_storm", "ssrc": alice_video, "pps": 1000, "seconds": storm.as_secs()}))
+        .await;
+    mallory.next("done").await;
+    let plis_during = plis(alice.next("stats").await) - plis_before;
+
+    bob.send(phase("after")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bob.command("report").await;
+    let phases = bob.next("phases").await["phases"].clone();
+    let alice_audio = sources
+        .sources
+        .iter()
+        .find(|s| s.kind == MediaKind::Audio)
+        .unwrap()
+        .ssrc;
+    let text = running.bridge.metrics_text().await;
+    let dropped = |reason: &str| {
+        metric(
+            &text,
+            &format!("convene_bridge_dropped_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    println!(
+        "dropped: ssrc_budget {}, endpoint_budget {}, rtcp_budget {}, garbage {}, rtc_error {}, \
+         unknown_ssrc {}, malformed_rtcp {}; PLIs reaching alice during the storm: {plis_during}",
+        dropped("ssrc_budget"),
+        dropped("endpoint_budget"),
+        dropped("rtcp_budget"),
+        dropped("garbage"),
+        dropped("rtc_error"),
+        dropped("unknown_ssrc"),
+        dropped("malformed_rtcp"),
+    );
+    for (kind, ssrc) in [("audio", u64::from(alice_audio)), ("video", alice_video)] {
+        let measured = quality(&phases, ssrc);
+        let (_, base_loss, base_delay) = measured[0].clone();
+        for (phase, loss, delay) in &measured {
+            println!(
+                "bob's {kind} from alice during {phase}: loss {:.2} %, delay p99 +{delay:.1} ms",
+                loss * 100.0
+            );
+            assert!(
+                *loss <= base_loss + 0.02,
+                "{kind} loss {loss} during {phase}"
+            );
+            assert!(
+                *delay <= base_delay * 2.0 + 30.0,
+                "{kind} delay p99 +{delay} ms during {phase}, +{base_delay} ms before"
+            );
+        }
+    }
+    // At most one keyframe request per 300 ms reaches the sender, whatever the storm.
+    assert!(
+        plis_during <= storm.as_millis() as u64 / 300 + 3,
+        "{plis_during} PLIs"
+    );
+    assert!(
+        dropped("ssrc_budget") + dropped("endpoint_budget") > 4000,
+        "{text}"
+    );
+    assert!(dropped("rtcp_budget") > 1000, "{text}");
+    assert!(dropped("garbage") > 100, "{text}");
+    assert_eq!(metric(&text, "convene_bridge_endpoints"), 3, "{text}");
+    for peer in [alice, bob, mallory] {
+        peer.quit().await;
+    }
 }

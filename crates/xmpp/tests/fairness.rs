@@ -206,12 +206,16 @@ async fn flooders_do_not_delay_the_innocent_occupants() {
 
     let baseline = chat(&mut writers, epoch, 0, Duration::from_secs(2)).await;
     // Each flooder: its connection's whole burst at once, then its sustained rate. The
-    // bursts come 50 ms apart, so that what is measured is the fan-out of 4000 messages in
-    // a second, not the parsing of all of them in one instant (which the per-connection
+    // bursts come 20 ms apart, so that what is measured is the fan-out of all their bursts
+    // within a second, not the parsing of all of them in one instant (which the per-connection
     // limit governs).
     let flood = tokio::spawn(async move {
         for flooder in &mut flooders {
-            let burst: String = (0..200).map(|i| groupchat(&format!("flood-{i}"))).collect();
+            // Its connection's whole burst, less the login's stanzas.
+            let whole = Config::default().stanza_burst as usize - 5;
+            let burst: String = (0..whole)
+                .map(|i| groupchat(&format!("flood-{i}")))
+                .collect();
             flooder.write_all(burst.as_bytes()).await.unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convene_bridge::api::{BridgeRequest, BridgeResponse, ConferenceId, EndpointId};
+use convene_bridge::api::{BridgeRequest, BridgeResponse, ConferenceId, EndpointId, EndpointOffer};
 use convene_bridge::channel;
 use convene_bridge::codec::{self, av1_dd, vp8};
 use convene_bridge::engine::{self, Core, EndpointKey, Settings};
@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use sha1::Sha1;
 use str0m::net::Protocol;
 
-const BRIDGE: &str = "127.0.0.1:10000";
+pub(crate) const BRIDGE: &str = "127.0.0.1:10000";
 /// Where datagrams come from: the first has sent a STUN request with an endpoint's
 /// username, so the core knows it; the others are strangers.
 const PEERS: [&str; 3] = ["127.0.0.2:5000", "127.0.0.3:5000", "[::1]:5000"];
@@ -40,29 +40,11 @@ struct World {
 impl World {
     fn new() -> Self {
         let now = Instant::now();
-        let settings = Settings {
-            local_addrs: vec![BRIDGE.parse().expect("address")],
-            tcp_addrs: vec![],
-            public_ips: vec![],
-            colibri_ws_base: "ws://localhost".into(),
-            server_id: "jvb1".into(),
-            idle_timeout: Duration::from_secs(3600),
-            initial_bandwidth_bps: 10_000_000,
-            max_datagram_bytes: 1500,
-            ingress: engine::IngressLimits::from(&convene_bridge::Config::default()),
-        };
-        let mut core = Core::new(settings, now, StdRng::seed_from_u64(15));
+        let mut core = core(now);
         let mut channels = Vec::new();
         let mut credentials = (String::new(), String::new());
         for id in ["a", "b"] {
-            let allocate = BridgeRequest::AllocateEndpoint {
-                conference: ConferenceId("room".into()),
-                endpoint: EndpointId(id.into()),
-            };
-            let Ok(BridgeResponse::EndpointAllocated(offer)) = core.handle_request(now, allocate)
-            else {
-                panic!("the core allocates no endpoint");
-            };
+            let offer = allocate(&mut core, now, id);
             let (path, pwd) = offer.colibri_ws_url.split_once("?pwd=").expect("pwd");
             let mut parts = path.rsplit('/');
             let (endpoint, conference) = (parts.next().expect("id"), parts.next().expect("id"));
@@ -97,6 +79,35 @@ impl World {
         self.now += Duration::from_millis(10);
         self.core.handle_timeout(self.now);
         while self.core.poll_output(self.now).is_some() {}
+    }
+}
+
+/// A core on [`BRIDGE`] with the default limits, seeded (runs replay), its endpoints
+/// never idle out.
+pub(crate) fn core(now: Instant) -> Core {
+    let settings = Settings {
+        local_addrs: vec![BRIDGE.parse().expect("address")],
+        tcp_addrs: vec![],
+        public_ips: vec![],
+        colibri_ws_base: "ws://localhost".into(),
+        server_id: "jvb1".into(),
+        idle_timeout: Duration::from_secs(3600),
+        initial_bandwidth_bps: 10_000_000,
+        max_datagram_bytes: 1500,
+        ingress: engine::IngressLimits::from(&convene_bridge::Config::default()),
+    };
+    Core::new(settings, now, StdRng::seed_from_u64(15))
+}
+
+/// Endpoint `id` allocated in the conference "room": the bridge's offer.
+pub(crate) fn allocate(core: &mut Core, now: Instant, id: &str) -> EndpointOffer {
+    let allocate = BridgeRequest::AllocateEndpoint {
+        conference: ConferenceId("room".into()),
+        endpoint: EndpointId(id.into()),
+    };
+    match core.handle_request(now, allocate) {
+        Ok(BridgeResponse::EndpointAllocated(offer)) => offer,
+        _ => panic!("the core allocates no endpoint"),
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod bridge;
 mod focus;
+mod session;
 mod xmpp;
 
 /// A fuzz target's body: any bytes in, a panic only for a finding.
@@ -23,6 +24,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("bridge_channel", bridge::bridge_channel),
     ("datagram", bridge::datagram),
     ("codec", bridge::codec),
+    ("session", session::session),
 ];
 
 /// The entry for target `name`.

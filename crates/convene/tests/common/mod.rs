@@ -16,6 +16,7 @@ pub struct Convene {
     pub http: SocketAddr,
     pub c2s: SocketAddr,
     data_dir: PathBuf,
+    config: PathBuf,
 }
 
 impl Convene {
@@ -66,6 +67,7 @@ impl Convene {
             http,
             c2s,
             data_dir,
+            config,
         };
         convene.wait_until_serving();
         convene
@@ -90,6 +92,35 @@ impl Convene {
 
     pub fn get(&self, path: &str) -> Response {
         http_get(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// Adds an account with `convene user add`, as an operator would.
+    pub fn add_user(&self, user: &str, password: &str) {
+        let mut add = Command::new(env!("CARGO_BIN_EXE_convene"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["user", "add", user])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(add.stdin.take().unwrap(), "{password}").unwrap();
+        assert!(add.wait().unwrap().success(), "convene user add {user}");
+    }
+
+    /// The process's resident set, in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     pub fn terminate(&self) {
