@@ -37,7 +37,7 @@ impl Core {
             let speaker_rank = rank.iter().position(|r| *r == k).unwrap_or(usize::MAX);
             for track in ep.tracks.iter().filter(|t| t.kind == MediaKind::Video) {
                 let (layers, meaning) = track.choices(now);
-                let svc = track.svc().is_some();
+                let svc = track.svc(now).is_some();
                 videos.push((
                     k,
                     track.primary,

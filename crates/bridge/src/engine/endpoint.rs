@@ -68,11 +68,21 @@ impl Track {
         })
     }
 
-    /// The one SSRC's SVC stream, when layers are selected within it (a lone SSRC that
-    /// carries more than one decode target); simulcast tracks switch SSRCs instead.
-    pub(super) fn svc(&self) -> Option<&SvcStream> {
-        match self.layers.as_slice() {
-            [only] if only.svc.is_scalable() => Some(&only.svc),
+    /// The SSRC whose decode targets are selected within it, and its SVC stream: a lone
+    /// SSRC that carries more than one decode target, or, where a simulcast group is
+    /// signalled, the one SSRC still sending, when that one carries several (lib-jitsi-meet
+    /// signals three SSRCs and sends AV1/VP9 SVC on one). Simulcast tracks switch SSRCs.
+    pub(super) fn svc(&self, now: Instant) -> Option<(usize, &SvcStream)> {
+        if let [only] = self.layers.as_slice() {
+            return only.svc.is_scalable().then_some((0, &only.svc));
+        }
+        let mut active = self
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, layer)| layer.meter.is_active(now));
+        match (active.next(), active.next()) {
+            (Some((l, layer)), None) if layer.svc.is_scalable() => Some((l, &layer.svc)),
             _ => None,
         }
     }
@@ -80,7 +90,7 @@ impl Track {
     /// What the allocator chooses from, lowest first, and what each choice stands for:
     /// the decode targets of an SVC stream, else the simulcast layers.
     pub(super) fn choices(&self, now: Instant) -> (Vec<allocator::Layer>, Vec<usize>) {
-        if let Some(svc) = self.svc() {
+        if let Some((_, svc)) = self.svc(now) {
             return svc
                 .targets(now)
                 .into_iter()

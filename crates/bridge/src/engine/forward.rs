@@ -51,7 +51,9 @@ impl Core {
         let track = &mut sender.tracks[t];
         let primary = track.primary;
         let is_audio = track.kind == MediaKind::Audio;
-        let lone_ssrc = track.layers.len() == 1;
+        // As `Track::svc`: this SSRC is the SVC one when no other of the track's is sending.
+        let others_sending = (track.layers.iter().enumerate())
+            .any(|(other, layer)| other != l && layer.meter.is_active(now));
         let layer = &mut track.layers[l];
         let mut became_active = layer.meter.on_packet(now, packet.payload.len());
         let info = codec::inspect(codec, &packet.payload);
@@ -89,10 +91,11 @@ impl Core {
             Some(f) if codec == CodecKind::Av1 => f.keyframe,
             _ => info.keyframe,
         };
-        // Layers are selected within the SSRC when it is the track's only one; the
-        // stream is taken out of the sender for the receivers' loop and put back after.
+        // Layers are selected within the SSRC when it is the track's SVC one (see
+        // `Track::svc`); the stream is taken out of the sender for the receivers' loop and
+        // put back after.
         let svc = frame
-            .filter(|_| lone_ssrc && layer.svc.is_scalable())
+            .filter(|_| !others_sending && layer.svc.is_scalable())
             .map(|f| (f, std::mem::take(&mut layer.svc)));
         let conference_id = sender.conference.clone();
         let Some(conf) = self.conferences.get_mut(&conference_id) else {

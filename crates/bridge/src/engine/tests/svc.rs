@@ -27,6 +27,12 @@ const RTX: u32 = 501;
 
 /// The sender "s" sending one SSRC (and its RTX), and receivers `(id, address)`.
 fn svc_world(receivers: &[(&str, &str)]) -> (World, Pt, Pt) {
+    svc_world_signalling(receivers, &[(SSRC, RTX)])
+}
+
+/// As `svc_world`, with the sender signalling `signalled` (a simulcast group when more
+/// than one) while it sends on the first SSRC only, as lib-jitsi-meet does with SVC.
+fn svc_world_signalling(receivers: &[(&str, &str)], signalled: &[(u32, u32)]) -> (World, Pt, Pt) {
     let t0 = std::time::Instant::now();
     let mut core = core(settings(), t0);
     let conference = ConferenceId("room".into());
@@ -64,7 +70,7 @@ fn svc_world(receivers: &[(&str, &str)]) -> (World, Pt, Pt) {
         Some(Rid::from("l0")),
     );
     let mut clients = vec![sender];
-    let sources = test_client::sender_sources("s", None, &[(SSRC, RTX)]);
+    let sources = test_client::sender_sources("s", None, signalled);
     let mut transports = vec![("s", sender_transport, sources)];
     for (id, addr) in receivers {
         let (mut receiver, transport) = client(&offer(id), addr, t0);
@@ -290,6 +296,39 @@ fn av1_l2t3_receivers_get_the_spatial_layer_that_fits_and_can_always_decode() {
     // Markers end each picture the receiver gets: on S0's last packet now.
     let tail = &after[last_s1 + 1..];
     assert!(tail.iter().filter(|p| p.header.marker).count() * 2 >= tail.len());
+}
+
+#[test]
+fn av1_svc_on_one_ssrc_of_a_signalled_simulcast_group_is_selected_within_it() {
+    let group = [(SSRC, RTX), (502, 503), (504, 505)];
+    let (mut world, av1, _) = svc_world_signalling(
+        &[("big", "10.0.0.3:5000"), ("small", "10.0.0.4:5000")],
+        &group,
+    );
+    let small = key_of(&world.core, "small");
+    world.core.channel_message(
+        world.now,
+        small,
+        r#"{"colibriClass":"ReceiverVideoConstraints","defaultConstraints":{"maxHeight":180}}"#,
+    );
+    let mut encoder = Encoder::new(av1, [2, 4, 0], 900);
+    let (mut big, mut small_rx) = (Decoder::default(), Decoder::default());
+    for _ in 0..6 {
+        encoder.run(&mut world, 500, true);
+        big.feed(&received(&mut world, 1));
+        small_rx.feed(&received(&mut world, 2));
+    }
+    assert!(
+        small_rx.frames.len() > 70,
+        "small got {} frames",
+        small_rx.frames.len()
+    );
+    assert_eq!(small_rx.spatial, HashSet::from_iter([0]));
+    assert!(big.spatial.contains(&1));
+    for (name, d) in [("big", &big), ("small", &small_rx)] {
+        assert_eq!(d.undecodable, 0, "{name} got frames it cannot decode");
+        assert_eq!(d.seq_gaps, 0, "{name} saw sequence gaps");
+    }
 }
 
 #[test]
