@@ -244,9 +244,10 @@ impl Decoder {
     }
 }
 
-#[test]
-fn av1_l2t3_receivers_get_the_spatial_layer_that_fits_and_can_always_decode() {
-    let (mut world, av1, _) = svc_world(&[("big", "10.0.0.3:5000"), ("small", "10.0.0.4:5000")]);
+/// Receiver "small" (client 2) constrained to 180p, "big" (client 1) not, for 3 s of AV1
+/// `L2T3_KEY`: small gets only the lowest spatial layer (180p is below both, 360p and
+/// 720p), big the top one, both decodable and gap-free. Returns the encoder and big's view.
+fn big_and_small_at_180p(world: &mut World, av1: Pt) -> (Encoder, Decoder) {
     let small = key_of(&world.core, "small");
     world.core.channel_message(
         world.now,
@@ -256,23 +257,29 @@ fn av1_l2t3_receivers_get_the_spatial_layer_that_fits_and_can_always_decode() {
     let mut encoder = Encoder::new(av1, [2, 4, 0], 900);
     let (mut big, mut small_rx) = (Decoder::default(), Decoder::default());
     for _ in 0..6 {
-        encoder.run(&mut world, 500, true);
-        big.feed(&received(&mut world, 1));
-        small_rx.feed(&received(&mut world, 2));
+        encoder.run(world, 500, true);
+        big.feed(&received(world, 1));
+        small_rx.feed(&received(world, 2));
     }
-    assert!(big.frames.len() > 80, "big got {} frames", big.frames.len());
     assert!(
         small_rx.frames.len() > 70,
         "small got {} frames",
         small_rx.frames.len()
     );
-    // 180p is below both layers (360p, 720p): the lowest one, and never the other.
     assert_eq!(small_rx.spatial, HashSet::from_iter([0]));
     assert!(big.spatial.contains(&1));
     for (name, d) in [("big", &big), ("small", &small_rx)] {
         assert_eq!(d.undecodable, 0, "{name} got frames it cannot decode");
         assert_eq!(d.seq_gaps, 0, "{name} saw sequence gaps");
     }
+    (encoder, big)
+}
+
+#[test]
+fn av1_l2t3_receivers_get_the_spatial_layer_that_fits_and_can_always_decode() {
+    let (mut world, av1, _) = svc_world(&[("big", "10.0.0.3:5000"), ("small", "10.0.0.4:5000")]);
+    let (mut encoder, mut big) = big_and_small_at_180p(&mut world, av1);
+    assert!(big.frames.len() > 80, "big got {} frames", big.frames.len());
 
     // Now big is constrained to 360p: it moves to S0 on a keyframe it asks for.
     let big_key = key_of(&world.core, "big");
@@ -305,30 +312,7 @@ fn av1_svc_on_one_ssrc_of_a_signalled_simulcast_group_is_selected_within_it() {
         &[("big", "10.0.0.3:5000"), ("small", "10.0.0.4:5000")],
         &group,
     );
-    let small = key_of(&world.core, "small");
-    world.core.channel_message(
-        world.now,
-        small,
-        r#"{"colibriClass":"ReceiverVideoConstraints","defaultConstraints":{"maxHeight":180}}"#,
-    );
-    let mut encoder = Encoder::new(av1, [2, 4, 0], 900);
-    let (mut big, mut small_rx) = (Decoder::default(), Decoder::default());
-    for _ in 0..6 {
-        encoder.run(&mut world, 500, true);
-        big.feed(&received(&mut world, 1));
-        small_rx.feed(&received(&mut world, 2));
-    }
-    assert!(
-        small_rx.frames.len() > 70,
-        "small got {} frames",
-        small_rx.frames.len()
-    );
-    assert_eq!(small_rx.spatial, HashSet::from_iter([0]));
-    assert!(big.spatial.contains(&1));
-    for (name, d) in [("big", &big), ("small", &small_rx)] {
-        assert_eq!(d.undecodable, 0, "{name} got frames it cannot decode");
-        assert_eq!(d.seq_gaps, 0, "{name} saw sequence gaps");
-    }
+    big_and_small_at_180p(&mut world, av1);
 }
 
 #[test]
