@@ -102,6 +102,8 @@ describe('Jingle session against a Chromium peer playing the bridge', { timeout:
           ownJid: 'room@conference.localhost/aaaa1111',
           endpointId: 'aaaa1111',
           simulcast: true,
+          codecs: ['vp8'],
+          sendCodec: 'vp8',
           tracks: { audio: local.getAudioTracks()[0], video: local.getVideoTracks()[0] },
         },
         's1',
