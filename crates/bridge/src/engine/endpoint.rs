@@ -73,18 +73,18 @@ impl Track {
     /// signalled, the one SSRC still sending, when that one carries several (lib-jitsi-meet
     /// signals three SSRCs and sends AV1/VP9 SVC on one). Simulcast tracks switch SSRCs.
     pub(super) fn svc(&self, now: Instant) -> Option<(usize, &SvcStream)> {
-        if let [only] = self.layers.as_slice() {
-            return only.svc.is_scalable().then_some((0, &only.svc));
-        }
-        let mut active = self
-            .layers
-            .iter()
-            .enumerate()
-            .filter(|(_, layer)| layer.meter.is_active(now));
-        match (active.next(), active.next()) {
-            (Some((l, layer)), None) if layer.svc.is_scalable() => Some((l, &layer.svc)),
-            _ => None,
-        }
+        let l = match self.layers.as_slice() {
+            [_] => 0,
+            layers => layers.iter().position(|layer| layer.meter.is_active(now))?,
+        };
+        let svc = &self.layers[l].svc;
+        (self.sends_alone(l, now) && svc.is_scalable()).then_some((l, svc))
+    }
+
+    /// Whether no layer of the track but `l` is sending.
+    pub(super) fn sends_alone(&self, l: usize, now: Instant) -> bool {
+        (self.layers.iter().enumerate())
+            .all(|(other, layer)| other == l || !layer.meter.is_active(now))
     }
 
     /// What the allocator chooses from, lowest first, and what each choice stands for:

@@ -52,8 +52,7 @@ impl Core {
         let primary = track.primary;
         let is_audio = track.kind == MediaKind::Audio;
         // As `Track::svc`: this SSRC is the SVC one when no other of the track's is sending.
-        let others_sending = (track.layers.iter().enumerate())
-            .any(|(other, layer)| other != l && layer.meter.is_active(now));
+        let sends_alone = track.sends_alone(l, now);
         let layer = &mut track.layers[l];
         let mut became_active = layer.meter.on_packet(now, packet.payload.len());
         let info = codec::inspect(codec, &packet.payload);
@@ -95,7 +94,7 @@ impl Core {
         // `Track::svc`); the stream is taken out of the sender for the receivers' loop and
         // put back after.
         let svc = frame
-            .filter(|_| !others_sending && layer.svc.is_scalable())
+            .filter(|_| sends_alone && layer.svc.is_scalable())
             .map(|f| (f, std::mem::take(&mut layer.svc)));
         let conference_id = sender.conference.clone();
         let Some(conf) = self.conferences.get_mut(&conference_id) else {
