@@ -330,6 +330,18 @@ fn offer_advertises_local_tcp_and_public_candidates() {
 /// The sender "s" (at 10.0.0.2) with the simulcast `LAYERS`, and receive-only endpoints
 /// (`(id, address)`), connected to one core.
 fn simulcast_world(receivers: &[(&str, &str)]) -> World {
+    let streams = LAYERS.map(|(ssrc, rtx, _)| (ssrc, rtx));
+    video_world(&streams, simulcast_sources(), receivers).0
+}
+
+/// The sender "s" (at 10.0.0.2) sending `streams` (SSRC, RTX; rids `l0`, `l1`, …) and
+/// signalling `sources`, and receive-only endpoints (`(id, address)`) expecting the first
+/// stream (the receiver view), connected to one core; also the sender's offer.
+fn video_world(
+    streams: &[(u32, u32)],
+    sources: SourceSet,
+    receivers: &[(&str, &str)],
+) -> (World, EndpointOffer) {
     let t0 = Instant::now();
     let mut core = core(settings(), t0);
     let conference = ConferenceId("room".into());
@@ -346,8 +358,9 @@ fn simulcast_world(receivers: &[(&str, &str)]) -> World {
         BridgeResponse::EndpointAllocated(o) => o,
         BridgeResponse::Done => panic!(),
     };
-    let (mut sender, sender_transport) = client(&offer("s"), "10.0.0.2:5000", t0);
-    for (i, (ssrc, rtx, _)) in LAYERS.iter().enumerate() {
+    let sender_offer = offer("s");
+    let (mut sender, sender_transport) = client(&sender_offer, "10.0.0.2:5000", t0);
+    for (i, (ssrc, rtx)) in streams.iter().enumerate() {
         let rid = Rid::from(format!("l{i}").as_str());
         sender.rtc.direct_api().declare_stream_tx(
             Ssrc::from(*ssrc),
@@ -357,12 +370,12 @@ fn simulcast_world(receivers: &[(&str, &str)]) -> World {
         );
     }
     let mut clients = vec![sender];
-    let mut transports = vec![("s", sender_transport, simulcast_sources())];
+    let mut transports = vec![("s", sender_transport, sources)];
     for (id, addr) in receivers {
         let (mut receiver, transport) = client(&offer(id), addr, t0);
         receiver.rtc.direct_api().expect_stream_rx(
-            Ssrc::from(LAYERS[0].0),
-            Some(Ssrc::from(LAYERS[0].1)),
+            Ssrc::from(streams[0].0),
+            Some(Ssrc::from(streams[0].1)),
             test_client::mid(MediaKind::Video),
             None,
         );
@@ -379,7 +392,7 @@ fn simulcast_world(receivers: &[(&str, &str)]) -> World {
         };
         core.handle_request(t0, configure).unwrap();
     }
-    World::new(core, clients, t0)
+    (World::new(core, clients, t0), sender_offer)
 }
 
 /// The sender's VP8 encoder: 30 fps on every layer, a keyframe at start and, like a real

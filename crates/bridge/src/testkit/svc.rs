@@ -12,6 +12,26 @@ use crate::codec::av1_dd::{ChainDiffs, Descriptor, Dti, Dtis, Fdiffs, FrameInfo,
 /// Temporal layer of the n-th picture after a keyframe.
 const PATTERN: [u8; 4] = [0, 2, 1, 2];
 
+/// Where a sender is in its temporal pattern: pictures since its last keyframe.
+#[derive(Debug, Default)]
+struct Cadence {
+    since_keyframe: usize,
+}
+
+impl Cadence {
+    /// The next picture's temporal layer, and whether it is a keyframe (asked for, or the
+    /// first picture).
+    fn next(&mut self, keyframe: bool) -> (u8, bool) {
+        if keyframe {
+            self.since_keyframe = 0;
+        }
+        let temporal = PATTERN[self.since_keyframe % PATTERN.len()];
+        let key = self.since_keyframe == 0;
+        self.since_keyframe += 1;
+        (temporal, key)
+    }
+}
+
 /// One packet of a synthetic SVC stream.
 #[derive(Debug, Clone)]
 pub struct SvcPacket {
@@ -68,7 +88,7 @@ pub fn l2t3_key() -> Structure {
 pub struct Av1L2T3 {
     structure: Arc<Structure>,
     frame_number: u16,
-    since_keyframe: usize,
+    cadence: Cadence,
 }
 
 impl Default for Av1L2T3 {
@@ -76,7 +96,7 @@ impl Default for Av1L2T3 {
         Self {
             structure: Arc::new(l2t3_key()),
             frame_number: 1000,
-            since_keyframe: 0,
+            cadence: Cadence::default(),
         }
     }
 }
@@ -90,12 +110,7 @@ impl Av1L2T3 {
         per_frame: [usize; 2],
         size: usize,
     ) -> Vec<SvcPacket> {
-        if keyframe {
-            self.since_keyframe = 0;
-        }
-        let temporal = PATTERN[self.since_keyframe % PATTERN.len()];
-        let key = self.since_keyframe == 0;
-        self.since_keyframe += 1;
+        let (temporal, key) = self.cadence.next(keyframe);
         let mut packets = Vec::new();
         for spatial in 0..2u8 {
             let index = match (key, temporal) {
@@ -145,7 +160,7 @@ impl Av1L2T3 {
 pub struct Vp9L3T3 {
     picture_id: u16,
     tl0: u8,
-    since_keyframe: usize,
+    cadence: Cadence,
 }
 
 impl Vp9L3T3 {
@@ -157,12 +172,7 @@ impl Vp9L3T3 {
         per_frame: [usize; 3],
         size: usize,
     ) -> Vec<SvcPacket> {
-        if keyframe {
-            self.since_keyframe = 0;
-        }
-        let temporal = PATTERN[self.since_keyframe % PATTERN.len()];
-        let key = self.since_keyframe == 0;
-        self.since_keyframe += 1;
+        let (temporal, key) = self.cadence.next(keyframe);
         if temporal == 0 {
             self.tl0 = self.tl0.wrapping_add(1);
         }

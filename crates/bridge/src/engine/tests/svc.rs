@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use foldhash::HashSet;
 use str0m::Event;
-use str0m::media::{Pt, Rid};
+use str0m::media::Pt;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 
-use super::{World, client, core, key_of, settings};
-use crate::api::{BridgeRequest, BridgeResponse, ConferenceId, EndpointId, MediaKind, SourceSet};
+use super::{World, key_of, video_world};
 use crate::codec::av1_dd::{self, Structure};
 use crate::media::DependencyDescriptor;
 use crate::metrics::DropReason;
@@ -33,23 +32,8 @@ fn svc_world(receivers: &[(&str, &str)]) -> (World, Pt, Pt) {
 /// As `svc_world`, with the sender signalling `signalled` (a simulcast group when more
 /// than one) while it sends on the first SSRC only, as lib-jitsi-meet does with SVC.
 fn svc_world_signalling(receivers: &[(&str, &str)], signalled: &[(u32, u32)]) -> (World, Pt, Pt) {
-    let t0 = std::time::Instant::now();
-    let mut core = core(settings(), t0);
-    let conference = ConferenceId("room".into());
-    let mut offer = |id: &str| match core
-        .handle_request(
-            t0,
-            BridgeRequest::AllocateEndpoint {
-                conference: conference.clone(),
-                endpoint: EndpointId(id.into()),
-            },
-        )
-        .unwrap()
-    {
-        BridgeResponse::EndpointAllocated(o) => o,
-        BridgeResponse::Done => panic!(),
-    };
-    let sender_offer = offer("s");
+    let sources = test_client::sender_sources("s", None, signalled);
+    let (world, sender_offer) = video_world(&[(SSRC, RTX)], sources, receivers);
     let video = &sender_offer.media[1];
     let dd = video
         .header_extensions
@@ -61,39 +45,7 @@ fn svc_world_signalling(receivers: &[(&str, &str)], signalled: &[(u32, u32)]) ->
         let found = video.payload_types.iter().find(|p| p.name == name);
         Pt::from(found.expect("offered").id)
     };
-    let (av1, vp9) = (pt("AV1"), pt("VP9"));
-    let (mut sender, sender_transport) = client(&sender_offer, "10.0.0.2:5000", t0);
-    sender.rtc.direct_api().declare_stream_tx(
-        Ssrc::from(SSRC),
-        Some(Ssrc::from(RTX)),
-        test_client::mid(MediaKind::Video),
-        Some(Rid::from("l0")),
-    );
-    let mut clients = vec![sender];
-    let sources = test_client::sender_sources("s", None, signalled);
-    let mut transports = vec![("s", sender_transport, sources)];
-    for (id, addr) in receivers {
-        let (mut receiver, transport) = client(&offer(id), addr, t0);
-        receiver.rtc.direct_api().expect_stream_rx(
-            Ssrc::from(SSRC),
-            Some(Ssrc::from(RTX)),
-            test_client::mid(MediaKind::Video),
-            None,
-        );
-        clients.push(receiver);
-        transports.push((id, transport, SourceSet::default()));
-    }
-    for (id, transport, sources) in transports {
-        let configure = BridgeRequest::ConfigureEndpoint {
-            conference: conference.clone(),
-            endpoint: EndpointId(id.into()),
-            transport,
-            media: vec![],
-            sources,
-        };
-        core.handle_request(t0, configure).unwrap();
-    }
-    (World::new(core, clients, t0), av1, vp9)
+    (world, pt("AV1"), pt("VP9"))
 }
 
 /// The sender's encoder: 30 fps, a keyframe at start and a few frames after a PLI.
