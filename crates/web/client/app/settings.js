@@ -16,17 +16,33 @@ import { mergeConfig, parseHashConfig } from '../lib/hash-config.js';
  * @property {string} [appName]
  * @property {boolean} [startWithAudioMuted]
  * @property {boolean} [startWithVideoMuted]
- * @property {string} [token] the Jitsi token of the page's `?jwt=`, passed on to the server
+ * @property {boolean} [prejoinPageEnabled] the older name of `prejoinConfig.enabled`, still sent by integrations
+ * @property {string} [subject] the room subject to set once joined (as moderator)
+ * @property {string[]} [toolbarButtons] Jitsi Meet's toolbar button keys to show
+ * @property {boolean} [readOnlyName] the name cannot be changed on the page
+ * @property {string} [token] the Jitsi token of the page's hash `jwt=` or `?jwt=`, passed on to the server
  */
 
-/** @returns {{ config: ClientConfig, userInfo: { displayName?: string } }} */
+/**
+ * @typedef {object} Settings
+ * @property {ClientConfig} config
+ * @property {{ displayName?: string, email?: string }} userInfo
+ * @property {number} [apiId] set when the page is embedded with the iframe API
+ */
+
+/** @returns {Settings} */
 export function loadSettings() {
   const overrides = parseHashConfig(location.hash);
   const config = mergeConfig(/** @type {ClientConfig & Record<string, unknown>} */ (globalThis.config), overrides.config);
-  const name = overrides.userInfo.displayName;
-  const token = new URLSearchParams(location.search).get('jwt');
+  if (config.prejoinPageEnabled === false) config.prejoinConfig = { ...config.prejoinConfig, enabled: false };
+  const text = (/** @type {unknown} */ v) => (typeof v === 'string' ? v : undefined);
+  const token = overrides.jwt ?? new URLSearchParams(location.search).get('jwt');
   if (token) config.token = token;
-  return { config, userInfo: { displayName: typeof name === 'string' ? name : undefined } };
+  return {
+    config,
+    userInfo: { displayName: text(overrides.userInfo.displayName), email: text(overrides.userInfo.email) },
+    apiId: overrides.apiId,
+  };
 }
 
 /** Room names as the server accepts them in a URL (the MUC node part). */
