@@ -592,12 +592,12 @@
 
   const proto = /** @type {Record<string, unknown>} */ (/** @type {unknown} */ (JitsiMeetExternalAPI.prototype));
   for (const [method, name] of Object.entries(REQUESTS)) {
-    proto[method] = function (/** @type {JitsiMeetExternalAPI} */ this) {
+    proto[method] = /** @this {JitsiMeetExternalAPI} */ function () {
       return this._request({ name });
     };
   }
   for (const name of DEVICE_REQUESTS) {
-    proto[name] = function (/** @type {JitsiMeetExternalAPI} */ this, /** @type {unknown} */ kind) {
+    proto[name] = /** @this {JitsiMeetExternalAPI} */ function (/** @type {unknown} */ kind) {
       return this._request({ type: 'devices', name, deviceType: kind });
     };
   }

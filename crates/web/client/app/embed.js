@@ -139,10 +139,7 @@ export class EmbedApi {
     conference.on('role-changed', (role) => this.#setRole(conference.endpointId, role));
     conference.on('dominant-speaker', (id) => this.notify('dominant-speaker-changed', { id }));
     conference.on('subject', (subject) => this.notify('subject-change', { subject }));
-    conference.on('muted-remotely', async (kind) => {
-      await this.controls.setMuted(kind, true);
-      this.notify('participant-muted', { id: conference.endpointId, isMuted: true, mediaType: kind });
-    });
+    conference.on('muted-remotely', (kind) => this.notify('participant-muted', { id: conference.endpointId, isMuted: true, mediaType: kind }));
   }
 
   /** @param {string} id @param {string} role */

@@ -10,7 +10,7 @@ import { EmbedApi } from './embed.js';
 import { Grid } from './grid.js';
 import { icons } from './icons.js';
 import { listDevices, openLocalMedia } from './media.js';
-import { ROOM_NAME, loadSettings } from './settings.js';
+import { ROOM_NAME, loadSettings, saved } from './settings.js';
 
 const { config, userInfo, apiId } = loadSettings();
 // `/<room>` or `/<tenant>/<room>`: the room is the last segment.
@@ -20,7 +20,7 @@ const SPEAKING_LEVEL = 0.02;
 
 /** Everything the page shows, kept in one place. */
 const state = {
-  displayName: userInfo.displayName ?? localStorage.getItem('convene.displayName') ?? '',
+  displayName: userInfo.displayName ?? saved.get('convene.displayName') ?? '',
   /** @type {MediaStreamTrack | null} */ mic: null,
   /** @type {MediaStreamTrack | null} */ cam: null,
   micMuted: !!config.startWithAudioMuted,
@@ -164,7 +164,7 @@ async function showPrejoin() {
   const join = () => {
     stopMeter();
     state.displayName = nameInput.value.trim().slice(0, 64);
-    localStorage.setItem('convene.displayName', state.displayName);
+    saved.set('convene.displayName', state.displayName);
     byId('prejoin').hidden = true;
     preview.srcObject = null;
     enterMeeting();
@@ -173,15 +173,15 @@ async function showPrejoin() {
   nameInput.onkeydown = (ev) => {
     if (ev.key === 'Enter') join();
   };
-  await acquire({ micId: localStorage.getItem('convene.micId') ?? undefined, camId: localStorage.getItem('convene.camId') ?? undefined });
+  await acquire({ micId: saved.get('convene.micId'), camId: saved.get('convene.camId') });
 }
 
 /** Keeps the chosen devices for the next meeting. */
 function rememberDevices() {
   const micId = state.mic?.getSettings().deviceId;
   const camId = state.cam?.getSettings().deviceId;
-  if (micId) localStorage.setItem('convene.micId', micId);
-  if (camId) localStorage.setItem('convene.camId', camId);
+  if (micId) saved.set('convene.micId', micId);
+  if (camId) saved.set('convene.camId', camId);
 }
 
 /**
@@ -288,6 +288,10 @@ async function connect() {
   if (userInfo.email) conference.setProfile({ email: userInfo.email });
   state.conference = conference;
   embed?.attach(conference);
+  conference.on('muted-remotely', (kind) => {
+    banner(`A moderator muted your ${kind === 'audio' ? 'microphone' : 'camera'}.`, 'info', 4000);
+    setMuted(kind, true);
+  });
   conference.on('kicked', (id) => {
     if (id !== conference.endpointId) return embed?.notify('participant-kicked-out', { kicked: { id, local: false }, kicker: {} });
     embed?.notify('participant-kicked-out', { kicked: { id, local: true }, kicker: {} });

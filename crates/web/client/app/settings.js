@@ -45,6 +45,31 @@ export function loadSettings() {
   };
 }
 
+/**
+ * The page's saved preferences (`localStorage`). An embedded page on another site than its
+ * host may be denied storage (third-party storage blocking): then they last for the page.
+ */
+export const saved = {
+  /** @type {Map<string, string>} */
+  memory: new Map(),
+  /** @param {string} key @returns {string | undefined} */
+  get(key) {
+    try {
+      return localStorage.getItem(key) ?? undefined;
+    } catch {
+      return this.memory.get(key);
+    }
+  },
+  /** @param {string} key @param {string} value */
+  set(key, value) {
+    try {
+      localStorage.setItem(key, value);
+    } catch {
+      this.memory.set(key, value);
+    }
+  },
+};
+
 /** Room names as the server accepts them in a URL (the MUC node part). */
 export const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
