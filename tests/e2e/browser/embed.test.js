@@ -173,7 +173,10 @@ describe('embedding Convene with the iframe API', { timeout: 300_000 }, () => {
     await call(host, 'executeCommand', ['toggleTileView']);
     assert.deepEqual(await event(host, 'tileViewChanged'), { enabled: true });
     assert.deepEqual(await call(host, 'isP2pActive'), false);
-    assert.deepEqual(await call(host, 'getAvailableDevices').then((d) => Object.keys(d).sort()), ['audioInput', 'audioOutput', 'videoInput']);
+    const devices = await call(host, 'getAvailableDevices');
+    assert.deepEqual(Object.keys(devices).sort(), ['audioInput', 'audioOutput', 'videoInput']);
+    const current = await call(host, 'getCurrentDevices');
+    assert.equal(current.videoInput?.deviceId, devices.videoInput[0].deviceId, 'the fake camera in use');
     // An unknown command is dropped by the script; a feature Convene lacks is refused inside.
     await call(host, 'executeCommand', ['noSuchCommand']);
     await call(host, 'executeCommand', ['startRecording', { mode: 'file' }]);

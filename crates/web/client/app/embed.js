@@ -35,6 +35,7 @@ import '../external_api.js';
  * @property {boolean} audioAvailable @property {boolean} videoAvailable
  * @property {boolean} sharing @property {boolean} chatOpen @property {boolean} peopleOpen
  * @property {number} unread @property {string} displayName @property {boolean} startSilent
+ * @property {string | undefined} micId @property {string | undefined} camId the devices in use
  */
 
 /** The longest argument list and text a command may bring. */
@@ -144,9 +145,10 @@ export class EmbedApi {
 
   /** @param {string} id @param {string} role */
   #setRole(id, role) {
+    const was = this.#role;
     this.#role = role;
+    if (role !== was && (role === 'moderator' || was === 'moderator')) this.notify('participant-role-changed', { id, role });
     if (role !== 'moderator') return;
-    this.notify('participant-role-changed', { id, role });
     if (this.#pendingSubject) this.#conference?.setSubject(this.#pendingSubject);
     this.#pendingSubject = '';
   }
@@ -303,8 +305,10 @@ export class EmbedApi {
       case 'getAvailableDevices':
         return { audioInput: of('audioinput'), audioOutput: of('audiooutput'), videoInput: of('videoinput') };
       case 'getCurrentDevices': {
-        const first = (/** @type {MediaDeviceKind} */ kind) => of(kind)[0];
-        return { audioInput: first('audioinput'), audioOutput: first('audiooutput'), videoInput: first('videoinput') };
+        const { micId, camId } = this.controls.status();
+        const find = (/** @type {MediaDeviceKind} */ kind, /** @type {string | undefined} */ id) => of(kind).find((d) => d.deviceId === id);
+        // The page plays through the default output.
+        return { audioInput: find('audioinput', micId), audioOutput: of('audiooutput')[0], videoInput: find('videoinput', camId) };
       }
       case 'isDeviceChangeAvailable': case 'isMultipleAudioInputSupported': return false;
       default: return { error: 'UnknownRequestError' };

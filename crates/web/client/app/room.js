@@ -56,6 +56,8 @@ const embed =
           unread: state.unread,
           displayName: state.displayName,
           startSilent: false,
+          micId: state.mic?.getSettings().deviceId,
+          camId: state.cam?.getSettings().deviceId,
         }),
         setMuted,
         setScreenShare: async (on = !state.screen) => {
