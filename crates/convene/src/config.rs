@@ -22,6 +22,8 @@ pub struct Config {
     pub web: convene_web::Config,
     /// Sign-in and moderators: tokens, moderator policy (docs/auth.md).
     pub auth: convene_xmpp::auth::AuthConfig,
+    /// The REST API's key and secret (docs/api.md).
+    pub api: crate::api::ApiConfig,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             focus: Default::default(),
             web: Default::default(),
             auth: Default::default(),
+            api: Default::default(),
         }
     }
 }

@@ -1,49 +1,78 @@
 //! `convene token`: mints a Jitsi token (HS256 with the configured `app_secret`) for a
-//! room and a user, as an integration would; for testing and for scripts.
+//! room and a user, as an integration would; for testing and for scripts. The REST API's
+//! `POST /api/v1/tokens` ([`crate::api`]) takes the same fields as JSON.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use jsonwebtoken::{EncodingKey, Header, encode};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Config;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenArgs {
     /// The room the token opens (`*`: every room).
     #[arg(long)]
-    room: String,
+    pub room: String,
     /// The user's display name.
     #[arg(long)]
-    name: Option<String>,
+    pub name: Option<String>,
     /// The user's id at the issuer (default: the name).
     #[arg(long)]
-    id: Option<String>,
+    pub id: Option<String>,
     #[arg(long)]
-    email: Option<String>,
+    pub email: Option<String>,
     /// An avatar URL.
     #[arg(long)]
-    avatar: Option<String>,
+    pub avatar: Option<String>,
     /// Claim the moderator right (`context.user.moderator`).
     #[arg(long)]
-    moderator: bool,
+    #[serde(default)]
+    pub moderator: bool,
     /// `sub`: the domain (default: the configured one), a tenant, or `*`.
     #[arg(long)]
-    sub: Option<String>,
+    pub sub: Option<String>,
     /// `aud` (default `jitsi`).
     #[arg(long, default_value = "jitsi")]
-    aud: String,
+    #[serde(default = "default_aud")]
+    pub aud: String,
     /// Seconds the token is valid.
     #[arg(long, default_value_t = 3600)]
-    valid_secs: u64,
+    #[serde(default = "default_valid_secs")]
+    pub valid_secs: u64,
     /// A feature to grant (`context.features.<name> = true`), repeatable.
     #[arg(long = "feature")]
-    features: Vec<String>,
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+fn default_aud() -> String {
+    "jitsi".into()
+}
+
+fn default_valid_secs() -> u64 {
+    3600
 }
 
 pub fn run(config: &Config, args: TokenArgs) -> anyhow::Result<()> {
+    println!("{}", mint(config, &args, unix_now()?)?);
+    Ok(())
+}
+
+/// Seconds since 1970, as tokens count time.
+pub fn unix_now() -> anyhow::Result<u64> {
+    Ok(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs())
+}
+
+/// The token for `args`, signed with `[auth.token] app_secret`, issued at `now` (Unix s).
+pub fn mint(config: &Config, args: &TokenArgs, now: u64) -> anyhow::Result<String> {
     let token = &config.auth.token;
     if token.app_secret.0.is_empty() {
         bail!("[auth.token] app_secret is not set: there is nothing to sign with");
@@ -51,14 +80,9 @@ pub fn run(config: &Config, args: TokenArgs) -> anyhow::Result<()> {
     if token.app_id.is_empty() {
         bail!("[auth.token] app_id is not set: it is the token's issuer");
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the clock is before 1970")?
-        .as_secs();
-    let claims = claims(config, &args, now);
+    let claims = claims(config, args, now);
     let key = EncodingKey::from_secret(token.app_secret.0.as_bytes())?;
-    println!("{}", encode(&Header::default(), &claims, &key)?);
-    Ok(())
+    Ok(encode(&Header::default(), &claims, &key)?)
 }
 
 fn claims(config: &Config, args: &TokenArgs, now: u64) -> Value {
