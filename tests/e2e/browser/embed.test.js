@@ -13,6 +13,8 @@ import { embedMeeting, recorded, startHostSite, startTlsFront } from '../support
 import { endpointId, launchChromium, requireIsolatedNetwork, startConvene, waitFor } from '../support/harness.js';
 
 const APP_ID = 'mattermost-e2e';
+const API_KEY = 'portal';
+const API_SECRET = 'e2e api secret';
 const SECRET = 'e2e embed secret';
 const EVENTS = [
   'videoConferenceJoined', 'videoConferenceLeft', 'readyToClose', 'participantJoined', 'participantLeft',
@@ -25,14 +27,19 @@ const NO_PREJOIN = { prejoinConfig: { enabled: false } };
 /** @param {string | Buffer} data */
 const b64url = (data) => Buffer.from(data).toString('base64url');
 
+/** An HS256 JWT of `claims` signed with `secret`. @param {object} claims @param {string} secret */
+function hs256(claims, secret) {
+  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const body = b64url(JSON.stringify(claims));
+  return `${head}.${body}.${createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url')}`;
+}
+
 /**
  * The token Mattermost's Jitsi plugin signs: HS256, iss = aud = [app id], sub = the host name of
  * its Jitsi URL (here `localhost`, the server's domain), room, exp; no nbf, no iat.
  */
 function mattermostToken(room, secret = SECRET) {
-  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const body = b64url(JSON.stringify({ iss: APP_ID, aud: [APP_ID], sub: 'localhost', room, exp: Math.floor(Date.now() / 1000) + 1800 }));
-  return `${head}.${body}.${createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url')}`;
+  return hs256({ iss: APP_ID, aud: [APP_ID], sub: 'localhost', room, exp: Math.floor(Date.now() / 1000) + 1800 }, secret);
 }
 
 describe('embedding Convene with the iframe API', { timeout: 300_000 }, () => {
@@ -52,7 +59,8 @@ describe('embedding Convene with the iframe API', { timeout: 300_000 }, () => {
     server = await startConvene();
     // A second server beside the first: its XMPP TCP port and media port must differ.
     const ports = '[xmpp]\nc2s_listen = "127.0.0.1:5223"\n[bridge]\nudp_port = 0\n';
-    tokenServer = await startConvene({ config: `${ports}[auth.token]\nenabled = true\napp_id = "${APP_ID}"\napp_secret = "${SECRET}"\n` });
+    const api = `[api]\nkey = "${API_KEY}"\nsecret = "${API_SECRET}"\n`;
+    tokenServer = await startConvene({ config: `${ports}${api}[auth.token]\nenabled = true\napp_id = "${APP_ID}"\napp_secret = "${SECRET}"\n` });
     front = await startTlsFront(server.url);
     site = await startHostSite();
     browser = await launchChromium();
@@ -286,6 +294,25 @@ describe('embedding Convene with the iframe API', { timeout: 300_000 }, () => {
     assert.equal((await recorded(forged, 'videoConferenceJoined')).length, 0);
     await host.context().close();
     await forged.context().close();
+  });
+
+  it('a portal mints a join token over the REST API and embeds the room with it', async () => {
+    const room = 'PortalRoom';
+    const mint = (/** @type {string | undefined} */ auth) =>
+      fetch(`${tokenServer.url}/api/v1/tokens`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${auth}` } : {}) },
+        body: JSON.stringify({ room, name: 'Portal User', valid_secs: 600 }),
+      });
+    assert.equal((await mint(undefined)).status, 401);
+    const requestToken = hs256({ iss: API_KEY, exp: Math.floor(Date.now() / 1000) + 60 }, API_SECRET);
+    const answer = await mint(requestToken);
+    assert.equal(answer.status, 201);
+    const { token } = /** @type {{ token: string }} */ (await answer.json());
+    const host = await hostPage(`${tokenServer.url}/external_api.js`);
+    await embedMeeting(host, new URL(tokenServer.url).host, { roomName: room, noSSL: true, jwt: token, userInfo: { displayName: 'Portal User' }, configOverwrite: NO_PREJOIN }, EVENTS);
+    assert.equal((await event(host, 'videoConferenceJoined')).roomName, room);
+    await host.context().close();
   });
 
   it('@jitsi/react-sdk renders JitsiMeeting from the tenant path script', async () => {
