@@ -122,3 +122,9 @@ async fn slixmpp_resumes_its_tcp_session() {
     let running = start(Config::default()).await;
     peer(&running, "resume-tcp").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pipelines_starttls_and_sasl_is_served() {
+    let running = start(Config::default()).await;
+    peer(&running, "pipelined").await;
+}
