@@ -33,6 +33,7 @@ fn grant(moderator: bool) -> Grant {
         rooms: RoomGrant {
             room: Some("standup".into()),
             sub: Some("d.test".into()),
+            regex: false,
         },
         user: TokenUser {
             id: Some("u1".into()),
