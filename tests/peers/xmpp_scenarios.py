@@ -268,6 +268,48 @@ async def wrong_password():
     await right.stop()
 
 
+async def sasl_failure(jid, password):
+    """The SASL failure condition a PLAIN login gets, and how long it took."""
+    client = Client(jid, password, "PLAIN")
+    began = time.monotonic()
+    client.connect(HOST, PORT)
+    failure = await asyncio.wait_for(client.failed, TIMEOUT)
+    client.disconnect()
+    condition = next(iter(failure.xml), None)
+    return (condition.tag.split("}")[1] if condition is not None else None), time.monotonic() - began
+
+
+async def directory():
+    """PLAIN checked against the LDAP directory (args user/password: a member of the
+    moderator group; other/other_password: a plain member; local/local_password: a local
+    account). The group, not the order of joining, decides who owns the room."""
+    room = f"ldap@{MUC}"
+    # The local account creates the room (its creator owns it, as the focus does in Jitsi).
+    local = await Client(f"{ARGS['local']}@{DOMAIN}/l", ARGS["local_password"], "PLAIN").start()
+    check(local.boundjid.bare == f"{ARGS['local']}@{DOMAIN}", "local account beside the directory")
+    await local["xep_0045"].join_muc_wait(room, "local", timeout=TIMEOUT)
+    other = await Client(f"{ARGS['other']}@{DOMAIN}/o", ARGS["other_password"], "PLAIN").start()
+    check(other["feature_mechanisms"].mech.name == "PLAIN", "not PLAIN")
+    check(other.boundjid.bare == f"{ARGS['other']}@{DOMAIN}", f"bound {other.boundjid}")
+    own, _, _, _ = await other["xep_0045"].join_muc_wait(room, "other", timeout=TIMEOUT)
+    check(item(own).get("affiliation") != "owner", f"plain member got {item(own).get('affiliation')}")
+    moderator = await Client(f"{ARGS['user']}@{DOMAIN}/m", ARGS["password"], "PLAIN").start()
+    own, _, _, _ = await moderator["xep_0045"].join_muc_wait(room, "moderator", timeout=TIMEOUT)
+    check(item(own).get("affiliation") == "owner", f"moderator group member got {item(own).get('affiliation')}")
+    for client in (other, moderator, local):
+        await client.stop()
+    condition, _ = await sasl_failure(f"{ARGS['user']}@{DOMAIN}/w", "not-the-password")
+    check(condition == "not-authorized", f"wrong password answered {condition}")
+
+
+async def directory_down():
+    """The directory is stopped: the right password gets <temporary-auth-failure/> soon."""
+    condition, elapsed = await sasl_failure(f"{ARGS['user']}@{DOMAIN}/d", ARGS["password"])
+    check(condition == "temporary-auth-failure", f"directory down answered {condition}")
+    check(elapsed < 5, f"the answer took {elapsed:.1f} s")
+    print(f"directory down answered in {elapsed:.2f} s")
+
+
 # --- raw streams for hostile input -----------------------------------------------------
 
 
@@ -552,7 +594,8 @@ async def main():
     scenario = sys.argv[1]
     await {"login": login, "muc": muc, "second-resource": second_resource,
            "wrong-password": wrong_password, "bad-input": bad_input, "resume": resume,
-           "resume-tcp": resume_tcp, "pipelined": pipelined}[scenario]()
+           "resume-tcp": resume_tcp, "pipelined": pipelined, "directory": directory,
+           "directory-down": directory_down}[scenario]()
     print(f"PASS {scenario}")
 
 
