@@ -5,7 +5,8 @@ import { mergeConfig, parseHashConfig } from '../lib/hash-config.js';
 
 /**
  * @typedef {object} ClientConfig
- * @property {{ domain: string, muc: string, focus?: string }} hosts
+ * @property {{ domain: string, muc: string, focus?: string, anonymousdomain?: string }} hosts
+ *   `anonymousdomain`: a secure domain's guests sign in there
  * @property {string} websocket
  * @property {string} [focusUserJid]
  * @property {{ enabled?: boolean }} [p2p]
@@ -17,6 +18,11 @@ import { mergeConfig, parseHashConfig } from '../lib/hash-config.js';
  * @property {boolean} [startWithAudioMuted]
  * @property {boolean} [startWithVideoMuted]
  * @property {string} [token] the Jitsi token of the page's `?jwt=`, passed on to the server
+ * @property {string} [tokenAuthUrl] where the OIDC sign-in starts (`{room}` is the room)
+ * @property {{ password?: boolean, oidc?: string | null }} [signIn] what the sign-in screen
+ *   offers: user name and password, and the OIDC button's label
+ * @property {{ user: string, password: string }} [credentials] chosen on the sign-in screen
+ * @property {boolean} [guest] join as a guest of a secure domain (chosen on the sign-in screen)
  */
 
 /** @returns {{ config: ClientConfig, userInfo: { displayName?: string } }} */
