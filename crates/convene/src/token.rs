@@ -110,7 +110,7 @@ impl TokenMinter {
         Ok(Self {
             domain: config.domain.clone(),
             app_id: token.app_id.clone(),
-            key: EncodingKey::from_secret(token.app_secret.0.as_bytes()),
+            key: EncodingKey::from_secret(token.app_secret.0.as_bytes())?,
         })
     }
 

@@ -90,6 +90,8 @@ export class Conference extends Emitter {
   /** @type {BridgeChannel | undefined} */
   bridge;
   endpointId = '';
+  /** Our MUC role once joined (`moderator`, `participant`). */
+  role = '';
   #focusJid = '';
   #joined = false;
   #left = false;
@@ -198,6 +200,7 @@ export class Conference extends Emitter {
     const self = /** @type {XmlElement} */ (await joined);
     this.#joined = true;
     const role = self.child('x', NS.mucUser)?.child('item')?.attr('role') ?? 'participant';
+    this.role = role;
     this.emit('joined', { endpointId: this.endpointId, role });
   }
 
