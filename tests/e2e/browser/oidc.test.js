@@ -8,6 +8,7 @@
 // With JITSI_MEET_DIR, the stock app's `tokenAuthUrl` sign-in lands in the meeting too.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import http from 'node:http';
 import path from 'node:path';
@@ -27,10 +28,9 @@ const USERS = {
   bob: { name: 'Bob Staff', email: 'bob@example.test', groups: ['staff'] },
 };
 
-/** Starts Convene on a secure domain with OIDC, tokens and `extra` settings. @param {string} issuer @param {string} [extra] */
-function conveneWith(issuer, extra = '') {
-  return startConvene({
-    config: [
+/** Convene's configuration: a secure domain with OIDC, tokens and `extra` web settings. @param {string} issuer @param {string} [extra] */
+function configText(issuer, extra = '') {
+  return [
       '[web]',
       'prejoin = false',
       extra,
@@ -50,8 +50,7 @@ function conveneWith(issuer, extra = '') {
       'button_label = "Sign in with Example ID"',
       'moderator_claim = "groups"',
       'moderator_values = ["hosts"]',
-    ].join('\n'),
-  });
+    ].join('\n');
 }
 
 describe('OpenID Connect sign-in', { timeout: 180_000 }, () => {
@@ -65,8 +64,6 @@ describe('OpenID Connect sign-in', { timeout: 180_000 }, () => {
   let tamper;
   /** @type {string} */
   let issuer;
-  /** @type {(redirectUris: string[]) => void} */
-  let startProvider;
 
   before(async () => {
     requireIsolatedNetwork();
@@ -81,7 +78,8 @@ describe('OpenID Connect sign-in', { timeout: 180_000 }, () => {
     issuer = `http://127.0.0.1:${port}`;
     // The provider needs Convene's callback URL, Convene the issuer: the provider is made
     // once Convene listens (it reads the discovery document at the first sign-in only).
-    startProvider = (redirectUris) => {
+    /** @param {string[]} redirectUris */
+    const startProvider = (redirectUris) => {
       const provider = new Provider(issuer, {
         clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: redirectUris, grant_types: ['authorization_code'], response_types: ['code'] }],
         jwks: { keys: [jwk] },
@@ -107,7 +105,7 @@ describe('OpenID Connect sign-in', { timeout: 180_000 }, () => {
       });
       handler = provider.callback();
     };
-    server = await conveneWith(issuer);
+    server = await startConvene({ config: configText(issuer) });
     startProvider([`${server.url}/auth/oidc/callback`]);
     browser = await launchChromium();
   });
@@ -261,24 +259,21 @@ describe('OpenID Connect sign-in', { timeout: 180_000 }, () => {
   });
 
   it('the stock app: tokenAuthUrl signs in and comes back to the meeting with ?jwt=', { skip: process.env.JITSI_MEET_DIR ? false : 'JITSI_MEET_DIR is not set (a built Jitsi Meet app folder)' }, async () => {
-    const stock = await conveneWith(issuer, `jitsi_meet_dir = "${process.env.JITSI_MEET_DIR}"`);
-    try {
-      startProvider([`${server.url}/auth/oidc/callback`, `${stock.url}/auth/oidc/callback`]);
-      const configJs = await (await fetch(`${stock.url}/config.js`)).text();
-      assert.match(configJs, /"tokenAuthUrl":"http:\/\/127\.0\.0\.1:\d+\/auth\/oidc\/login\?room=\{room\}"/);
-      assert.match(configJs, /"anonymousdomain":"guest\.localhost"/);
-      const url = /** @type {string} */ (/"tokenAuthUrl":"([^"]+)"/.exec(configJs)?.[1]).replace('{room}', 'stockroom');
-      const page = await open(url);
-      await providerLogin(page, 'alice');
-      await page.waitForURL(/\/stockroom\?jwt=/);
-      await waitFor(
-        () => page.evaluate(() => !!(/** @type {any} */ (window).APP?.conference?._room?.isJoined())),
-        'the stock app in the meeting with its token',
-        60_000,
-      );
-      await page.context().close();
-    } finally {
-      await stock.stop();
-    }
+    // The same server (port, callback URL) serving the stock app instead: the last test.
+    writeFileSync(server.configPath, configText(issuer, `jitsi_meet_dir = "${process.env.JITSI_MEET_DIR}"`));
+    await server.restart();
+    const configJs = await (await fetch(`${server.url}/config.js`)).text();
+    assert.match(configJs, /"tokenAuthUrl":"http:\/\/127\.0\.0\.1:\d+\/auth\/oidc\/login\?room=\{room\}"/);
+    assert.match(configJs, /"anonymousdomain":"guest\.localhost"/);
+    const url = /** @type {string} */ (/"tokenAuthUrl":"([^"]+)"/.exec(configJs)?.[1]).replace('{room}', 'stockroom');
+    const page = await open(url);
+    await providerLogin(page, 'alice');
+    await page.waitForURL(/\/stockroom\?jwt=/);
+    await waitFor(
+      () => page.evaluate(() => !!(/** @type {any} */ (window).APP?.conference?._room?.isJoined())),
+      'the stock app in the meeting with its token',
+      60_000,
+    );
+    await page.context().close();
   });
 });

@@ -29,10 +29,24 @@ import { mergeConfig, parseHashConfig } from '../lib/hash-config.js';
 export function loadSettings() {
   const overrides = parseHashConfig(location.hash);
   const config = mergeConfig(/** @type {ClientConfig & Record<string, unknown>} */ (globalThis.config), overrides.config);
-  const name = overrides.userInfo.displayName;
   const token = new URLSearchParams(location.search).get('jwt');
   if (token) config.token = token;
+  // As Jitsi Meet does: a signed-in user is called what the token says, unless the
+  // address says otherwise.
+  const name = overrides.userInfo.displayName ?? (token ? tokenUserName(token) : undefined);
   return { config, userInfo: { displayName: typeof name === 'string' ? name : undefined } };
+}
+
+/** `context.user.name` of a Jitsi token (read, not verified: the server verifies it). @param {string} token */
+function tokenUserName(token) {
+  try {
+    const bytes = Uint8Array.from(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+    const payload = JSON.parse(new TextDecoder().decode(bytes));
+    const name = payload?.context?.user?.name;
+    return typeof name === 'string' ? name.slice(0, 64) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Room names as the server accepts them in a URL (the MUC node part). */

@@ -465,3 +465,34 @@ enum HttpError {
     #[error("{0}")]
     Build(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_failure_page_shows_a_provider_text_as_text() {
+        let response = failure(
+            StatusCode::FORBIDDEN,
+            "refused: <script>alert(1)</script>",
+            Some("standup"),
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let page = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            page.contains("refused: &lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page}"
+        );
+        assert!(!page.contains("<script>"), "{page}");
+    }
+
+    #[test]
+    fn the_verified_payload_is_read_whole() {
+        let claims = payload("e30.eyJzdWIiOiJhIiwiZ3JvdXBzIjpbImhvc3RzIl19.c2ln").unwrap();
+        assert_eq!(claims["groups"], serde_json::json!(["hosts"]));
+        assert!(payload("not a jwt").is_none());
+        assert!(payload("a.%%%.c").is_none());
+    }
+}
