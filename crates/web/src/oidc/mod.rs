@@ -12,8 +12,8 @@
 //! claim mapping ([`claims`]), and the pages. The Jitsi token is minted by the binary's
 //! token code through [`Minter`]: this crate knows nothing of the XMPP server.
 
-pub mod claims;
-pub mod pending;
+mod claims;
+mod pending;
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
