@@ -5,7 +5,8 @@ import { mergeConfig, parseHashConfig } from '../lib/hash-config.js';
 
 /**
  * @typedef {object} ClientConfig
- * @property {{ domain: string, muc: string, focus?: string }} hosts
+ * @property {{ domain: string, muc: string, focus?: string, anonymousdomain?: string }} hosts
+ *   `anonymousdomain`: a secure domain's guests sign in there
  * @property {string} websocket
  * @property {string} [focusUserJid]
  * @property {{ enabled?: boolean }} [p2p]
@@ -17,16 +18,35 @@ import { mergeConfig, parseHashConfig } from '../lib/hash-config.js';
  * @property {boolean} [startWithAudioMuted]
  * @property {boolean} [startWithVideoMuted]
  * @property {string} [token] the Jitsi token of the page's `?jwt=`, passed on to the server
+ * @property {string} [tokenAuthUrl] where the OIDC sign-in starts (`{room}` is the room)
+ * @property {{ password?: boolean, oidc?: string | null }} [signIn] what the sign-in screen
+ *   offers: user name and password, and the OIDC button's label
+ * @property {{ user: string, password: string }} [credentials] chosen on the sign-in screen
+ * @property {boolean} [guest] join as a guest of a secure domain (chosen on the sign-in screen)
  */
 
 /** @returns {{ config: ClientConfig, userInfo: { displayName?: string } }} */
 export function loadSettings() {
   const overrides = parseHashConfig(location.hash);
   const config = mergeConfig(/** @type {ClientConfig & Record<string, unknown>} */ (globalThis.config), overrides.config);
-  const name = overrides.userInfo.displayName;
   const token = new URLSearchParams(location.search).get('jwt');
   if (token) config.token = token;
+  // As Jitsi Meet does: a signed-in user is called what the token says, unless the
+  // address says otherwise.
+  const name = overrides.userInfo.displayName ?? (token ? tokenUserName(token) : undefined);
   return { config, userInfo: { displayName: typeof name === 'string' ? name : undefined } };
+}
+
+/** `context.user.name` of a Jitsi token (read, not verified: the server verifies it). @param {string} token */
+function tokenUserName(token) {
+  try {
+    const bytes = Uint8Array.from(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+    const payload = JSON.parse(new TextDecoder().decode(bytes));
+    const name = payload?.context?.user?.name;
+    return typeof name === 'string' ? name.slice(0, 64) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Room names as the server accepts them in a URL (the MUC node part). */
