@@ -30,6 +30,8 @@ pub(super) struct Occupant {
     pub(super) real: Jid,
     pub(super) role: Role,
     pub(super) affiliation: Affiliation,
+    /// An in-process entity (the focus): not counted against the room's size.
+    pub(super) internal: bool,
     /// The occupant's last presence as the others see it (see `presence::occupant_presence`).
     pub(super) presence: Element,
 }
@@ -87,6 +89,11 @@ impl Room {
             .map(Element::text)
             .unwrap_or_default();
         bool::from(given.as_bytes().ct_eq(password.as_bytes()))
+    }
+
+    /// Occupants that are clients (the focus is not).
+    pub(super) fn clients(&self) -> usize {
+        self.occupants.iter().filter(|o| !o.internal).count()
     }
 
     pub(super) fn occupant_jid(&self, occupant: &Occupant) -> String {
