@@ -95,6 +95,7 @@ impl Conn {
         transport: Transport,
         peer: IpAddr,
         token: Option<BearerToken>,
+        web_room: Option<String>,
     ) -> Self {
         let config = &server.inner.config;
         let session_config = SessionConfig {
@@ -109,6 +110,7 @@ impl Conn {
             token_auth: config.token_auth(),
             secure_domain: config.auth.secure_domain,
             moderator: config.auth.moderator,
+            web_room,
         };
         // A CSPRNG per connection: stream ids, nonces and resumption ids must stay
         // unpredictable.

@@ -24,7 +24,7 @@ JitsiMeetJS.init({});
 /** @type {any} */ let screenTrack;
 const events = JitsiMeetJS.events;
 
-/** What happened to this participant, for the tests: `kicked`, `role`, `muted`. @type {any[]} */
+/** What happened to this participant, for the tests: `kicked`, `failed`, `role`, `muted`. @type {any[]} */
 w.stockEvents = [];
 
 /**
@@ -57,6 +57,7 @@ async function join(password) {
   });
   localTracks = /** @type {any[]} */ (await JitsiMeetJS.createLocalTracks({ devices: ['audio', 'video'] }));
   conference.on(events.conference.KICKED, (/** @type {any} */ actor, /** @type {string} */ reason) => w.stockEvents.push({ type: 'kicked', actor: actor?.getId?.(), reason }));
+  conference.on(events.conference.CONFERENCE_FAILED, (/** @type {string} */ error, /** @type {string} */ reason) => w.stockEvents.push({ type: 'failed', error, reason }));
   conference.on(events.conference.USER_ROLE_CHANGED, (/** @type {string} */ id, /** @type {string} */ role) => w.stockEvents.push({ type: 'role', id, role }));
   conference.on(events.conference.TRACK_MUTE_CHANGED, (/** @type {any} */ track, /** @type {any} */ by) => {
     if (track.isLocal() && by) w.stockEvents.push({ type: 'muted', kind: track.getType(), by: by.getId() });

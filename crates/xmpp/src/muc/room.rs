@@ -54,7 +54,8 @@ pub(super) struct Notice<'a> {
     pub(super) statuses: &'a [Status],
     pub(super) actor: Option<&'a str>,
     pub(super) reason: Option<&'a str>,
-    pub(super) destroy: bool,
+    /// The room is destroyed, for this reason (empty: none given).
+    pub(super) destroy: Option<&'a str>,
 }
 
 impl Room {
@@ -132,8 +133,16 @@ impl Room {
             );
         }
         let mut x = Element::builder("x", ns::MUC_USER).append(item.build());
-        if notice.destroy {
-            x = x.append(Element::bare("destroy", ns::MUC_USER));
+        if let Some(reason) = notice.destroy {
+            let mut destroy = Element::builder("destroy", ns::MUC_USER);
+            if !reason.is_empty() {
+                destroy = destroy.append(
+                    Element::builder("reason", ns::MUC_USER)
+                        .append(reason)
+                        .build(),
+                );
+            }
+            x = x.append(destroy.build());
         }
         for status in notice.statuses {
             x = x.append(status_element(*status));

@@ -23,7 +23,12 @@ fn router_drawing_from(rng: StdRng) -> Router {
         max_occupants: 3,
         max_rooms_per_session: 2,
     };
-    router.add_component("conference.d.test", Box::new(Muc::new(limits, rng)));
+    let domains = crate::router::Domains::new("d.test");
+    router.add_component(
+        "conference.d.test",
+        Box::new(Muc::new(limits, rng, &domains)),
+    );
+    super::add_services(&mut router, &domains);
     router
 }
 

@@ -107,6 +107,8 @@ pub struct SessionConfig {
     /// there only for token logins.
     pub secure_domain: bool,
     pub moderator: ModeratorPolicy,
+    /// The `?room=` of the WebSocket URL (see [`Identity::web_room`]).
+    pub web_room: Option<String>,
 }
 
 /// Token authentication of anonymous logins on the main domain (Prosody's `token`

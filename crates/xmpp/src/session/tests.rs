@@ -21,6 +21,7 @@ fn config(burst: f64) -> SessionConfig {
         token_auth: TokenAuth::Off,
         secure_domain: false,
         moderator: crate::auth::ModeratorPolicy::First,
+        web_room: None,
     }
 }
 

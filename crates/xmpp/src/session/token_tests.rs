@@ -24,6 +24,7 @@ fn config(token: Option<&str>, token_auth: TokenAuth, moderator: ModeratorPolicy
         token_auth,
         secure_domain: false,
         moderator,
+        web_room: None,
     }
 }
 
