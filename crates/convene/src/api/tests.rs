@@ -12,8 +12,8 @@ fn config() -> Arc<Config> {
     let mut config = Config::default();
     config.api.key = KEY.into();
     config.api.secret = Secret(SECRET.into());
-    config.auth.token.app_id = "my_app".into();
-    config.auth.token.app_secret = Secret(APP_SECRET.into());
+    config.auth.xmpp.token.app_id = "my_app".into();
+    config.auth.xmpp.token.app_secret = Secret(APP_SECRET.into());
     Arc::new(config)
 }
 

@@ -11,6 +11,7 @@ import { Grid } from './grid.js';
 import { icons } from './icons.js';
 import { listDevices, openLocalMedia } from './media.js';
 import { ROOM_NAME, loadSettings, saved } from './settings.js';
+import { needsSignIn, oidcUrl, refusal, showSignIn } from './signin.js';
 
 const { config, userInfo, apiId } = loadSettings();
 // `/<room>` or `/<tenant>/<room>`: the room is the last segment.
@@ -33,6 +34,8 @@ const state = {
   password: '',
   left: false,
   reconnectDelay: 1000,
+  /** The focus keeps us waiting until a host is in (a guest on a secure domain). */
+  waitingForHost: false,
   /** The tallest video the host page of an embedded meeting wants received (`setVideoQuality`). */
   maxReceiveHeight: Infinity,
 };
@@ -97,10 +100,16 @@ document.title = `${room} · ${config.appName ?? 'Convene'}`;
 
 if (!ROOM_NAME.test(room)) {
   showEnded('This meeting name is not valid.', '');
-} else if (config.prejoinConfig?.enabled === false) {
-  startWithoutPrejoin();
 } else {
-  showPrejoin();
+  start();
+}
+
+async function start() {
+  // The token is in the address only to get here: keep it out of bookmarks and shares.
+  if (config.token) history.replaceState(null, '', location.pathname + location.hash);
+  if (needsSignIn(config)) await showSignIn(config, room);
+  if (config.prejoinConfig?.enabled === false) startWithoutPrejoin();
+  else showPrejoin();
 }
 
 // ---------------------------------------------------------------------------- banner
@@ -354,6 +363,11 @@ async function connect() {
     if (!on && !config.disableSimulcast) console.warn('simulcast unavailable: sending a single video layer');
   });
   conference.on('disconnected', ({ reason }) => onDisconnected(reason));
+  conference.on('waiting-for-host', (waiting) => {
+    state.waitingForHost = waiting;
+    if (waiting) banner('Waiting for the host. The meeting starts as soon as a host joins.', 'info');
+    else byId('banner').hidden = true;
+  });
 
   try {
     await conference.join({ audio: state.micMuted ? null : state.mic, video: state.camMuted ? null : state.cam });
@@ -364,10 +378,13 @@ async function connect() {
   } catch (err) {
     conference.leave();
     const reason = err instanceof Error ? err.message : String(err);
-    // A refused token or a refused join does not get better by retrying.
+    // A refused sign-in or a refused join does not get better by retrying.
     if (err instanceof Error && err.name === 'AuthError') {
       embed?.notify('error-occurred', { name: 'conference.authenticationRequired', message: reason, isFatal: true, type: 'CONFERENCE' });
-      endMeeting('Authentication failed', `Sorry, you're not allowed to join this call (${reason}).`);
+      state.left = true;
+      const { title, text, signInAgain } = refusal(config, err);
+      byId('meeting').hidden = true;
+      showEnded(title, text, signInAgain);
       return;
     }
     if (err instanceof Error && err.name === 'PasswordRequired') {
@@ -691,10 +708,15 @@ function renderPeople() {
   );
 }
 
-/** @param {string} title @param {string} reason */
-function showEnded(title, reason) {
+/** @param {string} title @param {string} reason @param {boolean} [signInAgain] the button signs in again */
+function showEnded(title, reason, signInAgain = false) {
   byId('ended').hidden = false;
   byId('ended-title').textContent = title;
   byId('ended-reason').textContent = reason;
-  byId('rejoin').onclick = () => location.reload();
+  const rejoin = byId('rejoin');
+  rejoin.textContent = signInAgain ? 'Sign in again' : 'Rejoin';
+  // Signing in again starts where this sign-in came from: the provider, or the sign-in screen.
+  const oidc = signInAgain && config.token ? oidcUrl(config, room) : undefined;
+  rejoin.onclick = () => (oidc ? location.assign(oidc) : location.reload());
+  rejoin.focus();
 }

@@ -13,17 +13,21 @@ import { parseJingle } from './jingle.js';
 import { readOccupantPresence } from './presence.js';
 import { JingleSession } from './jingle-session.js';
 import { NS, XmlElement, xml } from './xml.js';
-import { IqError, XmppConnection, errorCondition } from './xmpp.js';
+import { AuthError, IqError, XmppConnection, errorCondition } from './xmpp.js';
 
 /**
  * @typedef {object} ServerConfig the fields of `config.js` the protocol needs
- * @property {{ domain: string, muc: string, focus?: string }} hosts
+ * @property {{ domain: string, muc: string, focus?: string, anonymousdomain?: string }} hosts
  * @property {string} websocket
  * @property {string} [focusUserJid]
  * @property {boolean} [disableSimulcast]
  * @property {string} [token] a Jitsi token: sent as `?token=` on the WebSocket URL, as
  *   lib-jitsi-meet does
  * @property {{ codecPreferenceOrder?: string[] }} [videoQuality]
+ * @property {{ user: string, password: string }} [credentials] log in with a user name and
+ *   password on the main domain
+ * @property {boolean} [guest] log in anonymously at `hosts.anonymousdomain` (a secure domain's
+ *   guests), and wait for a host
  */
 
 /**
@@ -62,6 +66,7 @@ import { IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {boolean} simulcast whether our camera sends simulcast layers
  * @property {{ from: string, reaction: string }} reaction an emoji reaction (Jitsi's `endpoint-reaction`)
  * @property {boolean} media-connected whether the media path to the bridge is up (ICE)
+ * @property {boolean} waiting-for-host whether the focus keeps us waiting until a host is in
  * @property {string} subject the room's subject (MUC `<subject>`)
  * @property {string} role-changed our own MUC role changed (e.g. the focus made us moderator)
  * @property {string} kicked a moderator removed this participant (endpoint id; ours too)
@@ -78,6 +83,8 @@ export const REACTIONS = new Map([
   ['love', '❤️'],
 ]);
 const CONFERENCE_RETRIES = 6;
+/** How often a guest asks again while waiting for the host (lib-jitsi-meet's 5 s). */
+const WAIT_FOR_HOST_MS = 5000;
 const MAX_SUBJECT = 1000;
 
 /** @extends {Emitter<ConferenceEvents>} */
@@ -119,7 +126,8 @@ export class Conference extends Emitter {
     this.codecs = preferenceOrder(config.videoQuality?.codecPreferenceOrder, browserVideoCodecs());
     this.#sendCodec = this.codecs[0] ?? 'vp8';
     const token = config.token ? `&token=${encodeURIComponent(config.token)}` : '';
-    this.xmpp = new XmppConnection(`${config.websocket}?room=${encodeURIComponent(this.room)}${token}`, config.hosts.domain);
+    const domain = config.guest && config.hosts.anonymousdomain ? config.hosts.anonymousdomain : config.hosts.domain;
+    this.xmpp = new XmppConnection(`${config.websocket}?room=${encodeURIComponent(this.room)}${token}`, domain, config.credentials);
     this.xmpp.on('presence', (p) => this.#onPresence(p));
     this.xmpp.on('message', (m) => this.#onMessage(m));
     this.xmpp.on('disconnected', ({ reason }) => this.#fail(reason));
@@ -154,11 +162,16 @@ export class Conference extends Emitter {
     return `${this.roomJid}/${this.endpointId}`;
   }
 
-  /** The focus must have the room ready before we join (Jitsi's conference request). */
+  /**
+   * The focus must have the room ready before we join (Jitsi's conference request). On a
+   * secure domain it answers a guest `not-authorized` until a host opened the room: then
+   * we wait and ask again every 5 s, as lib-jitsi-meet does.
+   */
   async #requestConference() {
     const focus = this.config.hosts.focus ?? `focus.${this.config.hosts.domain}`;
     let delay = 1000;
-    for (let attempt = 0; ; attempt++) {
+    let waiting = false;
+    for (let attempt = 0; !this.#left; attempt++) {
       const iq = xml('iq', { type: 'set', to: focus }, [
         xml('conference', { xmlns: NS.focus, room: this.roomJid, 'machine-uid': machineUid() }, [
           xml('property', { name: 'rtcstatsEnabled', value: 'false' }),
@@ -169,8 +182,12 @@ export class Conference extends Emitter {
         reply = await this.xmpp.request(iq);
       } catch (err) {
         const condition = err instanceof IqError ? err.condition : String(err);
-        throw new Error(`the conference service refused the room (${condition})`);
+        if (condition !== 'not-authorized') throw new Error(`the conference service refused the room (${condition})`);
+        if (!waiting) this.emit('waiting-for-host', (waiting = true));
+        await new Promise((r) => setTimeout(r, WAIT_FOR_HOST_MS));
+        continue;
       }
+      if (waiting) this.emit('waiting-for-host', (waiting = false));
       const conference = reply.child('conference', NS.focus);
       const focusJid = conference?.attr('focusjid') ?? this.config.focusUserJid;
       if (focusJid) this.#focusJid = focusJid;
@@ -179,6 +196,7 @@ export class Conference extends Emitter {
       await new Promise((r) => setTimeout(r, delay));
       delay *= 2;
     }
+    throw new Error('left while waiting for the conference');
   }
 
   /** Sends the join presence and waits for our own presence back (status 110). */
@@ -191,10 +209,13 @@ export class Conference extends Emitter {
         if (p.attr('type') === 'error') {
           clearTimeout(timer);
           off();
+          const mismatch = p.child('error')?.child('room-mismatch', 'http://jitsi.org/jitmeet');
           const condition = errorCondition(p);
-          const error = new Error(`cannot join the room (${condition})`);
+          const error = mismatch
+            ? new AuthError('room-mismatch', p.child('error')?.child('text')?.text ?? '')
+            : new Error(`cannot join the room (${condition})`);
           // A password-protected room refuses a join without (or with a wrong) password.
-          if (condition === 'not-authorized') error.name = 'PasswordRequired';
+          if (!mismatch && condition === 'not-authorized') error.name = 'PasswordRequired';
           reject(error);
         } else if (p.attr('type') !== 'unavailable') {
           clearTimeout(timer);
