@@ -290,7 +290,8 @@ describe('embedding Convene with the iframe API', { timeout: 300_000 }, () => {
 
     const forged = await hostPage(`${site.url}/old_external_api.min.js`);
     await embedMeeting(forged, domain, { ...options, jwt: mattermostToken(room, 'wrong secret') }, EVENTS);
-    await waitFor(() => forged.frameLocator('iframe').locator('#ended-title', { hasText: 'Authentication failed' }).isVisible(), 'the forged token refused');
+    // The page says why (the old script has no errorOccurred event to tell the host).
+    await waitFor(() => forged.frameLocator('iframe').locator('#ended', { hasText: 'Invalid signature' }).isVisible(), 'the forged token refused');
     assert.equal((await recorded(forged, 'videoConferenceJoined')).length, 0);
     await host.context().close();
     await forged.context().close();
