@@ -118,7 +118,7 @@ async fn refuses_bad_bodies_and_fields_over_their_limits() {
 #[tokio::test]
 async fn says_when_there_is_nothing_to_sign_join_tokens_with() {
     let mut without = (*config()).clone();
-    without.auth.token.app_secret = Secret::default();
+    without.auth.xmpp.token.app_secret = Secret::default();
     let auth = request_token(SECRET, KEY, 60);
     let (status, answer) = call(Arc::new(without), Some(&auth), r#"{"room":"*"}"#).await;
     assert_eq!(status, StatusCode::CONFLICT);
