@@ -37,6 +37,7 @@ class Client(TrustingClient):
         self.subjects = asyncio.Queue()
         self.add_event_handler("groupchat_subject", self.subjects.put_nowait)
         self.add_event_handler("message", self.inbox.put_nowait)
+        self.add_event_handler("message_error", self.inbox.put_nowait)
         self.add_event_handler("groupchat_message", self._groupchat)
         self.add_event_handler("groupchat_presence", self.presences.put_nowait)
 
@@ -216,6 +217,77 @@ async def muc():
         await client.stop()
 
 
+async def refused(coroutine, condition, what):
+    """Awaits an IQ that must be refused with `condition`."""
+    try:
+        await coroutine
+    except IqError as error:
+        check(error.condition == condition, f"{what}: {error.condition}, wanted {condition}")
+        return
+    raise AssertionError(f"{what} was allowed")
+
+
+async def muc_forged():
+    """A participant without the right forges each moderator action: the error the clients
+    handle, and nothing changes for anyone. Then the room owner does the same: it works."""
+    room = f"forged@{MUC}"
+    alice = await Client(f"{ARGS['user']}@{DOMAIN}/a", ARGS["password"], "SCRAM-SHA-256").start()
+    bob, carol = await Client(DOMAIN).start(), await Client(DOMAIN).start()
+    await alice["xep_0045"].join_muc_wait(room, "alice", timeout=TIMEOUT)
+    await bob["xep_0045"].join_muc_wait(room, "bob", timeout=TIMEOUT)
+    await carol["xep_0045"].join_muc_wait(room, "carol", timeout=TIMEOUT)
+    muc = bob["xep_0045"]
+
+    await refused(muc.set_role(room, "alice", "none", reason="x", timeout=TIMEOUT), "not-allowed", "kick by a participant")
+    await refused(muc.set_role(room, "carol", "moderator", timeout=TIMEOUT), "not-allowed", "moderator role by a participant")
+    await refused(muc.set_affiliation(room, "owner", jid=bob.boundjid.bare, timeout=TIMEOUT), "forbidden", "owner grant to oneself")
+    await refused(muc.set_affiliation(room, "outcast", jid=alice.boundjid.bare, timeout=TIMEOUT), "forbidden", "ban of the owner")
+    form = bob["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#roomconfig")
+    form.add_field(var="muc#roomconfig_roomsecret", value="mine")
+    form.add_field(var="muc#roomconfig_passwordprotectedroom", value="1")
+    await refused(muc.set_room_config(room, form, timeout=TIMEOUT), "forbidden", "locking the room")
+    await refused(muc.get_room_config(room, timeout=TIMEOUT), "forbidden", "reading the room's form")
+    subject = bob.make_message(mto=room, mtype="groupchat")
+    subject["subject"] = "mine"
+    subject.send()
+    got = await bob.next_message(lambda m: m["type"] == "error")
+    check(got["error"]["condition"] == "forbidden", f"subject: {got['error']['condition']}")
+
+    # Nothing changed: nobody left or changed role, the room is open, a newcomer walks in.
+    info = await carol["xep_0030"].get_info(jid=room, timeout=TIMEOUT)
+    check("muc_unsecured" in info["disco_info"]["features"], "room locked by a forged form")
+    roles = {p["from"].resource: item(p).get("role") for p in await drain(carol.presences)}
+    check(roles == {"alice": "moderator", "bob": "participant", "carol": "participant"}, f"roles changed: {roles}")
+    dave = await Client(DOMAIN).start()
+    await dave["xep_0045"].join_muc_wait(room, "dave", timeout=TIMEOUT)
+
+    # The owner may: lock the room, grant moderator, kick.
+    form = alice["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#roomconfig")
+    form.add_field(var="muc#roomconfig_roomsecret", value="s3cret")
+    form.add_field(var="muc#roomconfig_passwordprotectedroom", value="1")
+    await alice["xep_0045"].set_room_config(room, form, timeout=TIMEOUT)
+    eve = await Client(DOMAIN).start()
+    await join_refused(eve, room, "eve", "not-authorized")
+    await alice["xep_0045"].set_affiliation(room, "owner", jid=carol.boundjid.bare, timeout=TIMEOUT)
+    got = await bob.next_presence(lambda p: p["from"] == f"{room}/carol" and item(p).get("role") == "moderator")
+    check(item(got).get("affiliation") == "owner", "carol not owner")
+    await carol["xep_0045"].set_role(room, "bob", "none", reason="bye", timeout=TIMEOUT)
+    got = await bob.next_presence(lambda p: p["from"] == f"{room}/bob" and p["type"] == "unavailable")
+    check({307, 110} <= statuses(got), f"kick statuses {statuses(got)}")
+    for client in (alice, bob, carol, dave, eve):
+        await client.stop()
+
+
+async def drain(queue):
+    """What `queue` holds now."""
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
 async def second_resource():
     """Two resources of one account both work; binding a taken resource is a conflict."""
     user, password = ARGS["user"], ARGS["password"]
@@ -266,6 +338,48 @@ async def wrong_password():
         client.disconnect()
     right = await Client(f"{ARGS['user']}@{DOMAIN}/y", ARGS["password"], "SCRAM-SHA-256").start()
     await right.stop()
+
+
+async def sasl_failure(jid, password):
+    """The SASL failure condition a PLAIN login gets, and how long it took."""
+    client = Client(jid, password, "PLAIN")
+    began = time.monotonic()
+    client.connect(HOST, PORT)
+    failure = await asyncio.wait_for(client.failed, TIMEOUT)
+    client.disconnect()
+    condition = next(iter(failure.xml), None)
+    return (condition.tag.split("}")[1] if condition is not None else None), time.monotonic() - began
+
+
+async def directory():
+    """PLAIN checked against the LDAP directory (args user/password: a member of the
+    moderator group; other/other_password: a plain member; local/local_password: a local
+    account). The group, not the order of joining, decides who owns the room."""
+    room = f"ldap@{MUC}"
+    # The local account creates the room (its creator owns it, as the focus does in Jitsi).
+    local = await Client(f"{ARGS['local']}@{DOMAIN}/l", ARGS["local_password"], "PLAIN").start()
+    check(local.boundjid.bare == f"{ARGS['local']}@{DOMAIN}", "local account beside the directory")
+    await local["xep_0045"].join_muc_wait(room, "local", timeout=TIMEOUT)
+    other = await Client(f"{ARGS['other']}@{DOMAIN}/o", ARGS["other_password"], "PLAIN").start()
+    check(other["feature_mechanisms"].mech.name == "PLAIN", "not PLAIN")
+    check(other.boundjid.bare == f"{ARGS['other']}@{DOMAIN}", f"bound {other.boundjid}")
+    own, _, _, _ = await other["xep_0045"].join_muc_wait(room, "other", timeout=TIMEOUT)
+    check(item(own).get("affiliation") != "owner", f"plain member got {item(own).get('affiliation')}")
+    moderator = await Client(f"{ARGS['user']}@{DOMAIN}/m", ARGS["password"], "PLAIN").start()
+    own, _, _, _ = await moderator["xep_0045"].join_muc_wait(room, "moderator", timeout=TIMEOUT)
+    check(item(own).get("affiliation") == "owner", f"moderator group member got {item(own).get('affiliation')}")
+    for client in (other, moderator, local):
+        await client.stop()
+    condition, _ = await sasl_failure(f"{ARGS['user']}@{DOMAIN}/w", "not-the-password")
+    check(condition == "not-authorized", f"wrong password answered {condition}")
+
+
+async def directory_down():
+    """The directory is stopped: the right password gets <temporary-auth-failure/> soon."""
+    condition, elapsed = await sasl_failure(f"{ARGS['user']}@{DOMAIN}/d", ARGS["password"])
+    check(condition == "temporary-auth-failure", f"directory down answered {condition}")
+    check(elapsed < 5, f"the answer took {elapsed:.1f} s")
+    print(f"directory down answered in {elapsed:.2f} s")
 
 
 # --- raw streams for hostile input -----------------------------------------------------
@@ -552,7 +666,8 @@ async def main():
     scenario = sys.argv[1]
     await {"login": login, "muc": muc, "second-resource": second_resource,
            "wrong-password": wrong_password, "bad-input": bad_input, "resume": resume,
-           "resume-tcp": resume_tcp, "pipelined": pipelined}[scenario]()
+           "resume-tcp": resume_tcp, "pipelined": pipelined, "directory": directory,
+           "directory-down": directory_down, "muc-forged": muc_forged}[scenario]()
     print(f"PASS {scenario}")
 
 

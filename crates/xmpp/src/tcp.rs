@@ -43,7 +43,7 @@ pub async fn accept_loop(
 
 async fn serve(server: XmppServer, id: ConnId, stream: TcpStream, peer: SocketAddr) {
     tracing::debug!("connection from {peer}");
-    let mut conn = Conn::connect(server, id, Transport::Tcp, peer.ip(), None).await;
+    let mut conn = Conn::connect(server, id, Transport::Tcp, peer.ip(), None, None).await;
     let (stream, early) = match run(&mut conn, stream).await {
         Ok(Ended::StartTls(stream, early)) => (stream, early),
         ended => return end(conn, ended, peer).await,

@@ -562,6 +562,51 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
 }
 
 #[test]
+fn a_force_muted_source_is_not_forwarded_until_the_endpoint_is_unmuted() {
+    let mut world = simulcast_world(&[("r", "10.0.0.3:5000")]);
+    let mut encoder = Encoder::new([1; 3], [0; 3]);
+    assert!(!encoder.run(&mut world, 1000, 1).is_empty(), "no video");
+    let force_mute = |world: &mut World, kind, muted| {
+        let request = BridgeRequest::ForceMute {
+            conference: ConferenceId("room".into()),
+            endpoint: EndpointId("s".into()),
+            kind,
+            muted,
+        };
+        world.core.handle_request(world.now, request).unwrap();
+    };
+    // Muting audio leaves the video alone.
+    force_mute(&mut world, MediaKind::Audio, true);
+    assert!(
+        !encoder.run(&mut world, 300, 1).is_empty(),
+        "audio mute stopped video"
+    );
+    force_mute(&mut world, MediaKind::Video, true);
+    let dropped = world.core.counters().dropped(DropReason::ForceMuted);
+    // The sender keeps sending (as a client that ignores the mute would): nothing arrives.
+    assert!(
+        encoder.run(&mut world, 1000, 1).is_empty(),
+        "force-muted video forwarded"
+    );
+    assert!(world.core.counters().dropped(DropReason::ForceMuted) >= dropped + 3 * 25);
+    force_mute(&mut world, MediaKind::Video, false);
+    let back = encoder.run(&mut world, 1000, 1);
+    assert!(
+        back.len() > 10,
+        "video not back after unmute: {}",
+        back.len()
+    );
+    assert!(back[0].3, "resumed on a delta frame");
+    let unknown = BridgeRequest::ForceMute {
+        conference: ConferenceId("room".into()),
+        endpoint: EndpointId("nobody".into()),
+        kind: MediaKind::Video,
+        muted: true,
+    };
+    assert!(world.core.handle_request(world.now, unknown).is_err());
+}
+
+#[test]
 fn a_congested_receiver_is_estimated_down_to_a_lower_layer_and_others_keep_the_top() {
     // "slow" sits behind 1 Mb/s with 100 ms of queue; "fast" is unconstrained. The bridge
     // starts from a 10 Mb/s estimate for both, so it has to find out from the feedback.
