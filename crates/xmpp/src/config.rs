@@ -28,12 +28,8 @@ pub struct Config {
     pub max_depth: usize,
     /// Sustained stanzas per second per connection...
     pub stanzas_per_second: f64,
-    /// ...and the burst allowed above it. A client over the rate is not read from until
-    /// it is within it again (TCP back-pressure)...
+    /// ...and the burst allowed above it.
     pub stanza_burst: f64,
-    /// ...and ended with `policy-violation` once it has kept its reader paused for this
-    /// long without its budget refilling to a full burst.
-    pub stanza_throttle_limit_secs: u64,
     /// Connections per IP address that have not authenticated yet, counted from the
     /// moment the socket is accepted (before any byte); one over it is closed at once.
     pub max_unauthenticated_per_ip: usize,
@@ -99,7 +95,6 @@ impl Default for Config {
             max_depth: 16,
             stanzas_per_second: 50.0,
             stanza_burst: 100.0,
-            stanza_throttle_limit_secs: 30,
             max_unauthenticated_per_ip: 20,
             open_timeout_secs: 10,
             auth_timeout_secs: 30,

@@ -105,7 +105,6 @@ impl Conn {
             tls_available: true,
             stanzas_per_second: config.stanzas_per_second,
             stanza_burst: config.stanza_burst,
-            throttle_limit: Duration::from_secs(config.stanza_throttle_limit_secs),
             max_unacked: config.max_unacked,
             resume_timeout: Duration::from_secs(config.resume_timeout_secs),
             token,
@@ -186,13 +185,6 @@ impl Conn {
 
     pub fn is_authenticated(&self) -> bool {
         self.session.is_authenticated()
-    }
-
-    /// Until when the reader must stop reading: the client is over its stanza rate.
-    pub fn read_pause(&mut self) -> Option<tokio::time::Instant> {
-        self.session
-            .read_pause(Instant::now())
-            .map(tokio::time::Instant::from_std)
     }
 
     pub fn is_bound(&self) -> bool {

@@ -114,18 +114,16 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         let silence_limit = keepalive.deadline();
         let setup_deadline = conn.setup_deadline(started, header_sent);
-        // Over its stanza rate, the client is neither parsed nor read from.
-        let pause = conn.read_pause();
         let writes = if let Some(refusal) = refusal.take() {
             refusal
-        } else if pause.is_none() && !unparsed.is_empty() {
+        } else if !unparsed.is_empty() {
             let mut data = &buffer[unparsed.clone()];
             let writes = handle_input(conn, &mut parser, &mut data).await;
             unparsed.start = unparsed.end - data.len();
             writes
         } else {
             tokio::select! {
-                read = stream.read(&mut buffer), if pause.is_none() => {
+                read = stream.read(&mut buffer) => {
                     let read = read?;
                     if read == 0 {
                         return Ok(Ended::Gone);
@@ -134,7 +132,6 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     unparsed = 0..read;
                     continue;
                 }
-                _ = tokio::time::sleep_until(pause.unwrap_or(setup_deadline)), if pause.is_some() => continue,
                 writes = conn.next_outside_writes() => writes,
                 _ = tokio::time::sleep_until(setup_deadline), if !conn.is_authenticated() => {
                     vec![Write::Close(Some(StreamError::ConnectionTimeout))]
@@ -184,15 +181,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Parses what was read, event by event, until it is used up, the client is over its
-/// stanza rate, or an event ends this parser's stream (STARTTLS, a SASL restart, a
-/// close): `data` is left at what follows.
+/// Parses what was read, event by event, until it is used up or an event ends this
+/// parser's stream (STARTTLS, a SASL restart, a close): `data` is left at what follows.
 async fn handle_input(conn: &mut Conn, parser: &mut StreamParser, data: &mut &[u8]) -> Vec<Write> {
     let mut writes = Vec::new();
     loop {
-        if conn.read_pause().is_some() {
-            return writes;
-        }
         let event = match parser.next(data) {
             Ok(Some(event)) => event,
             Ok(None) => return writes,

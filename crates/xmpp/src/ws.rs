@@ -126,14 +126,11 @@ async fn run(conn: &mut Conn, socket: &mut WebSocket) -> bool {
     loop {
         let silence_limit = keepalive.deadline();
         let setup_deadline = conn.setup_deadline(started, opened);
-        // Over its stanza rate, the client is not read from (TCP back-pressure).
-        let pause = conn.read_pause();
         let writes = if let Some(refusal) = refusal.take() {
             refusal
         } else {
             tokio::select! {
-                _ = tokio::time::sleep_until(pause.unwrap_or(setup_deadline)), if pause.is_some() => continue,
-                message = socket.recv(), if pause.is_none() => {
+                message = socket.recv() => {
                     keepalive.heard();
                     match message {
                     // Whitespace keep-alives are not RFC 7395, but harmless: ignore them.

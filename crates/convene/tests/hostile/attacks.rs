@@ -45,9 +45,9 @@ async fn drain(mut read: impl AsyncRead + Unpin) -> Option<String> {
 /// once, then keep to 40 of its 50 stanzas a second for `span`.
 pub async fn flood(c2s: SocketAddr, room: &str, span: Duration) -> String {
     const FLOODERS: usize = 20;
-    // The whole of the per-connection burst at once: over it, the server would only stop
-    // reading the flooder.
-    const BURST: usize = STANZA_BURST;
+    // Within the per-connection limit, with room for a server that reads late: three
+    // quarters of the burst at once.
+    const BURST: usize = STANZA_BURST / 4 * 3;
     let mut flooders = Vec::new();
     for n in 0..FLOODERS {
         let mut raw = Raw::anonymous([127, 0, 0, 8], c2s).await.unwrap();
@@ -327,52 +327,52 @@ pub async fn idle_sockets(http: SocketAddr, c2s: SocketAddr) -> String {
     )
 }
 
+/// How many pings a client that was cut for its rate had answered before its stream
+/// error: answers p0, p1, ... in order, none after the error.
+fn answers_then_policy_violation(received: &str) -> usize {
+    let cut = received
+        .find("<policy-violation")
+        .unwrap_or_else(|| panic!("no policy-violation in {received}"));
+    let answered = |text: &str, i: usize| {
+        text.contains(&format!("id='p{i}'")) || text.contains(&format!("id=\"p{i}\""))
+    };
+    let count = (0..).take_while(|i| answered(&received[..cut], *i)).count();
+    assert!(
+        count >= STANZA_BURST / 2,
+        "only {count} answers before the cut"
+    );
+    assert!(
+        !answered(received, count),
+        "answers out of order: {received}"
+    );
+    assert!(
+        !received[cut..].contains("type='result'"),
+        "answered after the cut"
+    );
+    count
+}
+
 fn ping(i: usize) -> String {
     format!("<iq xmlns='jabber:client' type='get' id='p{i}'><ping xmlns='urn:xmpp:ping'/></iq>")
 }
 
-/// Whether `text` holds the answers to pings `0..count`, in order: the count answered
-/// before the first missing or misplaced one.
-fn answered_in_order(text: &str, count: usize) -> usize {
-    let mut from = 0;
-    for i in 0..count {
-        let found = [format!("id='p{i}'"), format!("id=\"p{i}\"")]
-            .iter()
-            .filter_map(|id| text[from..].find(id.as_str()))
-            .min();
-        match found {
-            Some(at) => from += at,
-            None => return i,
-        }
-    }
-    count
-}
-
-/// A client pipelines 200 pings after logging in, over TCP and over WebSocket, twice its
-/// burst: beyond the burst the server stops reading it (TCP back-pressure) and answers at
-/// its rate, every ping in order, without cutting it.
-pub async fn pipelined(c2s: SocketAddr, http: SocketAddr) -> String {
+/// A client pipelines 1000 pings after logging in, over TCP and over WebSocket: it is
+/// cut at its burst, and still gets the answers already due, then the stream error and
+/// the stream's end (and a close frame), without a reset.
+pub async fn pipelined_cut(c2s: SocketAddr, http: SocketAddr) -> String {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-    const PINGS: usize = 2 * STANZA_BURST;
-    // The burst at once, the rest at 50 a second.
-    let at_rate = Duration::from_secs_f64((PINGS - STANZA_BURST) as f64 / 50.0);
+    const PINGS: usize = 1000;
 
     let mut raw = Raw::anonymous([127, 0, 0, 9], c2s).await.unwrap();
     let pings: String = (0..PINGS).map(ping).collect();
-    let started = Instant::now();
     raw.send(&pings).await.unwrap();
-    for i in 0..PINGS {
-        let answer = [format!("id='p{i}'"), format!("id=\"p{i}\"")];
-        let markers = [answer[0].as_str(), answer[1].as_str(), "<policy-violation"];
-        let which = raw.until(&markers).await.unwrap();
-        assert!(which < 2, "cut after {i} answers over TCP");
-    }
-    let over_tcp = started.elapsed();
-    assert!(
-        over_tcp + MARGIN >= at_rate,
-        "answered faster than the rate: {over_tcp:?}"
-    );
+    let received = raw
+        .read_to_close(Duration::from_secs(5))
+        .await
+        .expect("a clean close, not a reset");
+    let over_tcp = answers_then_policy_violation(&received);
+    assert!(received.ends_with("</stream:stream>"), "{received}");
 
     let mut request = format!("ws://{http}/xmpp-websocket")
         .into_client_request()
@@ -392,29 +392,34 @@ pub async fn pipelined(c2s: SocketAddr, http: SocketAddr) -> String {
         "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>".to_owned(),
     ];
     frames.extend((0..PINGS).map(ping));
-    let started = Instant::now();
     for frame in frames {
-        socket.feed(Message::text(frame)).await.unwrap();
+        // The server may cut before all are sent.
+        if socket.feed(Message::text(frame)).await.is_err() {
+            break;
+        }
     }
-    socket.flush().await.unwrap();
-    let mut text = String::new();
+    let _ = socket.flush().await;
+    let (mut text, mut close_frame) = (String::new(), false);
     let read_all = async {
-        while answered_in_order(&text, PINGS) < PINGS {
-            match socket.next().await {
-                Some(Ok(Message::Text(frame))) => text.push_str(&frame),
-                Some(Ok(Message::Close(_))) | None => panic!("closed: {text}"),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => panic!("{e}: {text}"),
+        while let Some(message) = socket.next().await {
+            match message.expect("a clean close, not a reset") {
+                Message::Text(frame) => text.push_str(&frame),
+                Message::Close(_) => close_frame = true,
+                _ => {}
             }
         }
     };
-    tokio::time::timeout(at_rate + Duration::from_secs(10), read_all)
+    tokio::time::timeout(Duration::from_secs(5), read_all)
         .await
-        .unwrap_or_else(|_| panic!("not all answered over WebSocket"));
-    let over_ws = started.elapsed();
-    assert!(!text.contains("<policy-violation"), "{text}");
+        .expect("closed by the server in time");
+    let over_ws = answers_then_policy_violation(&text);
+    assert!(
+        text.ends_with("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"),
+        "{text}"
+    );
+    assert!(close_frame, "no close frame after {text}");
     format!(
-        "{PINGS} pipelined pings (burst {STANZA_BURST}): all answered in order, none cut, in \
-         {over_tcp:.1?} over TCP and {over_ws:.1?} over WebSocket"
+        "{PINGS} pipelined pings: {over_tcp} answers then policy-violation and the stream end over \
+         TCP; {over_ws} answers, policy-violation, <close/> and a close frame over WebSocket"
     )
 }

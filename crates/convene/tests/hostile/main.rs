@@ -100,8 +100,8 @@ async fn innocent_occupants_are_unharmed_by_every_attack_of_issue_15() {
     let figures = attacks::idle_sockets(http, c2s).await;
     run.done(figures).await;
 
-    run.phase("pipelined").await;
-    let figures = attacks::pipelined(c2s, http).await;
+    run.phase("pipelined-cut").await;
+    let figures = attacks::pipelined_cut(c2s, http).await;
     run.done(figures).await;
 
     // What the last attack left in flight reaches the innocents before they stop.

@@ -139,7 +139,6 @@ impl Harness {
             tls_available: false,
             stanzas_per_second: 100.0,
             stanza_burst: 100.0,
-            throttle_limit: TIMEOUT,
             max_unacked: 100,
             resume_timeout: TIMEOUT,
             token: None,

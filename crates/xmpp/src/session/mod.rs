@@ -97,9 +97,6 @@ pub struct SessionConfig {
     pub tls_available: bool,
     pub stanzas_per_second: f64,
     pub stanza_burst: f64,
-    /// How long a client may keep its reader paused at the stanza rate (its budget never
-    /// back to a full burst) before the stream is ended as abuse.
-    pub throttle_limit: Duration,
     pub max_unacked: usize,
     pub resume_timeout: Duration,
     /// The token the client presented with its connection (`?token=` on the WebSocket URL).
@@ -163,9 +160,6 @@ pub struct Session {
     token_pending: Option<Vec<u8>>,
     sm: Option<StreamManagement>,
     bucket: TokenBucket,
-    /// Since when the client has kept its budget from refilling to a full burst, once its
-    /// reader was first paused.
-    throttled_since: Option<Instant>,
     rate_limited: bool,
 }
 
@@ -189,7 +183,6 @@ impl Session {
             token_pending: None,
             sm: None,
             bucket,
-            throttled_since: None,
             rate_limited: false,
         }
     }
@@ -208,20 +201,6 @@ impl Session {
 
     pub fn is_authenticated(&self) -> bool {
         !matches!(self.phase, Phase::Negotiating)
-    }
-
-    /// Whether the shell must stop reading (TCP back-pressure, as Prosody and ejabberd
-    /// do) rather than take another element: until the instant the budget covers a
-    /// stanza again.
-    pub fn read_pause(&mut self, now: Instant) -> Option<Instant> {
-        if self.bucket.balance(now) >= 1.0 {
-            if self.bucket.full(now) {
-                self.throttled_since = None;
-            }
-            return None;
-        }
-        self.throttled_since.get_or_insert(now);
-        Some(self.bucket.reaches(1.0))
     }
 
     /// The stream was closed for sending faster than the rate limit allows.
@@ -330,12 +309,7 @@ impl Session {
         // Acks answer our own requests, one per few stanzas delivered: in a busy room a
         // well-behaved client sends many, so they cost a tenth of a stanza.
         let cost = if element.ns() == ns::SM { 0.1 } else { 1.0 };
-        let abusive = self
-            .throttled_since
-            .is_some_and(|since| now.saturating_duration_since(since) > self.config.throttle_limit);
-        // A shell that pauses its reader never gets here without the budget; the check
-        // stays for the hard limit.
-        if abusive || !self.bucket.take(now, cost) {
+        if !self.bucket.take(now, cost) {
             self.rate_limited = true;
             out.push(Action::Close(Some(StreamError::PolicyViolation)));
             return;

@@ -15,7 +15,6 @@ fn config(burst: f64) -> SessionConfig {
         tls_available: false,
         stanzas_per_second: 1.0,
         stanza_burst: burst,
-        throttle_limit: Duration::from_secs(5),
         max_unacked: 100,
         resume_timeout: Duration::from_secs(60),
         token: None,
@@ -247,40 +246,6 @@ fn flood_beyond_the_burst_is_a_policy_violation() {
         &mut out,
     );
     assert!(!out.iter().any(|a| matches!(a, Action::Close(_))));
-}
-
-#[test]
-fn over_the_rate_the_reader_pauses_and_one_kept_paused_past_the_limit_is_cut() {
-    // 1 stanza a second, a burst of 3, a throttle limit of 5 s.
-    let now = Instant::now();
-    let domains = std::sync::Arc::new(Domains::new("d.test"));
-    let mut session = Session::new(config(3.0), domains, now, rng());
-    let mut out = Vec::new();
-    session.open(Some("d.test"), Some("1.0"), &mut out);
-    let abort = || xml("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-    for _ in 0..3 {
-        assert_eq!(session.read_pause(now), None);
-        session.element(abort(), now, &mut out);
-    }
-    let resume = session.read_pause(now).expect("paused after the burst");
-    assert!(resume > now && resume < now + Duration::from_millis(1100));
-    // Read only when the budget is back, at the rate: not cut within the limit.
-    let mut t = now;
-    for _ in 0..4 {
-        t = session.read_pause(t).expect("still at the rate");
-        assert_eq!(session.read_pause(t), None);
-        session.element(abort(), t, &mut out);
-    }
-    assert!(!out.iter().any(|a| matches!(a, Action::Close(_))));
-    assert!(!session.rate_limited());
-    // Past 5 s at the rate, the next stanza ends the stream.
-    t = session.read_pause(t).unwrap();
-    session.element(abort(), t, &mut out);
-    assert!(matches!(
-        out.last(),
-        Some(Action::Close(Some(StreamError::PolicyViolation)))
-    ));
-    assert!(session.rate_limited());
 }
 
 #[test]

@@ -18,7 +18,6 @@ fn config(token: Option<&str>, token_auth: TokenAuth, moderator: ModeratorPolicy
         tls_available: false,
         stanzas_per_second: 10.0,
         stanza_burst: 100.0,
-        throttle_limit: Duration::from_secs(30),
         max_unacked: 100,
         resume_timeout: Duration::from_secs(60),
         token: token.map(|t| BearerToken(t.into())),
