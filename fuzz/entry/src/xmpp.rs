@@ -74,7 +74,7 @@ pub(crate) fn sasl(data: &[u8]) {
     let initial = messages.next().unwrap_or_default();
     convene_xmpp::sasl::claimed_username(mechanism, initial);
     let mut rng = StdRng::seed_from_u64(0);
-    let (mut exchange, mut step) = Exchange::start(mechanism, initial);
+    let (mut exchange, mut step) = Exchange::start(mechanism, initial, false);
     loop {
         step = match step {
             Step::Lookup(Lookup::ScramCredentials { username, hash }) => exchange.answer(
