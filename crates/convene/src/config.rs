@@ -22,6 +22,8 @@ pub struct Config {
     pub web: convene_web::Config,
     /// Sign-in and moderators: tokens, OIDC, moderator policy (docs/auth.md).
     pub auth: Auth,
+    /// The REST API's key and secret (docs/api.md).
+    pub api: crate::api::ApiConfig,
 }
 
 /// `[auth]`: the XMPP server's part (moderator policy, secure domain, tokens, ...) and
@@ -71,6 +73,7 @@ impl Default for Config {
             focus: Default::default(),
             web: Default::default(),
             auth: Default::default(),
+            api: Default::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use anyhow::Context;
 use axum::Router;
 
 use crate::config::Config;
-use crate::{http, ops};
+use crate::{api, http, ops};
 
 /// From the stop signal to the end of `run`, whatever a role does (a hung role is left
 /// behind rather than keeping the process alive).
@@ -108,6 +108,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         http: connections.clone(),
     });
     let app = app.merge(ops::router(roles.clone()));
+    let app = if config.api.enabled() {
+        app.merge(api::router(Arc::new(config.clone())))
+    } else {
+        app
+    };
     println!(
         "Convene is running. Open http://{}:{port}/<room> in a browser to join a room.",
         config.domain

@@ -1,52 +1,71 @@
 //! `convene token`: mints a Jitsi token (HS256 with the configured `app_secret`) for a
-//! room and a user, as an integration would; for testing and for scripts.
+//! room and a user, as an integration would; for testing and for scripts. The REST API's
+//! `POST /api/v1/tokens` ([`crate::api`]) takes the same fields as JSON.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use jsonwebtoken::{EncodingKey, Header, encode};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Config;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenArgs {
     /// The room the token opens (`*`: every room).
     #[arg(long)]
-    room: String,
+    pub room: String,
     /// The user's display name.
     #[arg(long)]
-    name: Option<String>,
+    pub name: Option<String>,
     /// The user's id at the issuer (default: the name).
     #[arg(long)]
-    id: Option<String>,
+    pub id: Option<String>,
     #[arg(long)]
-    email: Option<String>,
+    pub email: Option<String>,
     /// An avatar URL.
     #[arg(long)]
-    avatar: Option<String>,
+    pub avatar: Option<String>,
     /// Claim the moderator right (`context.user.moderator`).
     #[arg(long)]
-    moderator: bool,
+    #[serde(default)]
+    pub moderator: bool,
     /// `sub`: the domain (default: the configured one), a tenant, or `*`.
     #[arg(long)]
-    sub: Option<String>,
+    pub sub: Option<String>,
     /// `aud` (default `jitsi`).
     #[arg(long, default_value = "jitsi")]
-    aud: String,
+    #[serde(default = "default_aud")]
+    pub aud: String,
     /// Seconds the token is valid.
     #[arg(long, default_value_t = 3600)]
-    valid_secs: u64,
+    #[serde(default = "default_valid_secs")]
+    pub valid_secs: u64,
     /// A feature to grant (`context.features.<name> = true`), repeatable.
     #[arg(long = "feature")]
-    features: Vec<String>,
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+fn default_aud() -> String {
+    "jitsi".into()
+}
+
+fn default_valid_secs() -> u64 {
+    3600
 }
 
 pub fn run(config: &Config, args: TokenArgs) -> anyhow::Result<()> {
-    let minter = TokenMinter::new(config)?;
-    println!("{}", minter.sign(&args.user(), &args.grant(), unix_now()?)?);
+    println!("{}", mint(config, &args, unix_now()?)?);
     Ok(())
+}
+
+/// The token for `args`, signed with `[auth.token] app_secret`, issued at `now` (Unix s).
+pub fn mint(config: &Config, args: &TokenArgs, now: u64) -> anyhow::Result<String> {
+    TokenMinter::new(config)?.sign(&args.user(), &args.grant(), now)
 }
 
 impl TokenArgs {
@@ -182,7 +201,8 @@ impl convene_web::Minter for TokenMinter {
     }
 }
 
-fn unix_now() -> anyhow::Result<u64> {
+/// Seconds since 1970, as tokens count time.
+pub fn unix_now() -> anyhow::Result<u64> {
     Ok(SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the clock is before 1970")?

@@ -7,7 +7,8 @@
 //! | path | what |
 //! |---|---|
 //! | `/` | home page: create or enter a room |
-//! | `/<room>` | the room page (pre-join screen, then the meeting) |
+//! | `/<room>`, `/<tenant>/<room>` | the room page (pre-join screen, then the meeting); a tenant is a URL prefix only |
+//! | `/external_api.js`, `/<tenant>/external_api.js`, `/libs/external_api.min.js` | the iframe API (`JitsiMeetExternalAPI`) |
 //! | `/config.js` | `var config = {...}` generated from the domain and the request's `Host` |
 //! | `/assets/<file>` | the embedded client files |
 //! | `/auth/oidc/login`, `/auth/oidc/callback` | OpenID Connect sign-in, when on ([`oidc`]) |
@@ -76,7 +77,11 @@ pub fn router(domain: &str, config: Config, sign_in: SignIn) -> Router {
             .route("/config.js", get(config_js))
             .route("/favicon.ico", get(favicon))
             .route("/assets/{*path}", get(asset))
+            .route("/external_api.js", get(external_api))
+            .route("/libs/external_api.min.js", get(external_api))
+            .route("/{tenant}/external_api.js", get(external_api))
             .route("/{room}", get(room_page))
+            .route("/{tenant}/{room}", get(tenant_room_page))
             .with_state(site),
     };
     match oidc {
@@ -99,6 +104,21 @@ async fn room_page(Path(room): Path<String>) -> Response {
     } else {
         (StatusCode::NOT_FOUND, "no such page").into_response()
     }
+}
+
+/// `/<tenant>/<room>`: the same page; the room is the last segment (the MUC is shared, as a
+/// stock deployment behind Debian's nginx site has it for tenant paths).
+async fn tenant_room_page(Path((tenant, room)): Path<(String, String)>) -> Response {
+    if is_room_name(&tenant) && is_room_name(&room) {
+        embedded("room.html")
+    } else {
+        (StatusCode::NOT_FOUND, "no such page").into_response()
+    }
+}
+
+/// The iframe API, for any page embedding a meeting (docs/embedding.md).
+async fn external_api() -> Response {
+    embedded("external_api.js")
 }
 
 async fn asset(Path(path): Path<String>) -> Response {
@@ -308,12 +328,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn tenant_paths_get_the_room_page() {
+        let (status, _, body) = get("/meeting/Weekly_sync", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("/assets/app/room.js"));
+    }
+
+    #[tokio::test]
+    async fn the_iframe_api_is_served_where_integrations_look_for_it() {
+        for uri in [
+            "/external_api.js",
+            "/external_api.js?release=release-1234",
+            "/meeting/external_api.js",
+            "/libs/external_api.min.js",
+        ] {
+            let (status, mime, body) = get(uri, None).await;
+            assert_eq!(
+                (status, mime.as_str()),
+                (StatusCode::OK, "text/javascript"),
+                "{uri}"
+            );
+            assert!(body.contains("JitsiMeetExternalAPI"), "{uri}");
+        }
+    }
+
+    #[tokio::test]
     async fn unknown_paths_and_bad_room_names_are_not_found() {
         for uri in [
             "/assets/nope.js",
             "/assets/../Cargo.toml",
             "/room.with.dots",
-            "/a/b",
+            "/a/b.c",
+            "/a/b/c",
+            "/a.b/room",
             &format!("/{}", "r".repeat(MAX_ROOM_NAME + 1)),
         ] {
             assert_eq!(get(uri, None).await.0, StatusCode::NOT_FOUND, "{uri}");

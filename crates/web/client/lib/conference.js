@@ -37,6 +37,7 @@ import { AuthError, IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {string} role
  * @property {Record<string, { muted?: boolean, videoType?: string }>} sources SourceInfo
  * @property {string[]} codecs the video codecs it can use, preferred first
+ * @property {import('./presence.js').OccupantPresence['profile']} profile e-mail, avatar, raised hand
  */
 
 /**
@@ -66,6 +67,10 @@ import { AuthError, IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {{ from: string, reaction: string }} reaction an emoji reaction (Jitsi's `endpoint-reaction`)
  * @property {boolean} media-connected whether the media path to the bridge is up (ICE)
  * @property {boolean} waiting-for-host whether the focus keeps us waiting until a host is in
+ * @property {string} subject the room's subject (MUC `<subject>`)
+ * @property {string} role-changed our own MUC role changed (e.g. the focus made us moderator)
+ * @property {string} kicked a moderator removed this participant (endpoint id; ours too)
+ * @property {'audio' | 'video'} muted-remotely a moderator muted us (the focus's mute IQ)
  */
 
 const MAX_CHAT_LENGTH = 10_000;
@@ -80,6 +85,7 @@ export const REACTIONS = new Map([
 const CONFERENCE_RETRIES = 6;
 /** How often a guest asks again while waiting for the host (lib-jitsi-meet's 5 s). */
 const WAIT_FOR_HOST_MS = 5000;
+const MAX_SUBJECT = 1000;
 
 /** @extends {Emitter<ConferenceEvents>} */
 export class Conference extends Emitter {
@@ -90,8 +96,6 @@ export class Conference extends Emitter {
   /** @type {BridgeChannel | undefined} */
   bridge;
   endpointId = '';
-  /** Our MUC role once joined (`moderator`, `participant`). */
-  role = '';
   #focusJid = '';
   #joined = false;
   #left = false;
@@ -100,6 +104,12 @@ export class Conference extends Emitter {
   #screenSharing = false;
   /** The video codec we send (codecs.js `sendCodec`). */
   #sendCodec = 'vp8';
+  /** Our e-mail, avatar URL and raised hand, published in presence. */
+  #profile = { email: '', avatarUrl: '', raisedHand: 0 };
+  /** The room's password, sent with the join (a password-protected room). */
+  password = '';
+  /** Our MUC role (`moderator` once the focus grants it). */
+  role = 'participant';
 
   /**
    * @param {ServerConfig} config
@@ -122,6 +132,13 @@ export class Conference extends Emitter {
     this.xmpp.on('message', (m) => this.#onMessage(m));
     this.xmpp.on('disconnected', ({ reason }) => this.#fail(reason));
     this.xmpp.onIq(NS.jingle, (iq) => this.#onJingle(iq));
+    for (const [kind, ns] of /** @type {const} */ ([['audio', NS.muteAudio], ['video', NS.muteVideo]])) {
+      this.xmpp.onIq(ns, (iq) => {
+        if (iq.attr('from') !== this.#focusMucJid) throw new IqError('not-authorized');
+        if (iq.children[0]?.text === 'true') this.emit('muted-remotely', kind);
+        return undefined;
+      });
+    }
   }
 
   /**
@@ -134,6 +151,11 @@ export class Conference extends Emitter {
     this.endpointId = endpointIdFromJid(jid);
     await this.#requestConference();
     await this.#joinRoom();
+  }
+
+  /** The focus as an occupant of the room: Jingle and mute IQs come from it. */
+  get #focusMucJid() {
+    return `${this.roomJid}/focus`;
   }
 
   get ownJid() {
@@ -188,7 +210,13 @@ export class Conference extends Emitter {
           clearTimeout(timer);
           off();
           const mismatch = p.child('error')?.child('room-mismatch', 'http://jitsi.org/jitmeet');
-          reject(mismatch ? new AuthError('room-mismatch', p.child('error')?.child('text')?.text ?? '') : new Error(`cannot join the room (${errorCondition(p)})`));
+          const condition = errorCondition(p);
+          const error = mismatch
+            ? new AuthError('room-mismatch', p.child('error')?.child('text')?.text ?? '')
+            : new Error(`cannot join the room (${condition})`);
+          // A password-protected room refuses a join without (or with a wrong) password.
+          if (!mismatch && condition === 'not-authorized') error.name = 'PasswordRequired';
+          reject(error);
         } else if (p.attr('type') !== 'unavailable') {
           clearTimeout(timer);
           off();
@@ -199,9 +227,8 @@ export class Conference extends Emitter {
     this.xmpp.send(this.#presence(true));
     const self = /** @type {XmlElement} */ (await joined);
     this.#joined = true;
-    const role = self.child('x', NS.mucUser)?.child('item')?.attr('role') ?? 'participant';
-    this.role = role;
-    this.emit('joined', { endpointId: this.endpointId, role });
+    this.role = self.child('x', NS.mucUser)?.child('item')?.attr('role') ?? 'participant';
+    this.emit('joined', { endpointId: this.endpointId, role: this.role });
   }
 
   /** @param {boolean} [initial] the first presence carries the MUC join element */
@@ -214,8 +241,11 @@ export class Conference extends Emitter {
     };
     if (this.#screenSharing) sources[`${ep}-v1`] = { muted: false, videoType: 'desktop' };
     return xml('presence', { to: this.ownJid }, [
-      initial ? xml('x', { xmlns: NS.muc }) : undefined,
+      initial ? xml('x', { xmlns: NS.muc }, this.password ? [xml('password', {}, this.password)] : []) : undefined,
       xml('nick', { xmlns: NS.nick }, this.displayName),
+      this.#profile.email ? xml('email', {}, this.#profile.email) : undefined,
+      this.#profile.avatarUrl ? xml('avatar-url', {}, this.#profile.avatarUrl) : undefined,
+      this.#profile.raisedHand ? xml('jitsi_participant_raisedHand', {}, String(this.#profile.raisedHand)) : undefined,
       xml('SourceInfo', {}, JSON.stringify(sources)),
       xml('jitsi_participant_codecList', {}, this.codecs.join(',')),
       xml('audiomuted', {}, String(!this.#tracks.audio)),
@@ -236,7 +266,15 @@ export class Conference extends Emitter {
       return;
     }
     const { nick } = occupant;
-    if (nick === this.endpointId) return;
+    if (occupant.kicked) this.emit('kicked', nick);
+    if (nick === this.endpointId) {
+      if (occupant.kicked) this.#fail('removed from the meeting by a moderator');
+      else if (this.#joined && occupant.role && occupant.role !== this.role) {
+        this.role = occupant.role;
+        this.emit('role-changed', occupant.role);
+      }
+      return;
+    }
     if (occupant.unavailable) {
       if (this.participants.delete(nick)) this.emit('participant-left', nick);
       this.#chooseSendCodec();
@@ -250,6 +288,7 @@ export class Conference extends Emitter {
       role: occupant.role ?? known?.role ?? 'participant',
       sources: occupant.sources ?? known?.sources ?? {},
       codecs: occupant.codecs,
+      profile: occupant.profile,
     };
     this.participants.set(nick, participant);
     this.emit(known ? 'participant-updated' : 'participant-joined', participant);
@@ -268,6 +307,8 @@ export class Conference extends Emitter {
   #onMessage(m) {
     const from = m.attr('from') ?? '';
     if (m.attr('type') !== 'groupchat' || !from.startsWith(`${this.roomJid}/`)) return;
+    const subject = m.child('subject')?.text;
+    if (subject !== undefined) this.emit('subject', subject.slice(0, MAX_SUBJECT));
     const text = m.child('body')?.text;
     if (!text) return;
     const nick = from.slice(this.roomJid.length + 1);
@@ -324,7 +365,7 @@ export class Conference extends Emitter {
     const session = new JingleSession(
       {
         xmpp: this.xmpp,
-        focusJid: `${this.roomJid}/focus`,
+        focusJid: this.#focusMucJid,
         ownJid: this.ownJid,
         endpointId: this.endpointId,
         simulcast: !this.config.disableSimulcast,
@@ -438,6 +479,58 @@ export class Conference extends Emitter {
   setDisplayName(name) {
     this.displayName = name;
     this.#sendPresence();
+  }
+
+  /**
+   * Changes what our presence says about us besides the name.
+   * @param {Partial<Participant['profile']>} changes
+   */
+  setProfile(changes) {
+    Object.assign(this.#profile, changes);
+    this.#sendPresence();
+  }
+
+  get profile() {
+    return { ...this.#profile };
+  }
+
+  /** Sets the room's subject (the room refuses it unless we are a moderator). @param {string} text */
+  setSubject(text) {
+    this.xmpp.send(xml('message', { to: this.roomJid, type: 'groupchat' }, [xml('subject', {}, text.slice(0, MAX_SUBJECT))]));
+  }
+
+  /** Locks the room with `password` ('' unlocks it): the muc#owner form, for moderators. @param {string} password */
+  async lockRoom(password) {
+    const field = (/** @type {string} */ v, /** @type {string} */ value, /** @type {string | undefined} */ type = undefined) =>
+      xml('field', { var: v, type }, [xml('value', {}, value)]);
+    await this.xmpp.request(
+      xml('iq', { type: 'set', to: this.roomJid }, [
+        xml('query', { xmlns: NS.mucOwner }, [
+          xml('x', { xmlns: NS.dataForms, type: 'submit' }, [
+            field('FORM_TYPE', 'http://jabber.org/protocol/muc#roomconfig', 'hidden'),
+            field('muc#roomconfig_roomsecret', password),
+            field('muc#roomconfig_passwordprotectedroom', password ? '1' : '0'),
+          ]),
+        ]),
+      ]),
+    );
+    this.password = password;
+  }
+
+  /** Removes a participant from the room (muc#admin role `none`, for moderators). @param {string} id */
+  async kick(id) {
+    await this.xmpp.request(
+      xml('iq', { type: 'set', to: this.roomJid }, [xml('query', { xmlns: NS.mucAdmin }, [xml('item', { nick: id, role: 'none' })])]),
+    );
+  }
+
+  /**
+   * Asks the focus to mute a participant's microphone or camera (moderators only).
+   * @param {string} id @param {'audio' | 'video'} kind
+   */
+  async muteRemote(id, kind) {
+    const ns = kind === 'audio' ? NS.muteAudio : NS.muteVideo;
+    await this.xmpp.request(xml('iq', { type: 'set', to: this.#focusMucJid }, [xml('mute', { xmlns: ns, jid: `${this.roomJid}/${id}` }, 'true')]));
   }
 
   /** Leaves the room and closes everything. */
