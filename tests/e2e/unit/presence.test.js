@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { readOccupantPresence } from '../../../crates/web/client/lib/presence.js';
+import { readOccupantPresence, readRemoval } from '../../../crates/web/client/lib/presence.js';
 import { parse } from './fixtures.js';
 
 const ROOM = 'room@conference.localhost';
@@ -66,3 +66,24 @@ describe('occupant presence', () => {
     assert.equal(readOccupantPresence(long, ROOM, FOCUS)?.displayName?.length, 64);
   });
 });
+
+describe('our own removal', () => {
+  const MUC_USER = 'http://jabber.org/protocol/muc#user';
+  const unavailable = (/** @type {string} */ x) => presence(`<x xmlns="${MUC_USER}">${x}</x>`, `from="${ROOM}/ab12cd34" type="unavailable"`);
+
+  it('reads a kick (307) with the moderator and the reason', () => {
+    const kicked = unavailable('<item affiliation="none" role="none"><actor nick="ff00ff00"/><reason>bye</reason></item><status code="110"/><status code="307"/>');
+    assert.deepEqual(readRemoval(kicked), { kind: 'kicked', actor: 'ff00ff00', reason: 'bye' });
+  });
+
+  it('reads the end of the meeting (a destroyed room) with its reason', () => {
+    const ended = unavailable('<item affiliation="none" role="none"/><destroy><reason>The meeting has been terminated</reason></destroy><status code="110"/>');
+    assert.deepEqual(readRemoval(ended), { kind: 'ended', reason: 'The meeting has been terminated' });
+  });
+
+  it('is nothing for an ordinary leave or an available presence', () => {
+    assert.equal(readRemoval(unavailable('<item affiliation="none" role="none"/><status code="110"/>')), undefined);
+    assert.equal(readRemoval(presence(`<x xmlns="${MUC_USER}"><status code="307"/></x>`)), undefined);
+  });
+});
+

@@ -292,6 +292,8 @@ async function connect() {
     if (!on && !config.disableSimulcast) console.warn('simulcast unavailable: sending a single video layer');
   });
   conference.on('disconnected', ({ reason }) => onDisconnected(reason));
+  conference.on('muted-by-moderator', ({ kind, actor }) => onMutedByModerator(kind, actor));
+  conference.on('removed', onRemoved);
 
   try {
     await conference.join({ audio: state.micMuted ? null : state.mic, video: state.camMuted ? null : state.cam });
@@ -327,6 +329,43 @@ function onDisconnected(reason) {
     if (!state.left) connect();
   }, state.reconnectDelay);
   state.reconnectDelay = Math.min(state.reconnectDelay * 2, 15_000);
+}
+
+/** The name a participant goes by, for notices. @param {string} id */
+const nameOf = (id) => state.conference?.participants.get(id)?.displayName || 'a moderator';
+
+/**
+ * A moderator muted our microphone, camera or screen share: it stops here too (the bridge
+ * has stopped forwarding it already) until we turn it on again ourselves.
+ * @param {import('../lib/conference.js').MuteKind} kind @param {string} actor
+ */
+function onMutedByModerator(kind, actor) {
+  const what = { audio: 'microphone', video: 'camera', desktop: 'screen share' }[kind];
+  if (kind === 'audio' && !state.micMuted) {
+    state.micMuted = true;
+    state.conference?.setTrack('audio', null);
+  } else if (kind === 'video' && !state.camMuted) {
+    state.camMuted = true;
+    grid.tiles.get(LOCAL)?.setVideo(null);
+    state.conference?.setTrack('video', null);
+  } else if (kind === 'desktop') {
+    stopScreenShare(true);
+  }
+  renderToolbar();
+  renderPeople();
+  banner(`Your ${what} was muted by the moderator (${nameOf(actor)}). You can turn it on again.`, 'info', 8000);
+}
+
+/**
+ * A moderator removed us, or ended the meeting for all: we are out, for good.
+ * @param {{ kind: 'kicked' | 'ended', actor?: string, reason?: string }} removal
+ */
+function onRemoved({ kind, actor, reason }) {
+  state.left = true;
+  stopScreenShare(false);
+  for (const key of [...grid.tiles.keys()]) if (key !== LOCAL) grid.remove(key);
+  const why = reason ? ` (${reason})` : '';
+  banner(kind === 'kicked' ? `You were removed from the meeting by ${nameOf(actor ?? '')}${why}.` : `The meeting was ended for everyone${why}.`, 'error');
 }
 
 /**

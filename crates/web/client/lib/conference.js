@@ -10,7 +10,7 @@ import { BridgeChannel } from './bridge-channel.js';
 import { preferenceOrder, sendCodec } from './codecs.js';
 import { Emitter } from './emitter.js';
 import { parseJingle } from './jingle.js';
-import { readOccupantPresence } from './presence.js';
+import { readOccupantPresence, readRemoval } from './presence.js';
 import { JingleSession } from './jingle-session.js';
 import { NS, XmlElement, xml } from './xml.js';
 import { IqError, XmppConnection, errorCondition } from './xmpp.js';
@@ -61,7 +61,20 @@ import { IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {boolean} simulcast whether our camera sends simulcast layers
  * @property {{ from: string, reaction: string }} reaction an emoji reaction (Jitsi's `endpoint-reaction`)
  * @property {boolean} media-connected whether the media path to the bridge is up (ICE)
+ * @property {{ kind: MuteKind, actor: string }} muted-by-moderator a moderator muted our `kind`;
+ *   the bridge forwards none of it until we unmute ourselves (`setTrack`, `startScreenShare`)
+ * @property {{ kind: 'kicked' | 'ended', actor?: string, reason?: string }} removed a moderator
+ *   removed us, or ended the meeting for all; we left (no reconnecting)
  */
+
+/** @typedef {'audio' | 'video' | 'desktop'} MuteKind */
+
+/** The remote-mute namespace of each kind (`<mute xmlns="…">` from the focus). */
+const MUTE_NS = /** @type {const} */ ([
+  ['audio', NS.muteAudio],
+  ['video', NS.muteVideo],
+  ['desktop', NS.muteDesktop],
+]);
 
 const MAX_CHAT_LENGTH = 10_000;
 /** Jitsi Meet's reaction names; anything else from the bridge channel is ignored. */
@@ -89,6 +102,8 @@ export class Conference extends Emitter {
   /** @type {{ audio: MediaStreamTrack | null, video: MediaStreamTrack | null }} */
   #tracks = { audio: null, video: null };
   #screenSharing = false;
+  /** What a moderator muted and we have not unmuted since. @type {Set<MuteKind>} */
+  #forceMuted = new Set();
   /** The video codec we send (codecs.js `sendCodec`). */
   #sendCodec = 'vp8';
 
@@ -112,6 +127,32 @@ export class Conference extends Emitter {
     this.xmpp.on('message', (m) => this.#onMessage(m));
     this.xmpp.on('disconnected', ({ reason }) => this.#fail(reason));
     this.xmpp.onIq(NS.jingle, (iq) => this.#onJingle(iq));
+    for (const [kind, ns] of MUTE_NS) this.xmpp.onIq(ns, (iq) => this.#onMuted(kind, iq));
+  }
+
+  /**
+   * The focus tells us a moderator muted our `kind` (`<mute>true</mute>` with the actor).
+   * @param {MuteKind} kind @param {XmlElement} iq
+   */
+  #onMuted(kind, iq) {
+    if (iq.attr('from') !== `${this.roomJid}/focus`) throw new IqError('not-authorized');
+    const mute = iq.children[0];
+    if (mute?.text.trim() !== 'true') return;
+    this.#forceMuted.add(kind);
+    const actor = (mute.attr('actor') ?? '').slice(this.roomJid.length + 1);
+    this.emit('muted-by-moderator', { kind, actor });
+  }
+
+  /**
+   * Before sending `kind` again after a moderator muted it: asks the focus to let the
+   * bridge forward it (what lib-jitsi-meet sends: an unmute of our own occupant JID).
+   * @param {MuteKind} kind
+   */
+  async #unmuteForced(kind) {
+    if (!this.#forceMuted.delete(kind)) return;
+    const ns = /** @type {string} */ (MUTE_NS.find(([k]) => k === kind)?.[1]);
+    const iq = xml('iq', { type: 'set', to: `${this.roomJid}/focus` }, [xml('mute', { xmlns: ns, jid: this.ownJid }, 'false')]);
+    await this.xmpp.request(iq).catch(() => undefined);
   }
 
   /**
@@ -214,7 +255,14 @@ export class Conference extends Emitter {
       return;
     }
     const { nick } = occupant;
-    if (nick === this.endpointId) return;
+    if (nick === this.endpointId) {
+      const removal = readRemoval(p);
+      if (removal && this.#joined && !this.#left) {
+        this.leave();
+        this.emit('removed', removal);
+      }
+      return;
+    }
     if (occupant.unavailable) {
       if (this.participants.delete(nick)) this.emit('participant-left', nick);
       this.#chooseSendCodec();
@@ -369,6 +417,7 @@ export class Conference extends Emitter {
    * @param {'audio' | 'video'} kind @param {MediaStreamTrack | null} track null = muted
    */
   async setTrack(kind, track) {
+    if (track) await this.#unmuteForced(kind);
     this.#tracks[kind] = track;
     await this.session?.setTrack(kind, track);
     if (kind === 'video') this.bridge?.sendVideoType(`${this.endpointId}-v0`, track ? 'camera' : 'none');
@@ -378,6 +427,7 @@ export class Conference extends Emitter {
   /** @param {MediaStreamTrack} track */
   async startScreenShare(track) {
     if (!this.session) throw new Error('no media session yet');
+    await this.#unmuteForced('desktop');
     this.#screenSharing = true;
     await this.session.startScreenShare(track);
     this.bridge?.sendVideoType(`${this.endpointId}-v1`, 'desktop');

@@ -87,3 +87,20 @@ function readSources(presence, nick) {
     [`${nick}-v0`]: { muted: video === 'true' },
   };
 }
+
+/**
+ * Why our own occupant left, from its unavailable self-presence: removed by a moderator
+ * (status 307, with the moderator's nick and reason), or the room was destroyed (the
+ * meeting ended for all, with the reason given). `undefined` for an ordinary leave.
+ * @param {XmlElement} presence
+ * @returns {{ kind: 'kicked' | 'ended', actor?: string, reason?: string } | undefined}
+ */
+export function readRemoval(presence) {
+  const x = presence.child('x', NS.mucUser);
+  if (presence.attr('type') !== 'unavailable' || !x) return undefined;
+  const destroy = x.child('destroy');
+  if (destroy) return { kind: 'ended', reason: destroy.child('reason')?.text };
+  if (!x.all('status').some((s) => s.attr('code') === '307')) return undefined;
+  const item = x.child('item');
+  return { kind: 'kicked', actor: item?.child('actor')?.attr('nick'), reason: item?.child('reason')?.text };
+}
