@@ -7,7 +7,9 @@ Run by crates/xmpp/tests/peers.rs as
 Each scenario raises on the first unexpected answer; success prints "PASS <scenario>".
 """
 import asyncio
+import base64
 import re
+import ssl
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -338,6 +340,48 @@ async def wrong_password():
     await right.stop()
 
 
+async def sasl_failure(jid, password):
+    """The SASL failure condition a PLAIN login gets, and how long it took."""
+    client = Client(jid, password, "PLAIN")
+    began = time.monotonic()
+    client.connect(HOST, PORT)
+    failure = await asyncio.wait_for(client.failed, TIMEOUT)
+    client.disconnect()
+    condition = next(iter(failure.xml), None)
+    return (condition.tag.split("}")[1] if condition is not None else None), time.monotonic() - began
+
+
+async def directory():
+    """PLAIN checked against the LDAP directory (args user/password: a member of the
+    moderator group; other/other_password: a plain member; local/local_password: a local
+    account). The group, not the order of joining, decides who owns the room."""
+    room = f"ldap@{MUC}"
+    # The local account creates the room (its creator owns it, as the focus does in Jitsi).
+    local = await Client(f"{ARGS['local']}@{DOMAIN}/l", ARGS["local_password"], "PLAIN").start()
+    check(local.boundjid.bare == f"{ARGS['local']}@{DOMAIN}", "local account beside the directory")
+    await local["xep_0045"].join_muc_wait(room, "local", timeout=TIMEOUT)
+    other = await Client(f"{ARGS['other']}@{DOMAIN}/o", ARGS["other_password"], "PLAIN").start()
+    check(other["feature_mechanisms"].mech.name == "PLAIN", "not PLAIN")
+    check(other.boundjid.bare == f"{ARGS['other']}@{DOMAIN}", f"bound {other.boundjid}")
+    own, _, _, _ = await other["xep_0045"].join_muc_wait(room, "other", timeout=TIMEOUT)
+    check(item(own).get("affiliation") != "owner", f"plain member got {item(own).get('affiliation')}")
+    moderator = await Client(f"{ARGS['user']}@{DOMAIN}/m", ARGS["password"], "PLAIN").start()
+    own, _, _, _ = await moderator["xep_0045"].join_muc_wait(room, "moderator", timeout=TIMEOUT)
+    check(item(own).get("affiliation") == "owner", f"moderator group member got {item(own).get('affiliation')}")
+    for client in (other, moderator, local):
+        await client.stop()
+    condition, _ = await sasl_failure(f"{ARGS['user']}@{DOMAIN}/w", "not-the-password")
+    check(condition == "not-authorized", f"wrong password answered {condition}")
+
+
+async def directory_down():
+    """The directory is stopped: the right password gets <temporary-auth-failure/> soon."""
+    condition, elapsed = await sasl_failure(f"{ARGS['user']}@{DOMAIN}/d", ARGS["password"])
+    check(condition == "temporary-auth-failure", f"directory down answered {condition}")
+    check(elapsed < 5, f"the answer took {elapsed:.1f} s")
+    print(f"directory down answered in {elapsed:.2f} s")
+
+
 # --- raw streams for hostile input -----------------------------------------------------
 
 
@@ -392,6 +436,84 @@ async def bad_input():
     for stream in held:
         stream.writer.close()
     await bystander.stop()
+
+
+async def pipelined():
+    """A client that does not wait for the server's answers: `<starttls/>` and its TLS
+    ClientHello (from Python's ssl, OpenSSL) in one write, then, under TLS, SASL PLAIN and
+    the restarted stream's header in one write. Each must go to the right reader: the
+    ClientHello to TLS, not to the XML parser ("invalid codepoint U+16"), the new header
+    to the new stream's parser."""
+    reader, writer = await asyncio.open_connection(HOST, PORT)
+    received = b""
+
+    async def until(marker, read):
+        nonlocal received
+        while marker not in received:
+            data = await asyncio.wait_for(read(), TIMEOUT)
+            check(data, f"closed before {marker!r}; got {received!r}")
+            received += data
+        head, _, received = received.partition(marker)
+        return head + marker
+
+    socket_read = lambda: reader.read(65536)
+    opening = f"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>"
+    writer.write(opening.encode())
+    check(b"starttls" in await until(b"</stream:features>", socket_read), "no STARTTLS offered")
+
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=DOMAIN)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    check(hello[:1] == b"\x16", "no ClientHello")
+    writer.write(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>" + hello)
+    await until(b"<proceed", socket_read)
+    await until(b"/>", socket_read)
+    # What follows `<proceed/>` is the server's TLS.
+    incoming.write(received)
+    received = b""
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            writer.write(outgoing.read())
+            data = await asyncio.wait_for(socket_read(), TIMEOUT)
+            check(data, "closed during the TLS handshake")
+            incoming.write(data)
+    writer.write(outgoing.read())
+    print("<starttls/> and ClientHello in one write -> TLS")
+
+    def send(text):
+        tls.write(text.encode())
+        writer.write(outgoing.read())
+
+    async def tls_read():
+        while True:
+            try:
+                return tls.read(65536)
+            except ssl.SSLWantReadError:
+                data = await socket_read()
+                if not data:
+                    return b""
+                incoming.write(data)
+
+    send(opening)
+    check(b"PLAIN" in await until(b"</stream:features>", tls_read), "no PLAIN under TLS")
+    plain = base64.b64encode(f"\0{ARGS['user']}\0{ARGS['password']}".encode()).decode()
+    send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>" + opening)
+    await until(b"<success", tls_read)
+    check(b"urn:ietf:params:xml:ns:xmpp-bind" in await until(b"</stream:features>", tls_read), "no bind offered")
+    send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    bound = await until(b"</iq>", tls_read)
+    check(f"<jid>{ARGS['user']}@{DOMAIN}/".encode() in bound, f"not bound: {bound!r}")
+    print("SASL and the new stream header in one write -> bound")
+    writer.close()
 
 
 # --- stream management over WebSocket --------------------------------------------------
@@ -544,7 +666,8 @@ async def main():
     scenario = sys.argv[1]
     await {"login": login, "muc": muc, "second-resource": second_resource,
            "wrong-password": wrong_password, "bad-input": bad_input, "resume": resume,
-           "resume-tcp": resume_tcp, "muc-forged": muc_forged}[scenario]()
+           "resume-tcp": resume_tcp, "pipelined": pipelined, "directory": directory,
+           "directory-down": directory_down, "muc-forged": muc_forged}[scenario]()
     print(f"PASS {scenario}")
 
 

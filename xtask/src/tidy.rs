@@ -101,6 +101,10 @@ const SHELLS: &[(&str, &str)] = &[
         "fetches token keys over HTTP and from files, caches them, reads the clock",
     ),
     (
+        "crates/xmpp/src/ldap/directory.rs",
+        "binds and searches on an LDAP server under connect and operation timeouts",
+    ),
+    (
         "crates/xmpp/src/driver.rs",
         "the one task that runs the hub: its event channel and its timer",
     ),

@@ -134,8 +134,11 @@ impl Accounts {
             Lookup::ScramCredentials { username, hash } => {
                 Answer::ScramCredentials(self.credentials(username, *hash))
             }
-            // Tokens are the verifier's, never the database's.
+            // Tokens are the verifier's, passwords of directory users the directory's.
             Lookup::Token(_) => Answer::Token(Err(crate::token::TokenError::Required)),
+            Lookup::Directory { .. } => {
+                Answer::Directory(Err(crate::ldap::DirectoryError::Refused("no directory")))
+            }
         }
     }
 }

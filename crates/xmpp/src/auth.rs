@@ -12,8 +12,9 @@ use jid::Jid;
 use serde::Deserialize;
 
 use crate::identity::{Identity, IdentityKind};
+use crate::ldap::{DirectoryError, DirectoryUser, LdapConfig};
 use crate::sasl::{ScramCredentials, ScramHash};
-use crate::token::{BearerToken, Grant, TokenConfig, TokenError};
+use crate::token::{BearerToken, Grant, Secret, TokenConfig, TokenError};
 
 /// `[auth]`: how users sign in and who moderates.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -24,6 +25,7 @@ pub struct AuthConfig {
     /// at `guest.D`, and wait until a user of the main domain opened the conference.
     pub secure_domain: bool,
     pub token: TokenConfig,
+    pub ldap: LdapConfig,
 }
 
 /// Who becomes moderator (`owner` of the room).
@@ -34,10 +36,11 @@ pub enum ModeratorPolicy {
     /// token's moderator claims are ignored.
     #[default]
     First,
-    /// Every user who signed in (a token or an account); guests never.
+    /// Every user who signed in (a token, an account or the directory); guests never.
     Authenticated,
     /// Token users whose token says so (`context.user.moderator`, `moderator`,
-    /// `context.user.affiliation`), and accounts; nobody else, not even the first.
+    /// `context.user.affiliation`), directory users in the moderator group, and accounts;
+    /// nobody else, not even the first.
     Claim,
 }
 
@@ -47,7 +50,7 @@ impl ModeratorPolicy {
         match (self, kind) {
             (Self::First, _) | (_, IdentityKind::Guest | IdentityKind::Internal) => false,
             (Self::Authenticated, _) | (Self::Claim, IdentityKind::Account) => true,
-            (Self::Claim, IdentityKind::Token) => claim,
+            (Self::Claim, IdentityKind::Token | IdentityKind::Directory) => claim,
         }
     }
 }
@@ -59,6 +62,8 @@ pub enum Lookup {
     ScramCredentials { username: String, hash: ScramHash },
     /// Verify a Jitsi token (the `token` of the WebSocket URL).
     Token(BearerToken),
+    /// Check a PLAIN password against the directory (`[auth.ldap]`).
+    Directory { username: String, password: Secret },
 }
 
 /// The answer to a [`Lookup`], of the matching variant.
@@ -68,6 +73,8 @@ pub enum Answer {
     ScramCredentials(Option<ScramCredentials>),
     /// What the token grants, or why it is refused.
     Token(Result<Grant, TokenError>),
+    /// What the directory says of the user, or why the login fails.
+    Directory(Result<DirectoryUser, DirectoryError>),
 }
 
 /// The identity a successful SASL exchange yields: a local account, or a guest when
@@ -80,6 +87,16 @@ pub fn sasl_identity(jid: Jid, username: Option<&str>, policy: ModeratorPolicy) 
     };
     let mut identity = Identity::bare(jid, kind);
     identity.moderator = policy.grants(kind, false);
+    identity
+}
+
+/// The identity a directory login yields: the entry's name and email for presence, the
+/// moderator group as the claim.
+pub fn directory_identity(jid: Jid, user: DirectoryUser, policy: ModeratorPolicy) -> Identity {
+    let mut identity = Identity::bare(jid, IdentityKind::Directory);
+    identity.moderator = policy.grants(IdentityKind::Directory, user.moderator);
+    identity.display_name = user.name;
+    identity.email = user.email;
     identity
 }
 

@@ -15,6 +15,7 @@ use crate::XmppServer;
 use crate::auth::{Answer, Lookup};
 use crate::driver::Event;
 use crate::hub::{ConnId, Ending, Input, ToSession};
+use crate::ldap::DirectoryError;
 use crate::sasl::{Mechanism, claimed_username};
 use crate::session::{Action, Session, SessionConfig, StreamError, Transport, decode_sasl};
 use crate::stanza::ns;
@@ -110,6 +111,7 @@ impl Conn {
             token_auth: config.token_auth(),
             secure_domain: config.auth.secure_domain,
             moderator: config.auth.moderator,
+            directory: server.inner.directory.is_some(),
             web_room,
         };
         // A CSPRNG per connection: stream ids, nonces and resumption ids must stay
@@ -391,6 +393,20 @@ impl Conn {
                         None => Err(TokenError::Required),
                     };
                     self.session.answer(Answer::Token(verdict), &mut more);
+                }
+                Action::Lookup(Lookup::Directory { username, password }) => {
+                    let verdict = match &self.server.inner.directory {
+                        Some(directory) => directory.check(&username, &password.0).await,
+                        None => Err(DirectoryError::Refused("no directory")),
+                    };
+                    match &verdict {
+                        Ok(user) => tracing::info!("LDAP login of {username:?} as {}", user.dn),
+                        Err(error @ DirectoryError::Refused(_)) => {
+                            tracing::info!("LDAP login of {username:?} {error}")
+                        }
+                        Err(error) => tracing::warn!("LDAP login of {username:?} failed: {error}"),
+                    }
+                    self.session.answer(Answer::Directory(verdict), &mut more);
                 }
                 Action::Lookup(lookup) => {
                     let answer = self.server.inner.accounts.answer(lookup).await;

@@ -48,6 +48,8 @@ pub enum IdentityKind {
     Account,
     /// A verified Jitsi token (anonymous SASL with `?token=` on the WebSocket URL).
     Token,
+    /// A directory user (PLAIN checked by an LDAP bind, `[auth.ldap]`).
+    Directory,
     /// An in-process entity of the server itself (the focus).
     Internal,
 }

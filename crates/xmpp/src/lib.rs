@@ -17,6 +17,7 @@ mod driver;
 pub mod fanout;
 pub mod hub;
 pub mod identity;
+pub mod ldap;
 pub mod muc;
 pub mod router;
 pub mod sasl;
@@ -85,6 +86,8 @@ pub enum StartError {
     Domain(String),
     #[error(transparent)]
     Token(#[from] token::TokenConfigError),
+    #[error(transparent)]
+    Ldap(#[from] ldap::LdapConfigError),
 }
 
 /// Why the XMPP server is not healthy.
@@ -106,6 +109,8 @@ struct Inner {
     accounts: AccountStore,
     /// Verifies the tokens of anonymous logins on the main domain (`[auth.token]`).
     tokens: Option<Arc<token::TokenVerifier>>,
+    /// Checks PLAIN passwords of users without a local account (`[auth.ldap]`).
+    directory: Option<ldap::Directory>,
     tls: Arc<rustls::ServerConfig>,
     hub: HubHandle,
     c2s_addr: SocketAddr,
@@ -128,6 +133,11 @@ impl XmppServer {
         let accounts = Accounts::open(data_dir)?;
         let tokens = if config.auth.token.enabled {
             Some(Arc::new(token::TokenVerifier::new(&config.auth.token)?))
+        } else {
+            None
+        };
+        let directory = if config.auth.ldap.enabled {
+            Some(ldap::Directory::new(&config.auth.ldap)?)
         } else {
             None
         };
@@ -169,6 +179,7 @@ impl XmppServer {
                 domains,
                 accounts: AccountStore::spawn(accounts)?,
                 tokens,
+                directory,
                 tls,
                 hub: driver::spawn(hub),
                 c2s_addr,

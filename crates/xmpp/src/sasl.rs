@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::auth::{Answer, Lookup};
+use crate::ldap::{DirectoryError, DirectoryUser};
+use crate::token::Secret;
 
 /// PBKDF2 iterations for new credentials (RFC 7677 recommends at least 4096).
 pub const ITERATIONS: u32 = 10_000;
@@ -140,6 +142,8 @@ pub enum Failure {
     Aborted,
     /// A token was refused (Prosody's token authentication answers this, with a text).
     NotAllowed,
+    /// The directory that checks the password is down or slow: try again later.
+    TemporaryAuthFailure,
 }
 
 impl Failure {
@@ -151,6 +155,7 @@ impl Failure {
             Self::EncryptionRequired => "encryption-required",
             Self::Aborted => "aborted",
             Self::NotAllowed => "not-allowed",
+            Self::TemporaryAuthFailure => "temporary-auth-failure",
         }
     }
 }
@@ -173,10 +178,12 @@ pub enum Step {
     /// The mechanism needs to know something (an account's credentials) before it can go
     /// on: feed the answer to [`Exchange::answer`].
     Lookup(Lookup),
-    /// Authenticated as `username` (`None`: anonymous), with optional additional data.
+    /// Authenticated as `username` (`None`: anonymous), with optional additional data;
+    /// `directory` when the directory vouched for the password.
     Success {
         username: Option<String>,
         data: Vec<u8>,
+        directory: Option<DirectoryUser>,
     },
     /// `username` is set when the failure concerns a named account (for throttling).
     Failure {
@@ -187,11 +194,17 @@ pub enum Step {
 
 enum State {
     Idle,
-    /// PLAIN, waiting for the account's credentials.
+    /// PLAIN, waiting for the account's credentials; `directory`: a user without a local
+    /// account is asked about next.
     PlainLookup {
         username: String,
-        password: String,
+        password: Secret,
         authzid_ok: bool,
+        directory: bool,
+    },
+    /// PLAIN, waiting for the directory's verdict.
+    PlainDirectory {
+        username: String,
     },
     /// SCRAM, client-first message read, waiting for the account's credentials.
     ScramLookup {
@@ -225,15 +238,13 @@ fn failure(condition: Failure, username: Option<String>) -> Step {
 }
 
 impl Exchange {
-    /// Starts `mechanism` with the client's initial response (if any).
-    pub fn start(mechanism: Mechanism, initial: &[u8]) -> (Self, Step) {
+    /// Starts `mechanism` with the client's initial response (if any). With `directory`,
+    /// a PLAIN login of a name that has no local account is checked against the directory.
+    pub fn start(mechanism: Mechanism, initial: &[u8], directory: bool) -> (Self, Step) {
         let mut exchange = Self { state: State::Idle };
         let step = match mechanism {
-            Mechanism::Anonymous => Step::Success {
-                username: None,
-                data: Vec::new(),
-            },
-            Mechanism::Plain => exchange.plain(initial),
+            Mechanism::Anonymous => success(None, Vec::new()),
+            Mechanism::Plain => exchange.plain(initial, directory),
             Mechanism::Scram(hash) => exchange.scram_first(hash, initial),
         };
         (exchange, step)
@@ -242,26 +253,31 @@ impl Exchange {
     /// The answer to the [`Step::Lookup`] this exchange asked for. `rng` draws the server
     /// nonce.
     pub fn answer(&mut self, answer: Answer, rng: &mut StdRng) -> Step {
-        let Answer::ScramCredentials(credentials) = answer else {
-            return failure(Failure::MalformedRequest, None);
+        let (credentials, state) = match (answer, std::mem::replace(&mut self.state, State::Idle)) {
+            (Answer::Directory(verdict), State::PlainDirectory { username }) => {
+                return directory_verdict(username, verdict);
+            }
+            (Answer::ScramCredentials(credentials), state) => (credentials, state),
+            _ => return failure(Failure::MalformedRequest, None),
         };
-        match std::mem::replace(&mut self.state, State::Idle) {
+        match state {
             State::PlainLookup {
                 username,
                 password,
                 authzid_ok,
-            } => {
-                let verified =
-                    credentials.is_some_and(|c| c.verify_password(ScramHash::Sha256, &password));
-                if verified && authzid_ok {
-                    Step::Success {
-                        username: Some(username),
-                        data: Vec::new(),
-                    }
-                } else {
-                    failure(Failure::NotAuthorized, Some(username))
+                directory,
+            } => match credentials {
+                None if directory && authzid_ok => {
+                    self.state = State::PlainDirectory {
+                        username: username.clone(),
+                    };
+                    Step::Lookup(Lookup::Directory { username, password })
                 }
-            }
+                Some(c) if authzid_ok && c.verify_password(ScramHash::Sha256, &password.0) => {
+                    success(Some(username), Vec::new())
+                }
+                _ => failure(Failure::NotAuthorized, Some(username)),
+            },
             State::ScramLookup {
                 hash,
                 username,
@@ -286,7 +302,9 @@ impl Exchange {
                 };
                 Step::Challenge(server_first.into_bytes())
             }
-            State::Idle | State::ScramSent { .. } => failure(Failure::MalformedRequest, None),
+            State::Idle | State::ScramSent { .. } | State::PlainDirectory { .. } => {
+                failure(Failure::MalformedRequest, None)
+            }
         }
     }
 
@@ -309,9 +327,10 @@ impl Exchange {
                 &auth_message_prefix,
                 response,
             ),
-            State::Idle | State::PlainLookup { .. } | State::ScramLookup { .. } => {
-                failure(Failure::MalformedRequest, None)
-            }
+            State::Idle
+            | State::PlainLookup { .. }
+            | State::PlainDirectory { .. }
+            | State::ScramLookup { .. } => failure(Failure::MalformedRequest, None),
         }
     }
 
@@ -353,7 +372,7 @@ impl Exchange {
         Step::Lookup(Lookup::ScramCredentials { username, hash })
     }
 
-    fn plain(&mut self, initial: &[u8]) -> Step {
+    fn plain(&mut self, initial: &[u8], directory: bool) -> Step {
         let Ok(message) = std::str::from_utf8(initial) else {
             return failure(Failure::MalformedRequest, None);
         };
@@ -367,8 +386,9 @@ impl Exchange {
         let authzid_ok = authzid.is_empty() || authzid.split('@').next() == Some(username.as_str());
         self.state = State::PlainLookup {
             username: username.clone(),
-            password: password.to_owned(),
+            password: Secret(password.to_owned()),
             authzid_ok,
+            directory,
         };
         // PLAIN is checked against the SHA-256 credentials.
         Step::Lookup(Lookup::ScramCredentials {
@@ -428,9 +448,34 @@ fn scram_final(
         return failure(Failure::NotAuthorized, Some(username));
     }
     let server_signature = hash.hmac(&credentials.server_key, auth_message.as_bytes());
+    success(
+        Some(username),
+        format!("v={}", BASE64.encode(server_signature)).into_bytes(),
+    )
+}
+
+fn success(username: Option<String>, data: Vec<u8>) -> Step {
     Step::Success {
-        username: Some(username),
-        data: format!("v={}", BASE64.encode(server_signature)).into_bytes(),
+        username,
+        data,
+        directory: None,
+    }
+}
+
+/// A wrong password is `not-authorized` (counted for throttling like any other); a
+/// directory that does not answer is `temporary-auth-failure`, which the clients show as
+/// a failure to retry rather than a wrong password.
+fn directory_verdict(username: String, verdict: Result<DirectoryUser, DirectoryError>) -> Step {
+    match verdict {
+        Ok(user) => Step::Success {
+            username: Some(username),
+            data: Vec::new(),
+            directory: Some(user),
+        },
+        Err(DirectoryError::Refused(_)) => failure(Failure::NotAuthorized, Some(username)),
+        Err(DirectoryError::Unavailable(_)) => {
+            failure(Failure::TemporaryAuthFailure, Some(username))
+        }
     }
 }
 
@@ -456,7 +501,7 @@ mod tests {
         }
 
         fn start(&self, mechanism: Mechanism, initial: &[u8]) -> (Exchange, Step) {
-            let (mut exchange, step) = Exchange::start(mechanism, initial);
+            let (mut exchange, step) = Exchange::start(mechanism, initial, false);
             let step = self.drive(&mut exchange, step);
             (exchange, step)
         }
@@ -557,5 +602,65 @@ mod tests {
         assert_eq!(bad, failure(Failure::NotAuthorized, Some("user".into())));
         let (_, malformed) = lookup.start(Mechanism::Plain, b"user");
         assert_eq!(malformed, failure(Failure::MalformedRequest, None));
+    }
+
+    #[test]
+    fn plain_asks_the_directory_about_names_without_a_local_account() {
+        let lookup = store();
+        let mut rng = StdRng::seed_from_u64(7);
+        // A local account answers for itself: the directory is never asked.
+        let (mut exchange, step) = Exchange::start(Mechanism::Plain, b"\0user\0pen", true);
+        assert!(matches!(
+            step,
+            Step::Lookup(Lookup::ScramCredentials { .. })
+        ));
+        assert_eq!(
+            lookup.drive(&mut exchange, step),
+            failure(Failure::NotAuthorized, Some("user".into()))
+        );
+        let user = DirectoryUser {
+            dn: "uid=dir,dc=example".into(),
+            name: None,
+            email: None,
+            moderator: true,
+        };
+        let verdicts = [
+            (Ok(user.clone()), None),
+            (
+                Err(DirectoryError::Refused("wrong password")),
+                Some(Failure::NotAuthorized),
+            ),
+            (
+                Err(DirectoryError::Unavailable("down".into())),
+                Some(Failure::TemporaryAuthFailure),
+            ),
+        ];
+        for (verdict, expected) in verdicts {
+            let (mut exchange, step) = Exchange::start(Mechanism::Plain, b"\0Dir\0hunter2", true);
+            let step = lookup.drive(&mut exchange, step);
+            let Step::Lookup(Lookup::Directory { username, password }) = step else {
+                panic!("{step:?}")
+            };
+            assert_eq!((username.as_str(), password.0.as_str()), ("dir", "hunter2"));
+            assert!(!format!("{:?}", Lookup::Directory { username, password }).contains("hunter2"));
+            let step = exchange.answer(Answer::Directory(verdict), &mut rng);
+            match expected {
+                None => assert_eq!(
+                    step,
+                    Step::Success {
+                        username: Some("dir".into()),
+                        data: Vec::new(),
+                        directory: Some(user.clone())
+                    }
+                ),
+                Some(condition) => assert_eq!(step, failure(condition, Some("dir".into()))),
+            }
+        }
+        // Without a directory, an unknown name is simply refused.
+        let (mut exchange, step) = Exchange::start(Mechanism::Plain, b"\0dir\0secret", false);
+        assert_eq!(
+            lookup.drive(&mut exchange, step),
+            failure(Failure::NotAuthorized, Some("dir".into()))
+        );
     }
 }

@@ -4,11 +4,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{DataDir, start_server};
+use common::{DataDir, run_peer_script, start_server};
 use convene_xmpp::{Config, XmppServer};
 
 const DOMAIN: &str = "convene.test";
@@ -43,35 +41,14 @@ async fn start(config: Config) -> Running {
 
 /// Runs one scenario of `tests/peers/xmpp_scenarios.py`; panics with its output unless it passed.
 async fn peer(running: &Running, scenario: &str) {
-    let python = std::env::var("CONVENE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/xmpp_scenarios.py");
-    let child = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(scenario)
-        .arg(format!("port={}", running.server.c2s_addr().port()))
-        .arg(format!(
-            "ws=ws://{}/xmpp-websocket?room=resumption",
-            running.ws_addr
-        ))
-        .arg(format!("domain={DOMAIN}"))
-        .arg(format!("user={USER}"))
-        .arg(format!("password={PASSWORD}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python with slixmpp (set CONVENE_PYTHON)");
-    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("peer script timed out")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains(&format!("PASS {scenario}")),
-        "scenario {scenario} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
+    let args = [
+        format!("port={}", running.server.c2s_addr().port()),
+        format!("ws=ws://{}/xmpp-websocket?room=resumption", running.ws_addr),
+        format!("domain={DOMAIN}"),
+        format!("user={USER}"),
+        format!("password={PASSWORD}"),
+    ];
+    run_peer_script("xmpp_scenarios.py", scenario, &args).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,4 +104,10 @@ async fn websocket_session_resumes_without_loss() {
 async fn slixmpp_resumes_its_tcp_session() {
     let running = start(Config::default()).await;
     peer(&running, "resume-tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pipelines_starttls_and_sasl_is_served() {
+    let running = start(Config::default()).await;
+    peer(&running, "pipelined").await;
 }

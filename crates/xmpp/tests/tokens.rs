@@ -6,8 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,7 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
-use common::{DataDir, start_server};
+use common::{DataDir, run_peer_script, start_server};
 use convene_xmpp::auth::AuthConfig;
 use convene_xmpp::token::{Secret, TokenConfig, TokenError, TokenVerifier};
 use convene_xmpp::{Config, XmppServer};
@@ -378,29 +376,11 @@ async fn run_peer(running: &Running, cases: &Value) {
     let dir = DataDir::new();
     let file = dir.path().join("cases.json");
     std::fs::write(&file, cases.to_string()).unwrap();
-    let python = std::env::var("CONVENE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/auth_scenarios.py");
-    let child = tokio::process::Command::new(python)
-        .arg(script)
-        .arg("tokens")
-        .arg(format!("ws=ws://{}/xmpp-websocket", running.ws_addr))
-        .arg(format!("domain={DOMAIN}"))
-        .arg(format!("cases={}", file.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python with websockets (set CONVENE_PYTHON)");
-    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("peer script timed out")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let args = [
+        format!("ws=ws://{}/xmpp-websocket", running.ws_addr),
+        format!("domain={DOMAIN}"),
+        format!("cases={}", file.display()),
+    ];
+    let stdout = run_peer_script("auth_scenarios.py", "tokens", &args).await;
     println!("{stdout}");
-    assert!(
-        output.status.success() && stdout.contains("PASS tokens"),
-        "token scenario failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
 }

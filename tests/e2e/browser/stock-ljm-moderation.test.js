@@ -181,16 +181,12 @@ describe('room control with the stock lib-jitsi-meet', { skip: skipUnlessSet('LJ
       await run('Alice', 'return conference.lock("")');
       const page = await (await browser.newContext()).newPage();
       page.on('pageerror', (e) => console.log(`[Erin] page error: ${e.message}`));
-      page.on('console', (m) => console.log(`[Erin] ${m.text().slice(0, 300)}`));
       await page.goto(`${server.url}/${ROOM}#config.prejoinConfig.enabled=false&userInfo.displayName="Erin"`);
       people.Erin = { page, id: await waitFor(() => endpointId(page), 'Erin joining') };
       await waitFor(async () => (await from('Carol', 'Erin')).audioEnergy > 0, 'Carol hearing Erin', MEDIA_TIMEOUT);
       await run('Alice', 'conference.muteParticipant(arg, "audio")', people.Erin.id);
       const banner = page.locator('#banner');
-      await waitFor(async () => /muted by the moderator \(Alice\)/.test((await banner.textContent()) ?? ''), 'Erin told she was muted').catch(async (e) => {
-        console.log(`Erin's banner: ${await banner.textContent()}`);
-        throw e;
-      });
+      await waitFor(async () => /A moderator muted your microphone/.test((await banner.textContent()) ?? ''), 'Erin told she was muted');
       assert.equal(await page.locator('#btn-mic').getAttribute('aria-label'), 'Turn on microphone');
       const silent = await stopped('Carol', 'Erin');
       assert.ok(silent.energy < 1e-4, `Erin heard while muted: ${silent.energy}`);
@@ -213,7 +209,5 @@ describe('room control with the stock lib-jitsi-meet', { skip: skipUnlessSet('LJ
       }
       const ended = (await events('Carol')).find((/** @type {any} */ e) => e.type === 'failed');
       assert.equal(ended.reason, 'The meeting has been terminated');
-      const banner = people.Erin.page.locator('#banner');
-      await waitFor(async () => /The meeting was ended for everyone/.test((await banner.textContent()) ?? ''), 'Erin told the meeting ended');
     }));
 });

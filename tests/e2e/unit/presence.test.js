@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { readOccupantPresence, readRemoval } from '../../../crates/web/client/lib/presence.js';
+import { readOccupantPresence } from '../../../crates/web/client/lib/presence.js';
 import { parse } from './fixtures.js';
 
 const ROOM = 'room@conference.localhost';
@@ -26,9 +26,23 @@ describe('occupant presence', () => {
       unavailable: false,
       displayName: 'Alice',
       role: 'participant',
+      kicked: false,
       sources: { 'ab12cd34-a0': { muted: true, videoType: undefined }, 'ab12cd34-v1': { muted: false, videoType: 'desktop' } },
       codecs: [],
+      profile: { email: '', avatarUrl: '', raisedHand: 0 },
     });
+  });
+
+  it('reads e-mail, avatar, raised hand and a kick, within limits', () => {
+    const p = readOccupantPresence(
+      presence(`<email>a@example.com</email><avatar-url>${'u'.repeat(5000)}</avatar-url><jitsi_participant_raisedHand>1700000000000</jitsi_participant_raisedHand>`),
+      ROOM,
+      FOCUS,
+    );
+    assert.deepEqual(p?.profile, { email: 'a@example.com', avatarUrl: 'u'.repeat(2048), raisedHand: 1700000000000 });
+    assert.equal(readOccupantPresence(presence('<jitsi_participant_raisedHand>soon</jitsi_participant_raisedHand>'), ROOM, FOCUS)?.profile.raisedHand, 0);
+    const kicked = presence('<x xmlns="http://jabber.org/protocol/muc#user"><item role="none"/><status code="307"/></x>', `from="${ROOM}/ab12cd34" type="unavailable"`);
+    assert.equal(readOccupantPresence(kicked, ROOM, FOCUS)?.kicked, true);
   });
 
   it('recognises the focus by nick or by its real JID', () => {
@@ -66,24 +80,3 @@ describe('occupant presence', () => {
     assert.equal(readOccupantPresence(long, ROOM, FOCUS)?.displayName?.length, 64);
   });
 });
-
-describe('our own removal', () => {
-  const MUC_USER = 'http://jabber.org/protocol/muc#user';
-  const unavailable = (/** @type {string} */ x) => presence(`<x xmlns="${MUC_USER}">${x}</x>`, `from="${ROOM}/ab12cd34" type="unavailable"`);
-
-  it('reads a kick (307) with the moderator and the reason', () => {
-    const kicked = unavailable('<item affiliation="none" role="none"><actor nick="ff00ff00"/><reason>bye</reason></item><status code="110"/><status code="307"/>');
-    assert.deepEqual(readRemoval(kicked), { kind: 'kicked', actor: 'ff00ff00', reason: 'bye' });
-  });
-
-  it('reads the end of the meeting (a destroyed room) with its reason', () => {
-    const ended = unavailable('<item affiliation="none" role="none"/><destroy><reason>The meeting has been terminated</reason></destroy><status code="110"/>');
-    assert.deepEqual(readRemoval(ended), { kind: 'ended', reason: 'The meeting has been terminated' });
-  });
-
-  it('is nothing for an ordinary leave or an available presence', () => {
-    assert.equal(readRemoval(unavailable('<item affiliation="none" role="none"/><status code="110"/>')), undefined);
-    assert.equal(readRemoval(presence(`<x xmlns="${MUC_USER}"><status code="307"/></x>`)), undefined);
-  });
-});
-

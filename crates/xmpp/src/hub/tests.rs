@@ -145,6 +145,7 @@ impl Harness {
             token_auth: crate::session::TokenAuth::Off,
             secure_domain: false,
             moderator: crate::auth::ModeratorPolicy::First,
+            directory: false,
             web_room: None,
         };
         let domains = std::sync::Arc::new(Domains::new("d.test"));

@@ -521,6 +521,7 @@ fn a_token_opens_only_its_rooms() {
     alice.rooms = Some(crate::token::RoomGrant {
         room: Some("standup".into()),
         sub: Some("d.test".into()),
+        regex: false,
     });
     router.bind(&jid(ALICE), alice).unwrap();
     let join = |room: &str| {

@@ -8,6 +8,7 @@ use minidom::Element;
 
 use super::{Action, Phase, Session, StreamError, TokenAuth, anonymous_node};
 use crate::auth::{self, Answer, Lookup};
+use crate::ldap::DirectoryUser;
 use crate::sasl::{self, Exchange, Mechanism, Step};
 use crate::stanza::ns;
 use crate::token::{Grant, TokenError};
@@ -34,7 +35,7 @@ impl Session {
             out.push(Action::Send(sasl_failure(sasl::Failure::MalformedRequest)));
             return;
         };
-        let (exchange, step) = Exchange::start(mechanism, &initial);
+        let (exchange, step) = Exchange::start(mechanism, &initial, self.config.directory);
         self.sasl = Some(exchange);
         self.sasl_step(step, out);
     }
@@ -86,7 +87,11 @@ impl Session {
                 out.push(Action::AuthFailed { username });
                 out.push(Action::Send(sasl_failure(condition)));
             }
-            Step::Success { username, data } => {
+            Step::Success {
+                username,
+                data,
+                directory,
+            } => {
                 self.sasl = None;
                 if username.is_none() && self.token_login() {
                     match self.config.token.clone() {
@@ -97,11 +102,12 @@ impl Session {
                         None if self.config.token_auth == TokenAuth::Required => {
                             self.refuse_token(&TokenError::Required, out);
                         }
-                        None => self.succeed(None, data, None, out),
+                        None => self.succeed(None, data, Vouched::Sasl, out),
                     }
                     return;
                 }
-                self.succeed(username, data, None, out);
+                let vouched = directory.map_or(Vouched::Sasl, Vouched::Directory);
+                self.succeed(username, data, vouched, out);
             }
         }
     }
@@ -117,7 +123,7 @@ impl Session {
             return; // no token login under way
         };
         match result {
-            Ok(grant) => self.succeed(None, data, Some(grant), out),
+            Ok(grant) => self.succeed(None, data, Vouched::Token(grant), out),
             Err(error) => self.refuse_token(&error, out),
         }
     }
@@ -139,7 +145,7 @@ impl Session {
         &mut self,
         username: Option<String>,
         data: Vec<u8>,
-        grant: Option<Grant>,
+        vouched: Vouched,
         out: &mut Vec<Action>,
     ) {
         let host = self.host.take().expect("streams are open before SASL");
@@ -169,12 +175,21 @@ impl Session {
         });
         out.push(Action::Restart);
         let policy = self.config.moderator;
-        let identity = match grant {
-            Some(grant) => auth::token_identity(bare, grant, policy),
-            None => auth::sasl_identity(bare, username.as_deref(), policy),
+        let identity = match vouched {
+            Vouched::Token(grant) => auth::token_identity(bare, grant, policy),
+            Vouched::Directory(user) => auth::directory_identity(bare, user, policy),
+            Vouched::Sasl => auth::sasl_identity(bare, username.as_deref(), policy),
         };
         self.phase = Phase::Authenticated { identity, username };
     }
+}
+
+/// Who vouches for a successful login beyond the SASL exchange itself.
+enum Vouched {
+    /// The exchange alone: a local account or a guest.
+    Sasl,
+    Token(Grant),
+    Directory(DirectoryUser),
 }
 
 fn sasl_failure(condition: sasl::Failure) -> Element {

@@ -107,6 +107,9 @@ pub struct SessionConfig {
     /// there only for token logins.
     pub secure_domain: bool,
     pub moderator: ModeratorPolicy,
+    /// PLAIN logins without a local account are checked against the directory
+    /// (`[auth.ldap]`); SCRAM is not offered then, as it cannot check a directory password.
+    pub directory: bool,
     /// The `?room=` of the WebSocket URL (see [`Identity::web_room`]).
     pub web_room: Option<String>,
 }
@@ -278,7 +281,9 @@ impl Session {
         let host = self.host.as_deref().unwrap_or_default();
         let mut offered = Vec::new();
         if host != self.domains.guest {
-            offered.extend(["SCRAM-SHA-256", "SCRAM-SHA-1"]);
+            if !self.config.directory {
+                offered.extend(["SCRAM-SHA-256", "SCRAM-SHA-1"]);
+            }
             if self.tls_active || self.config.loopback {
                 offered.push("PLAIN");
             }

@@ -21,6 +21,7 @@ fn config(burst: f64) -> SessionConfig {
         token_auth: TokenAuth::Off,
         secure_domain: false,
         moderator: crate::auth::ModeratorPolicy::First,
+        directory: false,
         web_room: None,
     }
 }
@@ -319,4 +320,66 @@ fn a_seeded_generator_replays_the_same_session() {
         })
         .collect();
     assert_eq!(ids[0], ids[1]);
+}
+
+#[test]
+fn directory_users_log_in_with_plain_and_scram_is_not_offered() {
+    use crate::auth::{Answer, ModeratorPolicy};
+    use crate::ldap::{DirectoryError, DirectoryUser};
+    let now = Instant::now();
+    let user = DirectoryUser {
+        dn: "uid=alice,dc=example".into(),
+        name: Some("Alice".into()),
+        email: None,
+        moderator: true,
+    };
+    let verdicts = [
+        (Ok(user), "<success"),
+        (
+            Err(DirectoryError::Unavailable("down".into())),
+            "<temporary-auth-failure",
+        ),
+    ];
+    for (verdict, answer) in verdicts {
+        let config = SessionConfig {
+            loopback: true,
+            directory: true,
+            moderator: ModeratorPolicy::Claim,
+            ..config(100.0)
+        };
+        let domains = std::sync::Arc::new(Domains::new("d.test"));
+        let mut session = Session::new(config, domains, now, rng());
+        let mut out = Vec::new();
+        session.open(Some("d.test"), Some("1.0"), &mut out);
+        let features = &sent(&out)[0];
+        assert!(
+            features.contains("PLAIN") && !features.contains("SCRAM"),
+            "{features}"
+        );
+        out.clear();
+        // base64 of "\0alice\0pw"
+        let auth =
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHB3</auth>";
+        session.element(xml(auth), now, &mut out);
+        out.clear();
+        session.answer(Answer::ScramCredentials(None), &mut out);
+        assert!(matches!(
+            &out[..],
+            [Action::Lookup(Lookup::Directory { username, .. })] if username == "alice"
+        ));
+        out.clear();
+        session.answer(Answer::Directory(verdict), &mut out);
+        assert!(sent(&out)[0].contains(answer), "{:?}", sent(&out));
+        if answer == "<success" {
+            session.open(Some("d.test"), Some("1.0"), &mut out);
+            let bind =
+                "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>";
+            session.element(xml(bind), now, &mut out);
+            let identity = bind_request(&out);
+            assert_eq!(identity.kind, IdentityKind::Directory);
+            assert!(identity.moderator, "in the moderator group, policy claim");
+            assert_eq!(identity.display_name.as_deref(), Some("Alice"));
+            assert_eq!(identity.jid.to_bare().to_string(), "alice@d.test");
+        }
+    }
 }

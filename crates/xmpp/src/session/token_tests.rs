@@ -24,6 +24,7 @@ fn config(token: Option<&str>, token_auth: TokenAuth, moderator: ModeratorPolicy
         token_auth,
         secure_domain: false,
         moderator,
+        directory: false,
         web_room: None,
     }
 }
@@ -33,6 +34,7 @@ fn grant(moderator: bool) -> Grant {
         rooms: RoomGrant {
             room: Some("standup".into()),
             sub: Some("d.test".into()),
+            regex: false,
         },
         user: TokenUser {
             id: Some("u1".into()),

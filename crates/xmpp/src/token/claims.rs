@@ -63,6 +63,25 @@ pub struct RoomGrant {
     pub room: Option<String>,
     /// The domain the MUC lives under, a tenant, or `*`.
     pub sub: Option<String>,
+    /// `context.room.regex`: `room` is a pattern the whole room name must match.
+    pub regex: bool,
+}
+
+/// Longest `context.room.regex` pattern, and the most memory its compiled form may take:
+/// the pattern comes from the token's issuer, and is compiled at every join. The `regex`
+/// crate matches in linear time, so no pattern can make a join slow.
+const MAX_ROOM_PATTERN: usize = 256;
+const ROOM_REGEX_SIZE: usize = 1 << 16;
+
+fn room_regex(pattern: &str) -> Option<regex::Regex> {
+    if pattern.len() > MAX_ROOM_PATTERN {
+        return None;
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(ROOM_REGEX_SIZE)
+        .dfa_size_limit(ROOM_REGEX_SIZE)
+        .build()
+        .ok()
 }
 
 /// What a verified token grants.
@@ -190,6 +209,18 @@ fn claims(body: &Value, rules: &Rules, now: u64) -> Result<Grant, TokenError> {
         Some(_) => {}
     }
     let context = body.get("context");
+    let regex = is_true(
+        context
+            .and_then(|c| c.get("room"))
+            .and_then(|r| r.get("regex")),
+    );
+    if regex
+        && room
+            .as_deref()
+            .is_some_and(|r| r != "*" && room_regex(r).is_none())
+    {
+        return Err(TokenError::RoomRegex);
+    }
     let user = context.and_then(|c| c.get("user"));
     let field = |name: &str| string(user.and_then(|u| u.get(name)));
     let sub = string(body.get("sub"));
@@ -215,6 +246,7 @@ fn claims(body: &Value, rules: &Rules, now: u64) -> Result<Grant, TokenError> {
         rooms: RoomGrant {
             room,
             sub: sub.clone(),
+            regex,
         },
         user: TokenUser {
             // A token without `context` may name its user with `user_id` alone.
@@ -250,15 +282,26 @@ impl RoomGrant {
             return self.sub_allows(&sub, &muc, tenant_of(&node).map(|(t, _)| t));
         };
         match tenant_of(&node) {
-            Some((tenant, name)) => {
-                let room_ok = claimed == "*" || claimed == name;
-                room_ok && (sub == "*" || sub == tenant)
-            }
-            None => {
-                let room_ok = claimed == "*" || claimed == node;
-                room_ok && self.sub_allows(&sub, &muc, None)
-            }
+            Some((tenant, name)) => self.names(&claimed, name) && (sub == "*" || sub == tenant),
+            None => self.names(&claimed, &node) && self.sub_allows(&sub, &muc, None),
         }
+    }
+
+    /// Whether the room claim (`claimed`, lower-cased) names the room `name`: `*`, the
+    /// same name, or with `regex` a pattern whose first match is the whole name (as
+    /// Prosody's `name:match(pattern)` must give back the name itself). Patterns are the
+    /// `regex` crate's syntax (Prosody's are Lua patterns: `%d` there is `\d` here).
+    fn names(&self, claimed: &str, name: &str) -> bool {
+        if claimed == "*" {
+            return true;
+        }
+        if !self.regex {
+            return claimed == name;
+        }
+        let pattern = self.room.as_deref().unwrap_or_default();
+        room_regex(pattern)
+            .and_then(|regex| regex.find(name).map(|m| m.as_str() == name))
+            .unwrap_or(false)
     }
 
     fn sub_allows(&self, sub: &str, muc: &str, tenant: Option<&str>) -> bool {

@@ -391,6 +391,7 @@ fn grant(room: &str, sub: &str) -> RoomGrant {
     RoomGrant {
         room: Some(room.into()),
         sub: Some(sub.into()),
+        regex: false,
     }
 }
 
@@ -469,12 +470,62 @@ fn rooms_as_mod_token_verification_checks_them() {
     let no_sub = RoomGrant {
         room: Some("*".into()),
         sub: None,
+        regex: false,
     };
     assert!(!no_sub.allows(&room("a@conference.meet.example")));
     let no_room = RoomGrant {
         room: None,
         sub: Some("meet.example".into()),
+        regex: false,
     };
     assert!(no_room.allows(&room("a@conference.meet.example")));
     assert!(!no_room.allows(&room("a@conference.other.example")));
+}
+
+#[test]
+fn room_regex_matches_whole_names_and_bad_patterns_are_refused() {
+    let claims = with(
+        claims_json(),
+        &["context", "room"],
+        json!({"regex": "true"}),
+    );
+    let claims = with(claims, &["room"], json!("team-[0-9]+"));
+    let grant = check_hs(&claims).unwrap().rooms;
+    assert!(grant.regex);
+    let cases = [
+        ("team-1@conference.meet.example", true),
+        ("team-42@conference.meet.example", true),
+        // The first match must be the whole name, as Prosody's `name:match(pattern)`.
+        ("team-1x@conference.meet.example", false),
+        ("xteam-1@conference.meet.example", false),
+        ("team-@conference.meet.example", false),
+        ("team-1@conference.other.example", false),
+    ];
+    for (jid, allowed) in cases {
+        assert_eq!(grant.allows(&room(jid)), allowed, "{jid}");
+    }
+    // Without the flag the same claim is a plain name.
+    let literal = RoomGrant {
+        regex: false,
+        ..grant.clone()
+    };
+    assert!(!literal.allows(&room("team-1@conference.meet.example")));
+    // Not a pattern, too long, or too large compiled: refused at login, not at each join.
+    let huge_repetition = "(a{1000}){1000}";
+    for pattern in ["team-(", &"a".repeat(257), huge_repetition] {
+        let claims = with(claims.clone(), &["room"], json!(pattern));
+        assert_eq!(
+            check_hs(&claims).unwrap_err(),
+            TokenError::RoomRegex,
+            "{pattern}"
+        );
+    }
+    // `*` is any room, with or without the flag.
+    let any = with(claims, &["room"], json!("*"));
+    assert!(
+        check_hs(&any)
+            .unwrap()
+            .rooms
+            .allows(&room("x@conference.meet.example"))
+    );
 }

@@ -167,6 +167,9 @@ pub enum TokenError {
     AudInvalid,
     #[error("'room' claim is missing")]
     RoomMissing,
+    /// `context.room.regex` with a `room` that is not a pattern, or too large a one.
+    #[error("invalid room regex")]
+    RoomRegex,
 }
 
 /// A token configuration that cannot work.
