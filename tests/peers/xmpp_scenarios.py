@@ -7,7 +7,9 @@ Run by crates/xmpp/tests/peers.rs as
 Each scenario raises on the first unexpected answer; success prints "PASS <scenario>".
 """
 import asyncio
+import base64
 import re
+import ssl
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -35,6 +37,7 @@ class Client(TrustingClient):
         self.subjects = asyncio.Queue()
         self.add_event_handler("groupchat_subject", self.subjects.put_nowait)
         self.add_event_handler("message", self.inbox.put_nowait)
+        self.add_event_handler("message_error", self.inbox.put_nowait)
         self.add_event_handler("groupchat_message", self._groupchat)
         self.add_event_handler("groupchat_presence", self.presences.put_nowait)
 
@@ -214,6 +217,77 @@ async def muc():
         await client.stop()
 
 
+async def refused(coroutine, condition, what):
+    """Awaits an IQ that must be refused with `condition`."""
+    try:
+        await coroutine
+    except IqError as error:
+        check(error.condition == condition, f"{what}: {error.condition}, wanted {condition}")
+        return
+    raise AssertionError(f"{what} was allowed")
+
+
+async def muc_forged():
+    """A participant without the right forges each moderator action: the error the clients
+    handle, and nothing changes for anyone. Then the room owner does the same: it works."""
+    room = f"forged@{MUC}"
+    alice = await Client(f"{ARGS['user']}@{DOMAIN}/a", ARGS["password"], "SCRAM-SHA-256").start()
+    bob, carol = await Client(DOMAIN).start(), await Client(DOMAIN).start()
+    await alice["xep_0045"].join_muc_wait(room, "alice", timeout=TIMEOUT)
+    await bob["xep_0045"].join_muc_wait(room, "bob", timeout=TIMEOUT)
+    await carol["xep_0045"].join_muc_wait(room, "carol", timeout=TIMEOUT)
+    muc = bob["xep_0045"]
+
+    await refused(muc.set_role(room, "alice", "none", reason="x", timeout=TIMEOUT), "not-allowed", "kick by a participant")
+    await refused(muc.set_role(room, "carol", "moderator", timeout=TIMEOUT), "not-allowed", "moderator role by a participant")
+    await refused(muc.set_affiliation(room, "owner", jid=bob.boundjid.bare, timeout=TIMEOUT), "forbidden", "owner grant to oneself")
+    await refused(muc.set_affiliation(room, "outcast", jid=alice.boundjid.bare, timeout=TIMEOUT), "forbidden", "ban of the owner")
+    form = bob["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#roomconfig")
+    form.add_field(var="muc#roomconfig_roomsecret", value="mine")
+    form.add_field(var="muc#roomconfig_passwordprotectedroom", value="1")
+    await refused(muc.set_room_config(room, form, timeout=TIMEOUT), "forbidden", "locking the room")
+    await refused(muc.get_room_config(room, timeout=TIMEOUT), "forbidden", "reading the room's form")
+    subject = bob.make_message(mto=room, mtype="groupchat")
+    subject["subject"] = "mine"
+    subject.send()
+    got = await bob.next_message(lambda m: m["type"] == "error")
+    check(got["error"]["condition"] == "forbidden", f"subject: {got['error']['condition']}")
+
+    # Nothing changed: nobody left or changed role, the room is open, a newcomer walks in.
+    info = await carol["xep_0030"].get_info(jid=room, timeout=TIMEOUT)
+    check("muc_unsecured" in info["disco_info"]["features"], "room locked by a forged form")
+    roles = {p["from"].resource: item(p).get("role") for p in await drain(carol.presences)}
+    check(roles == {"alice": "moderator", "bob": "participant", "carol": "participant"}, f"roles changed: {roles}")
+    dave = await Client(DOMAIN).start()
+    await dave["xep_0045"].join_muc_wait(room, "dave", timeout=TIMEOUT)
+
+    # The owner may: lock the room, grant moderator, kick.
+    form = alice["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#roomconfig")
+    form.add_field(var="muc#roomconfig_roomsecret", value="s3cret")
+    form.add_field(var="muc#roomconfig_passwordprotectedroom", value="1")
+    await alice["xep_0045"].set_room_config(room, form, timeout=TIMEOUT)
+    eve = await Client(DOMAIN).start()
+    await join_refused(eve, room, "eve", "not-authorized")
+    await alice["xep_0045"].set_affiliation(room, "owner", jid=carol.boundjid.bare, timeout=TIMEOUT)
+    got = await bob.next_presence(lambda p: p["from"] == f"{room}/carol" and item(p).get("role") == "moderator")
+    check(item(got).get("affiliation") == "owner", "carol not owner")
+    await carol["xep_0045"].set_role(room, "bob", "none", reason="bye", timeout=TIMEOUT)
+    got = await bob.next_presence(lambda p: p["from"] == f"{room}/bob" and p["type"] == "unavailable")
+    check({307, 110} <= statuses(got), f"kick statuses {statuses(got)}")
+    for client in (alice, bob, carol, dave, eve):
+        await client.stop()
+
+
+async def drain(queue):
+    """What `queue` holds now."""
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
 async def second_resource():
     """Two resources of one account both work; binding a taken resource is a conflict."""
     user, password = ARGS["user"], ARGS["password"]
@@ -362,6 +436,84 @@ async def bad_input():
     for stream in held:
         stream.writer.close()
     await bystander.stop()
+
+
+async def pipelined():
+    """A client that does not wait for the server's answers: `<starttls/>` and its TLS
+    ClientHello (from Python's ssl, OpenSSL) in one write, then, under TLS, SASL PLAIN and
+    the restarted stream's header in one write. Each must go to the right reader: the
+    ClientHello to TLS, not to the XML parser ("invalid codepoint U+16"), the new header
+    to the new stream's parser."""
+    reader, writer = await asyncio.open_connection(HOST, PORT)
+    received = b""
+
+    async def until(marker, read):
+        nonlocal received
+        while marker not in received:
+            data = await asyncio.wait_for(read(), TIMEOUT)
+            check(data, f"closed before {marker!r}; got {received!r}")
+            received += data
+        head, _, received = received.partition(marker)
+        return head + marker
+
+    socket_read = lambda: reader.read(65536)
+    opening = f"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>"
+    writer.write(opening.encode())
+    check(b"starttls" in await until(b"</stream:features>", socket_read), "no STARTTLS offered")
+
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=DOMAIN)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    check(hello[:1] == b"\x16", "no ClientHello")
+    writer.write(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>" + hello)
+    await until(b"<proceed", socket_read)
+    await until(b"/>", socket_read)
+    # What follows `<proceed/>` is the server's TLS.
+    incoming.write(received)
+    received = b""
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            writer.write(outgoing.read())
+            data = await asyncio.wait_for(socket_read(), TIMEOUT)
+            check(data, "closed during the TLS handshake")
+            incoming.write(data)
+    writer.write(outgoing.read())
+    print("<starttls/> and ClientHello in one write -> TLS")
+
+    def send(text):
+        tls.write(text.encode())
+        writer.write(outgoing.read())
+
+    async def tls_read():
+        while True:
+            try:
+                return tls.read(65536)
+            except ssl.SSLWantReadError:
+                data = await socket_read()
+                if not data:
+                    return b""
+                incoming.write(data)
+
+    send(opening)
+    check(b"PLAIN" in await until(b"</stream:features>", tls_read), "no PLAIN under TLS")
+    plain = base64.b64encode(f"\0{ARGS['user']}\0{ARGS['password']}".encode()).decode()
+    send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>" + opening)
+    await until(b"<success", tls_read)
+    check(b"urn:ietf:params:xml:ns:xmpp-bind" in await until(b"</stream:features>", tls_read), "no bind offered")
+    send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    bound = await until(b"</iq>", tls_read)
+    check(f"<jid>{ARGS['user']}@{DOMAIN}/".encode() in bound, f"not bound: {bound!r}")
+    print("SASL and the new stream header in one write -> bound")
+    writer.close()
 
 
 # --- stream management over WebSocket --------------------------------------------------
@@ -514,8 +666,8 @@ async def main():
     scenario = sys.argv[1]
     await {"login": login, "muc": muc, "second-resource": second_resource,
            "wrong-password": wrong_password, "bad-input": bad_input, "resume": resume,
-           "resume-tcp": resume_tcp, "directory": directory,
-           "directory-down": directory_down}[scenario]()
+           "resume-tcp": resume_tcp, "pipelined": pipelined, "directory": directory,
+           "directory-down": directory_down, "muc-forged": muc_forged}[scenario]()
     print(f"PASS {scenario}")
 
 

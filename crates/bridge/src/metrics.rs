@@ -32,6 +32,8 @@ pub enum DropReason {
     /// AV1 RTP whose dependency descriptor is malformed or names a template structure
     /// never received (its frame cannot be placed in a layer).
     MalformedDependencyDescriptor,
+    /// RTP of a kind of media a moderator muted on this endpoint.
+    ForceMuted,
 }
 
 impl DropReason {
@@ -48,6 +50,7 @@ impl DropReason {
             Self::EndpointBudget => "endpoint_budget",
             Self::RtcpBudget => "rtcp_budget",
             Self::MalformedDependencyDescriptor => "malformed_dependency_descriptor",
+            Self::ForceMuted => "force_muted",
         }
     }
 }

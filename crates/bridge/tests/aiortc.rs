@@ -103,6 +103,24 @@ impl Peer {
         }
     }
 
+    /// The newest `event` the peer has written: the next one, then any others already
+    /// waiting (a peer reports every 0.5 s whether or not anyone reads).
+    async fn latest(&mut self, event: &str) -> Value {
+        let mut newest = self.next(event).await;
+        while let Ok(line) =
+            tokio::time::timeout(Duration::from_millis(20), self.stdout.next_line()).await
+        {
+            let line = line
+                .unwrap()
+                .unwrap_or_else(|| panic!("{}: peer exited", self.name));
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["event"] == event {
+                newest = v;
+            }
+        }
+        newest
+    }
+
     async fn command(&mut self, cmd: &str) {
         self.send(json!({ "cmd": cmd })).await;
     }
@@ -553,7 +571,6 @@ fn quality(phases: &Value, ssrc: u64) -> Vec<(String, f64, f64)> {
 /// delay on the innocent sender's audio and video stay as they were, the innocent sender
 /// gets its keyframe requests at the bridge's throttled pace, and every drop is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "written but not yet run to completion on the shared machine: bounds unmeasured"]
 async fn an_attacking_participant_does_not_degrade_the_others_media() {
     // Budgets small enough that ten times one costs a Python sender little.
     let config = Config {
@@ -595,8 +612,17 @@ async fn an_attacking_participant_does_not_degrade_the_others_media() {
         msid: Some("mallory-v1-msid".into()),
         video_type: None,
     });
-    configure(&handle, "mallory", &answer, mallory_sources).await;
-    let remote = remote_of(&sources.receiver_view());
+    configure(&handle, "mallory", &answer, mallory_sources.clone()).await;
+    // Bob is told of every source, as the focus tells every participant: aiortc routes
+    // an SSRC it was not told of by payload type alone, so mallory's unsignalled video
+    // would land in alice's decoder and neither would decode.
+    let mut remote = remote_of(&sources.receiver_view());
+    remote.as_array_mut().unwrap().extend(
+        remote_of(&mallory_sources.receiver_view())
+            .as_array()
+            .unwrap()
+            .clone(),
+    );
     let mut bob = Peer::spawn("bob", json!({"offer": bob_offer, "remote": remote})).await;
     let answer = bob.next("answer").await;
     configure(&handle, "bob", &answer, SourceSet::default()).await;
@@ -629,16 +655,18 @@ async fn an_attacking_participant_does_not_degrade_the_others_media() {
 
     bob.send(phase("rtcp-storm")).await;
     let alice_video = u64::from(sources.receiver_view().groups[0].ssrcs[0]);
-    let plis_before = plis(alice.next("stats").await);
+    let plis_before = plis(alice.latest("stats").await);
     let storm = Duration::from_secs(2);
     mallory
         .send(json!({"cmd": "rtcp_storm", "ssrc": alice_video, "pps": 1000, "seconds": storm.as_secs()}))
         .await;
     mallory.next("done").await;
-    let plis_during = plis(alice.next("stats").await) - plis_before;
+    // The next report is written after the storm's last PLI reached alice or not.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let plis_during = plis(alice.latest("stats").await) - plis_before;
 
     bob.send(phase("after")).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     bob.command("report").await;
     let phases = bob.next("phases").await["phases"].clone();
     let alice_audio = sources
@@ -677,15 +705,19 @@ async fn an_attacking_participant_does_not_degrade_the_others_media() {
                 *loss <= base_loss + 0.02,
                 "{kind} loss {loss} during {phase}"
             );
+            // The bound for the chat (5x the baseline + 50 ms): a Python
+            // receiver on a shared machine has outliers of tens of ms in any phase, and
+            // without the ingress budgets the flood alone costs 5 % of the audio and a
+            // p99 of +200 ms.
             assert!(
-                *delay <= base_delay * 2.0 + 30.0,
+                *delay <= base_delay * 5.0 + 50.0,
                 "{kind} delay p99 +{delay} ms during {phase}, +{base_delay} ms before"
             );
         }
     }
-    // At most one keyframe request per 300 ms reaches the sender, whatever the storm.
+    // The storm's keyframe requests reach the sender, at most one per 300 ms.
     assert!(
-        plis_during <= storm.as_millis() as u64 / 300 + 3,
+        (1..=storm.as_millis() as u64 / 300 + 3).contains(&plis_during),
         "{plis_during} PLIs"
     );
     assert!(

@@ -218,6 +218,15 @@ pub enum BridgeRequest {
         endpoint: EndpointId,
         sources: SourceSet,
     },
+    /// A moderator muted the endpoint's `kind` (`muted: true`), or the endpoint unmuted
+    /// itself: while muted, the bridge forwards none of the endpoint's sources of that kind
+    /// (Jitsi's colibri2 `force-mute`), whatever the client keeps sending.
+    ForceMute {
+        conference: ConferenceId,
+        endpoint: EndpointId,
+        kind: MediaKind,
+        muted: bool,
+    },
     ExpireEndpoint {
         conference: ConferenceId,
         endpoint: EndpointId,
@@ -236,6 +245,7 @@ impl BridgeRequest {
             | BridgeRequest::AddRemoteCandidates { conference, .. }
             | BridgeRequest::AddSources { conference, .. }
             | BridgeRequest::RemoveSources { conference, .. }
+            | BridgeRequest::ForceMute { conference, .. }
             | BridgeRequest::ExpireEndpoint { conference, .. }
             | BridgeRequest::ExpireConference { conference } => conference,
         }

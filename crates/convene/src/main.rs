@@ -1,5 +1,6 @@
 //! The `convene` binary: loads the configuration and wires the roles together.
 
+mod api;
 mod config;
 mod http;
 mod ops;

@@ -12,11 +12,35 @@ use anyhow::Context;
 use axum::Router;
 
 use crate::config::Config;
-use crate::{http, ops};
+use crate::{api, http, ops};
 
 /// From the stop signal to the end of `run`, whatever a role does (a hung role is left
 /// behind rather than keeping the process alive).
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What the pages offer for signing in, from `[auth]`; the OIDC sign-in mints its Jitsi
+/// tokens with the token settings, so it needs them.
+fn sign_in(config: &Config) -> anyhow::Result<convene_web::SignIn> {
+    let auth = &config.auth.xmpp;
+    let oidc = if config.auth.oidc.enabled {
+        anyhow::ensure!(
+            auth.token.enabled,
+            "[auth.oidc] needs [auth.token] enabled (with app_id and app_secret): its users connect with a token"
+        );
+        let minter = Arc::new(crate::token::TokenMinter::new(config)?);
+        Some(Arc::new(convene_web::Oidc::new(
+            config.auth.oidc.clone(),
+            minter,
+        )?))
+    } else {
+        None
+    };
+    Ok(convene_web::SignIn {
+        secure: auth.secure_domain || (auth.token.enabled && !auth.token.allow_empty_token),
+        password: auth.secure_domain,
+        oidc,
+    })
+}
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(dir) = &config.web.jitsi_meet_dir {
@@ -30,7 +54,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let xmpp = convene_xmpp::XmppServer::start(&config.domain, &config.data_dir, config.xmpp())
         .await
         .context("cannot start the XMPP server")?;
-    let app = Router::new().merge(convene_web::router(&config.domain, config.web.clone()));
+    let app = Router::new().merge(convene_web::router(
+        &config.domain,
+        config.web.clone(),
+        sign_in(&config)?,
+    ));
     // A stock app served from another origin probes the WebSocket URL with a plain GET (its
     // keep-alive, lib-jitsi-meet's `XmppConnection`) and fails on a response without CORS.
     let app = app.merge(
@@ -80,6 +108,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         http: connections.clone(),
     });
     let app = app.merge(ops::router(roles.clone()));
+    let app = if config.api.enabled() {
+        app.merge(api::router(Arc::new(config.clone())))
+    } else {
+        app
+    };
     println!(
         "Convene is running. Open http://{}:{port}/<room> in a browser to join a room.",
         config.domain

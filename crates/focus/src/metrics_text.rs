@@ -49,6 +49,7 @@ pub(crate) fn request_kind(request: &BridgeRequest) -> &'static str {
         BridgeRequest::AddRemoteCandidates { .. } => "add-remote-candidates",
         BridgeRequest::AddSources { .. } => "add-sources",
         BridgeRequest::RemoveSources { .. } => "remove-sources",
+        BridgeRequest::ForceMute { .. } => "force-mute",
         BridgeRequest::ExpireEndpoint { .. } => "expire-endpoint",
         BridgeRequest::ExpireConference { .. } => "expire-conference",
     }

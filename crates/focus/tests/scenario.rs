@@ -416,41 +416,6 @@ fn owner_passes_to_the_next_participant() {
 }
 
 #[test]
-fn only_moderators_mute_others() {
-    let mut h = Harness::new(Config::default());
-    h.open_conference();
-    h.join("alice");
-    h.join("bob");
-    h.presence("alice", "owner", "moderator");
-    h.take_stanzas();
-    let mute = |from: &str, target: &str, value: &str| {
-        format!(
-            r#"<iq xmlns="jabber:client" type="set" id="m-{from}-{value}" from="{ROOM}/{from}" to="{FOCUS_FULL}">
-                 <mute xmlns="http://jitsi.org/jitmeet/audio" jid="{ROOM}/{target}">{value}</mute></iq>"#
-        )
-    };
-    assert_eq!(
-        error_of(&h.request_xml(&mute("bob", "alice", "true"))).0,
-        "not-allowed"
-    );
-    assert!(h.stanzas.is_empty());
-
-    assert_result(&h.request_xml(&mute("alice", "bob", "true")));
-    let forwarded = h.take_stanzas();
-    assert_eq!(forwarded.len(), 1);
-    assert_eq!(forwarded[0].attr("to"), Some(&format!("{ROOM}/bob")[..]));
-    let payload = forwarded[0]
-        .get_child("mute", "http://jitsi.org/jitmeet/audio")
-        .unwrap();
-    assert_eq!(payload.attr("actor"), Some(&format!("{ROOM}/alice")[..]));
-    assert_eq!(payload.text(), "true");
-
-    // Unmuting oneself needs no rights.
-    assert_result(&h.request_xml(&mute("bob", "bob", "false")));
-    assert!(h.stanzas.is_empty());
-}
-
-#[test]
 fn every_iq_is_answered() {
     let mut h = Harness::new(Config::default());
     h.open_conference();

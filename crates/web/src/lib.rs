@@ -7,18 +7,22 @@
 //! | path | what |
 //! |---|---|
 //! | `/` | home page: create or enter a room |
-//! | `/<room>` | the room page (pre-join screen, then the meeting) |
+//! | `/<room>`, `/<tenant>/<room>` | the room page (pre-join screen, then the meeting); a tenant is a URL prefix only |
+//! | `/external_api.js`, `/<tenant>/external_api.js`, `/libs/external_api.min.js` | the iframe API (`JitsiMeetExternalAPI`) |
 //! | `/config.js` | `var config = {...}` generated from the domain and the request's `Host` |
 //! | `/assets/<file>` | the embedded client files |
+//! | `/auth/oidc/login`, `/auth/oidc/callback` | OpenID Connect sign-in, when on ([`oidc`]) |
 //!
 //! `/xmpp-websocket` and `/colibri-ws/...` belong to the XMPP server and the bridge.
 //!
 //! With `jitsi_meet_dir` set, a stock Jitsi Meet build is served instead ([`stock`]).
 
 pub mod config;
+pub mod oidc;
 mod ssi;
 mod stock;
 pub use config::Config;
+pub use oidc::{Minter, Oidc, OidcConfig, OidcUser};
 
 use std::sync::Arc;
 
@@ -40,27 +44,50 @@ const MAX_HOST: usize = 255;
 struct Site {
     domain: String,
     config: Config,
+    sign_in: SignIn,
+}
+
+/// How users sign in, as far as the pages need to know.
+#[derive(Clone, Default)]
+pub struct SignIn {
+    /// The main domain is for signed-in users: guests sign in anonymously at `guest.D`
+    /// (`hosts.anonymousdomain`) and wait for a host.
+    pub secure: bool,
+    /// User name and password logins (accounts, a directory) are offered on the main domain.
+    pub password: bool,
+    /// OpenID Connect sign-in.
+    pub oidc: Option<Arc<Oidc>>,
 }
 
 /// The client's routes. `domain` is the XMPP domain; the MUC, focus and auth addresses
 /// derive from it as in a stock Jitsi deployment. With `config.jitsi_meet_dir` set, the
 /// stock Jitsi Meet build in that folder is served instead of Convene's own client.
-pub fn router(domain: &str, config: Config) -> Router {
+pub fn router(domain: &str, config: Config, sign_in: SignIn) -> Router {
     let stock_dir = config.jitsi_meet_dir.clone();
+    let oidc = sign_in.oidc.clone();
     let site = Arc::new(Site {
         domain: domain.to_owned(),
         config,
+        sign_in,
     });
-    if let Some(dir) = stock_dir {
-        return stock::router(site, dir);
+    let pages = match stock_dir {
+        Some(dir) => stock::router(site, dir),
+        None => Router::new()
+            .route("/", get(home_page))
+            .route("/config.js", get(config_js))
+            .route("/favicon.ico", get(favicon))
+            .route("/assets/{*path}", get(asset))
+            .route("/external_api.js", get(external_api))
+            .route("/libs/external_api.min.js", get(external_api))
+            .route("/{tenant}/external_api.js", get(external_api))
+            .route("/{room}", get(room_page))
+            .route("/{tenant}/{room}", get(tenant_room_page))
+            .with_state(site),
+    };
+    match oidc {
+        Some(oidc) => oidc::routes(oidc).merge(pages),
+        None => pages,
     }
-    Router::new()
-        .route("/", get(home_page))
-        .route("/config.js", get(config_js))
-        .route("/favicon.ico", get(favicon))
-        .route("/assets/{*path}", get(asset))
-        .route("/{room}", get(room_page))
-        .with_state(site)
 }
 
 async fn home_page() -> Response {
@@ -77,6 +104,21 @@ async fn room_page(Path(room): Path<String>) -> Response {
     } else {
         (StatusCode::NOT_FOUND, "no such page").into_response()
     }
+}
+
+/// `/<tenant>/<room>`: the same page; the room is the last segment (the MUC is shared, as a
+/// stock deployment behind Debian's nginx site has it for tenant paths).
+async fn tenant_room_page(Path((tenant, room)): Path<(String, String)>) -> Response {
+    if is_room_name(&tenant) && is_room_name(&room) {
+        embedded("room.html")
+    } else {
+        (StatusCode::NOT_FOUND, "no such page").into_response()
+    }
+}
+
+/// The iframe API, for any page embedding a meeting (docs/embedding.md).
+async fn external_api() -> Response {
+    embedded("external_api.js")
 }
 
 async fn asset(Path(path): Path<String>) -> Response {
@@ -139,24 +181,24 @@ fn script_response(body: String) -> Response {
 /// TURN server: media goes to the bridge's advertised addresses only.
 fn client_config(site: &Site, headers: &HeaderMap) -> serde_json::Value {
     let domain = &site.domain;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| is_host(h))
-        .unwrap_or(domain);
-    let secure = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
-    let scheme = if secure { "wss" } else { "ws" };
+    let scheme = request_scheme(headers);
+    let host = request_host(headers).unwrap_or(domain);
+    let ws = if scheme == "https" { "wss" } else { "ws" };
     let config = &site.config;
-    json!({
-        "hosts": {
-            "domain": domain,
-            "muc": format!("conference.{domain}"),
-            "focus": format!("focus.{domain}"),
-        },
+    let sign_in = &site.sign_in;
+    let mut hosts = json!({
+        "domain": domain,
+        "muc": format!("conference.{domain}"),
+        "focus": format!("focus.{domain}"),
+    });
+    if sign_in.secure {
+        hosts["anonymousdomain"] = json!(format!("guest.{domain}"));
+    }
+    let oidc = sign_in.oidc.as_ref();
+    let mut client = json!({
+        "hosts": hosts,
         "focusUserJid": format!("focus@auth.{domain}"),
-        "websocket": format!("{scheme}://{host}/xmpp-websocket"),
+        "websocket": format!("{ws}://{host}/xmpp-websocket"),
         "p2p": { "enabled": false },
         "disableSimulcast": !config.simulcast,
         "videoQuality": { "codecPreferenceOrder": config.codec_preference_order },
@@ -164,7 +206,34 @@ fn client_config(site: &Site, headers: &HeaderMap) -> serde_json::Value {
         "prejoinConfig": { "enabled": config.prejoin },
         "appName": config.app_name,
         "channelLastN": -1,
-    })
+        // Convene's client: what its sign-in screen offers.
+        "signIn": {
+            "password": sign_in.password,
+            "oidc": oidc.map(|o| o.button_label()),
+        },
+    });
+    if oidc.is_some() {
+        // The stock app's login button (and Convene's client) go there; `{room}` is
+        // filled in by the app.
+        client["tokenAuthUrl"] = json!(format!("{scheme}://{host}/auth/oidc/login?room={{room}}"));
+    }
+    client
+}
+
+/// The scheme the browser used: `https` behind a proxy that says so (`X-Forwarded-Proto`).
+fn request_scheme(headers: &HeaderMap) -> &'static str {
+    let secure = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    if secure { "https" } else { "http" }
+}
+
+/// The request's `Host`, when it is safe to put in a URL.
+fn request_host(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| is_host(h))
 }
 
 /// A `Host` header value safe to put in a URL: host name or IP literal and optional port.
@@ -189,7 +258,7 @@ mod tests {
         if let Some(host) = host {
             request = request.header(header::HOST, host);
         }
-        let response = router("meet.example", Config::default())
+        let response = router("meet.example", Config::default(), SignIn::default())
             .oneshot(request.body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -259,12 +328,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn tenant_paths_get_the_room_page() {
+        let (status, _, body) = get("/meeting/Weekly_sync", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("/assets/app/room.js"));
+    }
+
+    #[tokio::test]
+    async fn the_iframe_api_is_served_where_integrations_look_for_it() {
+        for uri in [
+            "/external_api.js",
+            "/external_api.js?release=release-1234",
+            "/meeting/external_api.js",
+            "/libs/external_api.min.js",
+        ] {
+            let (status, mime, body) = get(uri, None).await;
+            assert_eq!(
+                (status, mime.as_str()),
+                (StatusCode::OK, "text/javascript"),
+                "{uri}"
+            );
+            assert!(body.contains("JitsiMeetExternalAPI"), "{uri}");
+        }
+    }
+
+    #[tokio::test]
     async fn unknown_paths_and_bad_room_names_are_not_found() {
         for uri in [
             "/assets/nope.js",
             "/assets/../Cargo.toml",
             "/room.with.dots",
-            "/a/b",
+            "/a/b.c",
+            "/a/b/c",
+            "/a.b/room",
             &format!("/{}", "r".repeat(MAX_ROOM_NAME + 1)),
         ] {
             assert_eq!(get(uri, None).await.0, StatusCode::NOT_FOUND, "{uri}");

@@ -106,7 +106,7 @@ async fn get(app: &Path, uri: &str) -> Got {
         .header(header::ORIGIN, "https://embedder.example")
         .body(Body::empty())
         .unwrap();
-    let response = router("meet.example", config)
+    let response = router("meet.example", config, convene_web::SignIn::default())
         .oneshot(request)
         .await
         .unwrap();
@@ -255,10 +255,14 @@ async fn paths_out_of_the_folder_are_refused() {
 
 #[tokio::test]
 async fn convenes_own_client_stays_the_default() {
-    let page = router("meet.example", Config::default())
-        .oneshot(Request::get("/DailyStandup").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let page = router(
+        "meet.example",
+        Config::default(),
+        convene_web::SignIn::default(),
+    )
+    .oneshot(Request::get("/DailyStandup").body(Body::empty()).unwrap())
+    .await
+    .unwrap();
     let body = page.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("/assets/app/room.js"));
 }

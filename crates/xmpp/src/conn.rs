@@ -96,6 +96,7 @@ impl Conn {
         transport: Transport,
         peer: IpAddr,
         token: Option<BearerToken>,
+        web_room: Option<String>,
     ) -> Self {
         let config = &server.inner.config;
         let session_config = SessionConfig {
@@ -111,6 +112,7 @@ impl Conn {
             secure_domain: config.auth.secure_domain,
             moderator: config.auth.moderator,
             directory: server.inner.directory.is_some(),
+            web_room,
         };
         // A CSPRNG per connection: stream ids, nonces and resumption ids must stay
         // unpredictable.

@@ -33,6 +33,10 @@ pub struct Identity {
     pub tenant: Option<String>,
     /// The rooms a token opens; `None`: no token, no restriction.
     pub rooms: Option<RoomGrant>,
+    /// The room the session was opened for: the `?room=` of its WebSocket URL, lower case
+    /// (Prosody's `jitsi_web_query_room`). The room-control services act on this room only
+    /// (Rule B of `meeting-features.md`), whatever the stanza names.
+    pub web_room: Option<String>,
 }
 
 /// How a session authenticated.
@@ -64,6 +68,7 @@ impl Identity {
             features: BTreeMap::new(),
             tenant: None,
             rooms: None,
+            web_room: None,
         }
     }
 }

@@ -285,8 +285,9 @@ impl XmppServer {
 
 /// The router with the MUC at `conference.<domain>`.
 fn muc_router(domains: &Domains, limits: muc::MucLimits, rng: rand::rngs::StdRng) -> Router {
-    let muc = muc::Muc::new(limits, rng);
+    let muc = muc::Muc::new(limits, rng, domains);
     let mut router = Router::new(domains.clone());
     router.add_component(domains.conference.clone(), Box::new(muc));
+    muc::add_services(&mut router, domains);
     router
 }

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use jid::{BareJid, Jid};
 use minidom::Element;
 
-use crate::component::{Component, Fanout, Sender, Trust};
+use crate::component::{Component, DiscoIdentity, Fanout, Sender, Trust};
 use crate::identity::Identity;
 use crate::stanza::{self, StanzaError, iq_result, iq_result_with, ns, push_reply, reply_error};
 
@@ -27,6 +27,8 @@ pub struct Domains {
     pub conference: String,
     /// The focus component.
     pub focus: String,
+    /// Jitsi's end-meeting-for-all service (`mod_end_conference`), served by the MUC.
+    pub end_conference: String,
 }
 
 impl Domains {
@@ -37,6 +39,7 @@ impl Domains {
             auth: format!("auth.{domain}"),
             conference: format!("conference.{domain}"),
             focus: format!("focus.{domain}"),
+            end_conference: format!("endconference.{domain}"),
         }
     }
 
@@ -66,6 +69,9 @@ pub struct Router {
     internal: HashSet<Jid>,
     /// The component answering at each host (ordered, so that disco answers are stable).
     components: BTreeMap<String, Box<dyn Component>>,
+    /// Hosts of services a component provides beside its own (Jitsi's end-conference,
+    /// A/V moderation...), each with its disco identity and the host of that component.
+    services: BTreeMap<String, (DiscoIdentity, String)>,
     /// The wall-clock time components see, as last set by the caller.
     wall_clock: SystemTime,
 }
@@ -79,6 +85,7 @@ impl Router {
             identities: HashMap::new(),
             internal: HashSet::new(),
             components: BTreeMap::new(),
+            services: BTreeMap::new(),
             wall_clock: SystemTime::UNIX_EPOCH,
         }
     }
@@ -102,6 +109,38 @@ impl Router {
         );
         let previous = self.components.insert(host, component);
         assert!(previous.is_none(), "two components at one host");
+    }
+
+    /// Hands every stanza addressed to `host` to the component at `served_by`, and lists
+    /// `host` in the domain's disco#info as `identity` (Rule A of the Jitsi clients: a
+    /// service is announced by an identity named by its address).
+    ///
+    /// # Panics
+    /// If `host` is taken or `served_by` has no component: the wiring is wrong.
+    pub fn add_service(
+        &mut self,
+        host: impl Into<String>,
+        identity: DiscoIdentity,
+        served_by: &str,
+    ) {
+        let host = host.into();
+        assert!(
+            !self.domains.is_server_host(&host) && !self.components.contains_key(&host),
+            "{host} is taken"
+        );
+        assert!(
+            self.components.contains_key(served_by),
+            "no component at {served_by}"
+        );
+        let previous = self.services.insert(host, (identity, served_by.to_owned()));
+        assert!(previous.is_none(), "two services at one host");
+    }
+
+    /// The host of the component that handles stanzas to `host`.
+    fn component_host<'a>(&'a self, host: &'a str) -> &'a str {
+        self.services
+            .get(host)
+            .map_or(host, |(_, served_by)| served_by.as_str())
     }
 
     /// Rooms over all components.
@@ -169,7 +208,9 @@ impl Router {
     /// What `stanza` from `from` would fan out to in a component's room, if anything.
     pub fn fanout(&self, from: &Jid, stanza: &Element) -> Option<Fanout> {
         let to = stanza::jid_attr(stanza, "to").ok()??;
-        let component = self.components.get(to.domain().as_str())?;
+        let component = self
+            .components
+            .get(self.component_host(to.domain().as_str()))?;
         component.fanout(from, &to, stanza)
     }
 
@@ -195,7 +236,8 @@ impl Router {
             out.push(Delivery { to, stanza });
             return;
         }
-        if let Some(component) = self.components.get_mut(to.domain().as_str()) {
+        let host = self.component_host(to.domain().as_str()).to_owned();
+        if let Some(component) = self.components.get_mut(&host) {
             let sender = Sender {
                 jid: from,
                 trust: if self.internal.contains(from) {
@@ -283,7 +325,7 @@ impl Router {
             }
             ns::DISCO_ITEMS if getting => {
                 let mut items = Element::bare("query", ns::DISCO_ITEMS);
-                for host in self.components.keys() {
+                for host in self.components.keys().chain(self.services.keys()) {
                     items.append_child(
                         Element::builder("item", ns::DISCO_ITEMS)
                             .attr(stanza::n("jid"), host.as_str())
@@ -313,6 +355,9 @@ impl Router {
                     features.push(feature);
                 }
             }
+        }
+        for (host, (identity, _)) in &self.services {
+            identities.push((identity.category, identity.kind, host.as_str()));
         }
         stanza::disco_info(&identities, &features)
     }

@@ -43,13 +43,20 @@ pub async fn accept_loop(
 
 async fn serve(server: XmppServer, id: ConnId, stream: TcpStream, peer: SocketAddr) {
     tracing::debug!("connection from {peer}");
-    let mut conn = Conn::connect(server, id, Transport::Tcp, peer.ip(), None).await;
-    let stream = match run(&mut conn, stream).await {
-        Ok(Ended::StartTls(stream)) => stream,
+    let mut conn = Conn::connect(server, id, Transport::Tcp, peer.ip(), None, None).await;
+    let (stream, early) = match run(&mut conn, stream).await {
+        Ok(Ended::StartTls(stream, early)) => (stream, early),
         ended => return end(conn, ended, peer).await,
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(conn.tls_config());
-    match acceptor.accept(stream).await {
+    let handshake = acceptor.accept_with(stream, |tls| {
+        // What the client sent before `<proceed/>` reached it goes to TLS first.
+        let mut early = early.as_slice();
+        while !early.is_empty() && matches!(tls.read_tls(&mut early), Ok(n) if n > 0) {}
+        // An error here is kept by rustls and ends the handshake below.
+        let _ = tls.process_new_packets();
+    });
+    match handshake.await {
         Ok(tls) => {
             conn.tls_established();
             let ended = run(&mut conn, tls).await;
@@ -61,8 +68,9 @@ async fn serve(server: XmppServer, id: ConnId, stream: TcpStream, peer: SocketAd
 
 /// What [`run`] leaves of the socket.
 enum Ended<S> {
-    /// STARTTLS: the socket goes on under TLS.
-    StartTls(S),
+    /// STARTTLS: the socket goes on under TLS; the bytes read past `<starttls/>` are the
+    /// start of the TLS handshake (a client that did not wait for `<proceed/>`).
+    StartTls(S, Vec<u8>),
     /// The server closed the stream and half-closed the socket.
     Closed(S),
     /// The peer went away.
@@ -75,7 +83,7 @@ async fn end<S: AsyncRead + Unpin>(conn: Conn, ended: std::io::Result<Ended<S>>,
     drop(conn);
     match ended {
         Ok(Ended::Closed(stream)) => linger(stream).await,
-        Ok(Ended::StartTls(_) | Ended::Gone) => {}
+        Ok(Ended::StartTls(..) | Ended::Gone) => {}
         Err(e) => tracing::debug!("c2s connection from {peer}: {e}"),
     }
 }
@@ -95,7 +103,9 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut parser = StreamParser::new(conn.limits());
     // Small on purpose: it lives as long as the connection, and most stanzas are small.
     let mut buffer = vec![0u8; 4 * 1024];
-    let mut events = Vec::new();
+    // What was read and not yet parsed: the rest of a read after an event that ends this
+    // parser's stream (a SASL restart: the new parser's; `<starttls/>`: TLS's).
+    let mut unparsed = 0..0;
     let mut header_sent = false;
     let started = tokio::time::Instant::now();
     let mut keepalive = conn.keepalive();
@@ -106,6 +116,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         let setup_deadline = conn.setup_deadline(started, header_sent);
         let writes = if let Some(refusal) = refusal.take() {
             refusal
+        } else if !unparsed.is_empty() {
+            let mut data = &buffer[unparsed.clone()];
+            let writes = handle_input(conn, &mut parser, &mut data).await;
+            unparsed.start = unparsed.end - data.len();
+            writes
         } else {
             tokio::select! {
                 read = stream.read(&mut buffer) => {
@@ -114,30 +129,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         return Ok(Ended::Gone);
                     }
                     keepalive.heard();
-                    events.clear();
-                    match parser.feed(&buffer[..read], &mut events) {
-                        Ok(()) => {
-                            let mut writes = Vec::new();
-                            for event in events.drain(..) {
-                                writes.extend(match event {
-                                    StreamEvent::Open(header) => {
-                                        if !header.is("stream", ns::STREAM) {
-                                            vec![Write::Close(Some(StreamError::InvalidNamespace))]
-                                        } else {
-                                            conn.open(header.attr("to"), header.attr("version")).await
-                                        }
-                                    }
-                                    StreamEvent::Element(element) => conn.element(element).await,
-                                    StreamEvent::Close => conn.close().await,
-                                });
-                                if writes.iter().any(|w| matches!(w, Write::Close(_) | Write::StartTls | Write::Restart)) {
-                                    break;
-                                }
-                            }
-                            writes
-                        }
-                        Err(e) => vec![Write::Close(Some(conn.xml_error(&e)))],
-                    }
+                    unparsed = 0..read;
+                    continue;
                 }
                 writes = conn.next_outside_writes() => writes,
                 _ = tokio::time::sleep_until(setup_deadline), if !conn.is_authenticated() => {
@@ -163,7 +156,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 Write::StartTls => {
                     stream.write_all(out.as_bytes()).await?;
                     stream.flush().await?;
-                    return Ok(Ended::StartTls(stream));
+                    return Ok(Ended::StartTls(stream, buffer[unparsed].to_vec()));
                 }
                 Write::Close(error) => {
                     conn.closing(error);
@@ -184,6 +177,39 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if !out.is_empty() {
             stream.write_all(out.as_bytes()).await?;
+        }
+    }
+}
+
+/// Parses what was read, event by event, until it is used up or an event ends this
+/// parser's stream (STARTTLS, a SASL restart, a close): `data` is left at what follows.
+async fn handle_input(conn: &mut Conn, parser: &mut StreamParser, data: &mut &[u8]) -> Vec<Write> {
+    let mut writes = Vec::new();
+    loop {
+        let event = match parser.next(data) {
+            Ok(Some(event)) => event,
+            Ok(None) => return writes,
+            Err(e) => {
+                writes.push(Write::Close(Some(conn.xml_error(&e))));
+                return writes;
+            }
+        };
+        writes.extend(match event {
+            StreamEvent::Open(header) => {
+                if !header.is("stream", ns::STREAM) {
+                    vec![Write::Close(Some(StreamError::InvalidNamespace))]
+                } else {
+                    conn.open(header.attr("to"), header.attr("version")).await
+                }
+            }
+            StreamEvent::Element(element) => conn.element(element).await,
+            StreamEvent::Close => conn.close().await,
+        });
+        if writes
+            .iter()
+            .any(|w| matches!(w, Write::Close(_) | Write::StartTls | Write::Restart))
+        {
+            return writes;
         }
     }
 }

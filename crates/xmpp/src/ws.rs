@@ -1,8 +1,9 @@
 //! XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`: subprotocol `xmpp`, one element per
 //! text frame, `<open/>`/`<close/>` framing. Of the query parameters the Jitsi clients
 //! append (`room`, `token`, `previd`), `token` (else an `Authorization: Bearer` header) is
-//! the Jitsi token an anonymous login on the main domain is verified with, as Prosody's
-//! `mod_jitsi_session` reads it; the others are ignored (resumption uses `<resume/>`).
+//! the Jitsi token an anonymous login on the main domain is verified with, and `room` the
+//! room the room-control services act on, as Prosody's `mod_jitsi_session` reads them;
+//! `previd` is ignored (resumption uses `<resume/>`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -36,6 +37,16 @@ pub fn routes(server: XmppServer) -> Router {
 #[derive(serde::Deserialize)]
 struct Params {
     token: Option<String>,
+    room: Option<String>,
+}
+
+/// Longest `?room=` kept (a room name is a JID node: at most 1023 bytes).
+const MAX_ROOM_BYTES: usize = 1023;
+
+/// The session's room (`?room=`), lower case; none when absent, empty or too long.
+fn web_room(params: &Result<Query<Params>, QueryRejection>) -> Option<String> {
+    let room = params.as_ref().ok()?.room.as_deref()?;
+    (!room.is_empty() && room.len() <= MAX_ROOM_BYTES).then(|| room.to_lowercase())
 }
 
 /// The connection's token: `?token=`, else `Authorization: Bearer`.
@@ -72,6 +83,7 @@ async fn upgrade(
     if server.is_shutting_down() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    let room = web_room(&params);
     let token = bearer_token(params, &headers);
     let max = server.inner.config.max_stanza_bytes;
     let id = server.next_conn_id();
@@ -81,7 +93,7 @@ async fn upgrade(
         .max_message_size(max + 1024)
         // tungstenite reserves 128 KiB per connection by default; stanzas are small.
         .read_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| serve(server, id, socket, peer, token).instrument(span))
+        .on_upgrade(move |socket| serve(server, id, socket, peer, token, room).instrument(span))
 }
 
 async fn serve(
@@ -90,9 +102,10 @@ async fn serve(
     mut socket: WebSocket,
     peer: IpAddr,
     token: Option<BearerToken>,
+    room: Option<String>,
 ) {
     tracing::debug!("connection from {peer}");
-    let mut conn = Conn::connect(server, id, Transport::WebSocket, peer, token).await;
+    let mut conn = Conn::connect(server, id, Transport::WebSocket, peer, token, room).await;
     let closed = run(&mut conn, &mut socket).await;
     // The hub hears of the end first; then a socket the server closed lingers.
     drop(conn);

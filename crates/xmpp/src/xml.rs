@@ -120,11 +120,14 @@ impl StreamParser {
         }
     }
 
-    /// Feeds bytes read from the socket; complete events are appended to `out`.
-    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), XmlError> {
+    /// Parses `data` until one event is complete and returns it, `data` left at the byte
+    /// after it; `None` once `data` is used up without completing one. What follows an
+    /// event may not be this parser's: after `<starttls/>` it is TLS, after a SASL success
+    /// a new stream for a new parser.
+    pub fn next(&mut self, data: &mut &[u8]) -> Result<Option<StreamEvent>, XmlError> {
         loop {
             let before = data.len();
-            let result = self.parser.parse(&mut data, false);
+            let result = self.parser.parse(data, false);
             self.guard.count(before - data.len())?;
             match result {
                 Err(EndOrError::NeedMoreData) => {
@@ -133,13 +136,13 @@ impl StreamParser {
                         // otherwise stay allocated for every idle connection.
                         self.parser.release_temporaries();
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
                 Err(EndOrError::Error(e)) => return Err(XmlError::Malformed(e.to_string())),
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(None),
                 Ok(Some(event)) => {
                     if let Some(event) = self.stream_event(event)? {
-                        out.push(event);
+                        return Ok(Some(event));
                     }
                 }
             }
@@ -174,7 +177,6 @@ impl StreamParser {
     }
 }
 
-/// Parses one WebSocket text frame (RFC 7395: exactly one element per frame).
 /// One element from test text, under small limits.
 #[cfg(test)]
 pub(crate) fn test_element(text: &str) -> Element {
@@ -188,6 +190,7 @@ pub(crate) fn test_element(text: &str) -> Element {
     .unwrap()
 }
 
+/// Parses one WebSocket text frame (RFC 7395: exactly one element per frame).
 pub fn parse_frame(frame: &str, limits: Limits) -> Result<Element, XmlError> {
     if frame.len() > limits.max_stanza_bytes {
         return Err(XmlError::TooLarge(limits.max_stanza_bytes));
@@ -227,11 +230,18 @@ mod tests {
         max_depth: 8,
     };
 
-    fn feed_all(data: &[u8]) -> Result<Vec<StreamEvent>, XmlError> {
-        let mut parser = StreamParser::new(LIMITS);
+    /// Every event in `data`.
+    fn feed(parser: &mut StreamParser, mut data: &[u8]) -> Result<Vec<StreamEvent>, XmlError> {
         let mut out = Vec::new();
-        parser.feed(data, &mut out)?;
+        while let Some(event) = parser.next(&mut data)? {
+            out.push(event);
+        }
+        assert!(data.is_empty(), "input left unparsed");
         Ok(out)
+    }
+
+    fn feed_all(data: &[u8]) -> Result<Vec<StreamEvent>, XmlError> {
+        feed(&mut StreamParser::new(LIMITS), data)
     }
 
     #[test]
@@ -260,10 +270,32 @@ mod tests {
         let data = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><presence><status>x</status></presence>";
         let mut parser = StreamParser::new(LIMITS);
         let mut out = Vec::new();
-        for byte in data.chunks(3) {
-            parser.feed(byte, &mut out).unwrap();
+        for chunk in data.chunks(3) {
+            out.extend(feed(&mut parser, chunk).unwrap());
         }
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn what_follows_an_event_is_left_for_the_next_reader() {
+        let mut parser = StreamParser::new(LIMITS);
+        let mut data: &[u8] = b"<stream:stream xmlns='jabber:client' \
+            xmlns:stream='http://etherx.jabber.org/streams'><starttls \
+            xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\x16\x03\x01\x02\x00\x01";
+        assert!(matches!(
+            parser.next(&mut data),
+            Ok(Some(StreamEvent::Open(_)))
+        ));
+        let Ok(Some(StreamEvent::Element(starttls))) = parser.next(&mut data) else {
+            panic!("no <starttls/>");
+        };
+        assert_eq!(starttls.name(), "starttls");
+        assert_eq!(data, b"\x16\x03\x01\x02\x00\x01", "the ClientHello");
+        // Fed to the XML parser, the same bytes are malformed (the error seen before).
+        assert!(matches!(
+            parser.next(&mut data),
+            Err(XmlError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -67,6 +67,12 @@ async fn three_clients_share_a_room() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_moderator_actions_are_refused_and_change_nothing() {
+    let running = start(Config::default()).await;
+    peer(&running, "muc-forged").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_resource_and_resource_conflict() {
     let running = start(Config::default()).await;
     peer(&running, "second-resource").await;
@@ -98,4 +104,10 @@ async fn websocket_session_resumes_without_loss() {
 async fn slixmpp_resumes_its_tcp_session() {
     let running = start(Config::default()).await;
     peer(&running, "resume-tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pipelines_starttls_and_sasl_is_served() {
+    let running = start(Config::default()).await;
+    peer(&running, "pipelined").await;
 }

@@ -25,14 +25,15 @@ pub(crate) fn xml_stream(data: &[u8]) {
         return;
     };
     let mut parser = StreamParser::new(server_limits());
-    let mut events = Vec::new();
-    for read in stream.chunks(usize::from(read_size).max(1)) {
-        if parser.feed(read, &mut events).is_err() {
-            return;
-        }
-        for event in events.drain(..) {
-            if let StreamEvent::Element(element) | StreamEvent::Open(element) = event {
-                xml::to_string(&element);
+    for mut read in stream.chunks(usize::from(read_size).max(1)) {
+        loop {
+            match parser.next(&mut read) {
+                Ok(Some(StreamEvent::Element(element) | StreamEvent::Open(element))) => {
+                    xml::to_string(&element);
+                }
+                Ok(Some(StreamEvent::Close)) => {}
+                Ok(None) => break,
+                Err(_) => return,
             }
         }
     }

@@ -24,8 +24,16 @@ JitsiMeetJS.init({});
 /** @type {any} */ let screenTrack;
 const events = JitsiMeetJS.events;
 
-/** Connects and joins; resolves once in the MUC with camera and microphone added. */
-async function join() {
+/** What happened to this participant, for the tests: `kicked`, `failed`, `role`, `muted`. @type {any[]} */
+w.stockEvents = [];
+
+/**
+ * Connects and joins (with the room `password`, if given); resolves once in the MUC with
+ * camera and microphone added, rejects with lib-jitsi-meet's error (`conference.passwordRequired`,
+ * `conference.connectionError.membersOnly`...) when the room refuses.
+ * @param {string} [password]
+ */
+async function join(password) {
   connection = new JitsiMeetJS.JitsiConnection(null, null, {
     hosts: config.hosts,
     serviceUrl: `${config.websocket}?room=${encodeURIComponent(room)}`,
@@ -48,13 +56,41 @@ async function join() {
     track.attach(element);
   });
   localTracks = /** @type {any[]} */ (await JitsiMeetJS.createLocalTracks({ devices: ['audio', 'video'] }));
-  const joined = new Promise((resolve) => conference.on(events.conference.CONFERENCE_JOINED, resolve));
+  conference.on(events.conference.KICKED, (/** @type {any} */ actor, /** @type {string} */ reason) => w.stockEvents.push({ type: 'kicked', actor: actor?.getId?.(), reason }));
+  conference.on(events.conference.CONFERENCE_FAILED, (/** @type {string} */ error, /** @type {string} */ reason) => w.stockEvents.push({ type: 'failed', error, reason }));
+  conference.on(events.conference.USER_ROLE_CHANGED, (/** @type {string} */ id, /** @type {string} */ role) => w.stockEvents.push({ type: 'role', id, role }));
+  conference.on(events.conference.TRACK_MUTE_CHANGED, (/** @type {any} */ track, /** @type {any} */ by) => {
+    if (track.isLocal() && by) w.stockEvents.push({ type: 'muted', kind: track.getType(), by: by.getId() });
+  });
   conference.setDisplayName(params.get('name') ?? 'stock');
   for (const track of localTracks) await conference.addTrack(track);
-  conference.join();
-  await joined;
+  await enter(password);
   return conference.myUserId();
 }
+
+/** Joins the MUC (again, after a refusal): resolves when in, rejects with the error name. @param {string} [password] */
+function enter(password) {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      conference.off(events.conference.CONFERENCE_JOINED, joined);
+      conference.off(events.conference.CONFERENCE_FAILED, failed);
+    };
+    const joined = () => {
+      done();
+      resolve(undefined);
+    };
+    const failed = (/** @type {string} */ error) => {
+      done();
+      reject(new Error(error));
+    };
+    conference.on(events.conference.CONFERENCE_JOINED, joined);
+    conference.on(events.conference.CONFERENCE_FAILED, failed);
+    conference.join(password);
+  });
+}
+
+/** Whether this participant's own `kind` track is muted. @param {'audio' | 'video'} kind */
+const isMuted = (kind) => localTracks.find((t) => t.getType() === kind).isMuted();
 
 /** @param {'audio' | 'video'} kind @param {boolean} muted */
 async function mute(kind, muted) {
@@ -88,7 +124,9 @@ const participants = () => conference.getParticipants().map((/** @type {any} */ 
 
 w.stock = {
   join,
+  enter,
   mute,
+  isMuted,
   shareScreen,
   stopScreen,
   leave,

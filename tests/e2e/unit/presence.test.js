@@ -26,9 +26,23 @@ describe('occupant presence', () => {
       unavailable: false,
       displayName: 'Alice',
       role: 'participant',
+      kicked: false,
       sources: { 'ab12cd34-a0': { muted: true, videoType: undefined }, 'ab12cd34-v1': { muted: false, videoType: 'desktop' } },
       codecs: [],
+      profile: { email: '', avatarUrl: '', raisedHand: 0 },
     });
+  });
+
+  it('reads e-mail, avatar, raised hand and a kick, within limits', () => {
+    const p = readOccupantPresence(
+      presence(`<email>a@example.com</email><avatar-url>${'u'.repeat(5000)}</avatar-url><jitsi_participant_raisedHand>1700000000000</jitsi_participant_raisedHand>`),
+      ROOM,
+      FOCUS,
+    );
+    assert.deepEqual(p?.profile, { email: 'a@example.com', avatarUrl: 'u'.repeat(2048), raisedHand: 1700000000000 });
+    assert.equal(readOccupantPresence(presence('<jitsi_participant_raisedHand>soon</jitsi_participant_raisedHand>'), ROOM, FOCUS)?.profile.raisedHand, 0);
+    const kicked = presence('<x xmlns="http://jabber.org/protocol/muc#user"><item role="none"/><status code="307"/></x>', `from="${ROOM}/ab12cd34" type="unavailable"`);
+    assert.equal(readOccupantPresence(kicked, ROOM, FOCUS)?.kicked, true);
   });
 
   it('recognises the focus by nick or by its real JID', () => {

@@ -35,8 +35,9 @@ impl Core {
                 continue;
             };
             let speaker_rank = rank.iter().position(|r| *r == k).unwrap_or(usize::MAX);
+            let force_muted = ep.force_muted.contains(&MediaKind::Video);
             for track in ep.tracks.iter().filter(|t| t.kind == MediaKind::Video) {
-                let (layers, meaning) = track.choices(now);
+                let (layers, meaning) = track.choices(now, force_muted);
                 let svc = track.svc(now).is_some();
                 videos.push((
                     k,

@@ -88,8 +88,14 @@ impl Track {
     }
 
     /// What the allocator chooses from, lowest first, and what each choice stands for:
-    /// the decode targets of an SVC stream, else the simulcast layers.
-    pub(super) fn choices(&self, now: Instant) -> (Vec<allocator::Layer>, Vec<usize>) {
+    /// the decode targets of an SVC stream, else the simulcast layers; none is active while
+    /// the sender turned the track off or a moderator `force_muted` it.
+    pub(super) fn choices(
+        &self,
+        now: Instant,
+        force_muted: bool,
+    ) -> (Vec<allocator::Layer>, Vec<usize>) {
+        let off = self.muted || force_muted;
         if let Some((_, svc)) = self.svc(now) {
             return svc
                 .targets(now)
@@ -98,7 +104,7 @@ impl Track {
                     let layer = allocator::Layer {
                         height: t.height,
                         bitrate_bps: t.bitrate_bps,
-                        active: !self.muted && t.active,
+                        active: !off && t.active,
                     };
                     (layer, t.dt)
                 })
@@ -110,7 +116,7 @@ impl Track {
                 let layer = allocator::Layer {
                     height,
                     bitrate_bps: self.layers[l].meter.expected_bps(height),
-                    active: !self.muted && self.layers[l].meter.is_active(now),
+                    active: !off && self.layers[l].meter.is_active(now),
                 };
                 (layer, l)
             })
@@ -187,6 +193,9 @@ pub(super) struct Endpoint {
     /// Forwarded media was handed to its `Rtc` and is not sent yet (it is listed in
     /// `Core::unsent`).
     pub(super) unsent: bool,
+    /// The kinds of media a moderator muted (`BridgeRequest::ForceMute`): none of the
+    /// endpoint's packets of these kinds is forwarded.
+    pub(super) force_muted: Vec<MediaKind>,
 }
 
 /// Bridge-channel messages per second an endpoint may send, and the burst it may save up:

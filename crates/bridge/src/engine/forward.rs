@@ -49,6 +49,12 @@ impl Core {
                 .capture_clock
                 .capture_time(now, packet.header.timestamp, clock_rate, report);
         let track = &mut sender.tracks[t];
+        if sender.force_muted.contains(&track.kind) {
+            // The allocator has deselected a muted video (`Track::choices`); audio has no
+            // allocator, so this is where it stops.
+            self.counters.drop(DropReason::ForceMuted);
+            return;
+        }
         let primary = track.primary;
         let is_audio = track.kind == MediaKind::Audio;
         // As `Track::svc`: this SSRC is the SVC one when no other of the track's is sending.

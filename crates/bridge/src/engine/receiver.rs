@@ -54,7 +54,6 @@ impl Receiver<'_> {
                     packet.payload,
                 )
                 .marker(packet.marker)
-                .nackable(packet.nackable)
                 .ext_vals(packet.ext_vals.clone());
                 if let Some(patch) = packet.vp8_patch {
                     write = write.vp8_patch(patch);
@@ -62,7 +61,11 @@ impl Receiver<'_> {
                 let ssrc = Ssrc::from(packet.ssrc);
                 ep.rtc.call(|rtc| {
                     if let Some(tx) = rtc.direct_api().stream_tx(&ssrc) {
-                        tx.write_rtp(write);
+                        // str0m answers a NACK with a resend on the stream's RTX SSRC,
+                        // and panics (expiring the receiver) when the sender signalled
+                        // the source without one: such a stream keeps nothing to resend.
+                        let nackable = packet.nackable && tx.rtx().is_some();
+                        tx.write_rtp(write.nackable(nackable));
                     }
                 });
                 // str0m sends queued media on its next timeout; serving that once per

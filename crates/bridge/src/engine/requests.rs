@@ -94,6 +94,24 @@ impl Core {
                     .retain(|g| !g.ssrcs.iter().any(|s| gone.contains(s)));
                 self.set_sources(now, key, kept).map(done)
             }
+            BridgeRequest::ForceMute {
+                conference,
+                endpoint,
+                kind,
+                muted,
+            } => {
+                let key = self.find(&conference, &endpoint)?;
+                let endpoint = self.endpoints.get_mut(&key).expect("found");
+                endpoint.force_muted.retain(|k| *k != kind);
+                if muted {
+                    endpoint.force_muted.push(kind);
+                }
+                info!(endpoint = %endpoint.id.0, ?kind, muted, "force mute");
+                // Receivers drop the muted video's layers now and, on unmute, select them
+                // again from a keyframe.
+                self.mark_dirty(&conference);
+                Ok(BridgeResponse::Done)
+            }
             BridgeRequest::ExpireEndpoint {
                 conference,
                 endpoint,
@@ -335,6 +353,7 @@ impl Core {
             capture_clock: SenderClock::default(),
             bwe_target: (0, 0),
             unsent: false,
+            force_muted: Vec::new(),
         };
         let conf = self
             .conferences

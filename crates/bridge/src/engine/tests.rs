@@ -14,8 +14,8 @@ use str0m::{Candidate, Event, Input};
 
 use super::{ChannelAuthError, Core, CoreOutput, EndpointKey, IngressLimits, Settings};
 use crate::api::{
-    BridgeEvent, BridgeRequest, BridgeResponse, ConferenceId, EndpointId, EndpointOffer, MediaKind,
-    SourceSet, TransportDescription,
+    BridgeEvent, BridgeRequest, BridgeResponse, ConferenceId, EndpointId, EndpointOffer,
+    GroupSemantics, MediaKind, SourceSet, TransportDescription,
 };
 use crate::codec;
 use crate::codec::vp8::tests::vp8_packet;
@@ -562,6 +562,51 @@ fn simulcast_switches_on_keyframes_with_continuous_numbering() {
 }
 
 #[test]
+fn a_force_muted_source_is_not_forwarded_until_the_endpoint_is_unmuted() {
+    let mut world = simulcast_world(&[("r", "10.0.0.3:5000")]);
+    let mut encoder = Encoder::new([1; 3], [0; 3]);
+    assert!(!encoder.run(&mut world, 1000, 1).is_empty(), "no video");
+    let force_mute = |world: &mut World, kind, muted| {
+        let request = BridgeRequest::ForceMute {
+            conference: ConferenceId("room".into()),
+            endpoint: EndpointId("s".into()),
+            kind,
+            muted,
+        };
+        world.core.handle_request(world.now, request).unwrap();
+    };
+    // Muting audio leaves the video alone.
+    force_mute(&mut world, MediaKind::Audio, true);
+    assert!(
+        !encoder.run(&mut world, 300, 1).is_empty(),
+        "audio mute stopped video"
+    );
+    force_mute(&mut world, MediaKind::Video, true);
+    let dropped = world.core.counters().dropped(DropReason::ForceMuted);
+    // The sender keeps sending (as a client that ignores the mute would): nothing arrives.
+    assert!(
+        encoder.run(&mut world, 1000, 1).is_empty(),
+        "force-muted video forwarded"
+    );
+    assert!(world.core.counters().dropped(DropReason::ForceMuted) >= dropped + 3 * 25);
+    force_mute(&mut world, MediaKind::Video, false);
+    let back = encoder.run(&mut world, 1000, 1);
+    assert!(
+        back.len() > 10,
+        "video not back after unmute: {}",
+        back.len()
+    );
+    assert!(back[0].3, "resumed on a delta frame");
+    let unknown = BridgeRequest::ForceMute {
+        conference: ConferenceId("room".into()),
+        endpoint: EndpointId("nobody".into()),
+        kind: MediaKind::Video,
+        muted: true,
+    };
+    assert!(world.core.handle_request(world.now, unknown).is_err());
+}
+
+#[test]
 fn a_congested_receiver_is_estimated_down_to_a_lower_layer_and_others_keep_the_top() {
     // "slow" sits behind 1 Mb/s with 100 ms of queue; "fast" is unconstrained. The bridge
     // starts from a 10 Mb/s estimate for both, so it has to find out from the feedback.
@@ -610,6 +655,35 @@ fn a_congested_receiver_is_estimated_down_to_a_lower_layer_and_others_keep_the_t
     );
     assert_eq!(fast_top, 80, "fast left the top layer");
     assert!(state(&world, fast).0 > 2_000_000);
+}
+
+#[test]
+fn a_receiver_nacking_a_source_signalled_without_rtx_is_not_expired() {
+    // The sender signals its layers without FID groups (no RTX SSRC to resend on); the
+    // receiver behind a congested link loses packets and NACKs them.
+    let mut sources = simulcast_sources();
+    sources
+        .groups
+        .retain(|g| g.semantics != GroupSemantics::Fid);
+    let rtx: Vec<u32> = LAYERS.iter().map(|l| l.1).collect();
+    sources.sources.retain(|s| !rtx.contains(&s.ssrc));
+    let streams = LAYERS.map(|(ssrc, rtx, _)| (ssrc, rtx));
+    let (mut world, _) = video_world(&streams, sources, &[("r", "10.0.0.3:5000")]);
+    world.links.insert(
+        "10.0.0.3:5000".parse().unwrap(),
+        Link::new(300_000, Duration::from_millis(20), world.now),
+    );
+    let mut encoder = Encoder::new([1, 2, 6], [625, 1040, 1040]);
+    assert!(!encoder.run(&mut world, 3000, 1).is_empty(), "no video");
+    assert_eq!(
+        world.core.counters().endpoints_expired,
+        0,
+        "the receiver was expired"
+    );
+    assert!(
+        world.core.counters().nacks_received > 0,
+        "the receiver lost nothing"
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ use tracing::Span;
 
 use super::FOCUS_NICK;
 use super::bridge_queue::Purpose;
+use super::mute::Media;
 use super::outbox::Outbox;
 use crate::codecs::VideoCodec;
 use crate::muc::{Affiliation, Role};
@@ -63,6 +64,8 @@ pub(super) struct Participant {
     restarts: VecDeque<Instant>,
     /// When to ask the bridge again after a failed allocation.
     retry_at: Option<Instant>,
+    /// What a moderator muted and the participant has not unmuted since.
+    pub force_muted: Vec<Media>,
 }
 
 impl Participant {
@@ -82,6 +85,7 @@ impl Participant {
             codecs: None,
             restarts: VecDeque::new(),
             retry_at: None,
+            force_muted: Vec::new(),
         }
     }
 

@@ -15,13 +15,14 @@
 //! expiry can never overtake the allocation it undoes; different conferences run in
 //! parallel.
 //!
-//! Files: `request` (the conference-request IQ), `presence` (MUC presence, owner grants,
-//! remote mute), `session` (Jingle sessions and source signalling), `conference` (state and
+//! Files: `request` (the conference-request IQ), `presence` (MUC presence, owner grants),
+//! `mute` (remote mute, enforced on the bridge), `session` (Jingle sessions and source signalling), `conference` (state and
 //! lifecycle), `bridge_queue` (placement and ordering), `outbox` (outputs).
 
 mod bridge_queue;
 mod conference;
 mod metrics;
+mod mute;
 mod outbox;
 mod presence;
 mod request;
@@ -254,8 +255,11 @@ impl Focus {
             } else if !to_component && payload.is("jingle", ns::JINGLE) {
                 self.on_jingle(now, &iq, payload);
                 return;
-            } else if !to_component && payload.name() == "mute" && is_mute_ns(&payload.ns()) {
-                self.on_mute(&iq, payload);
+            } else if let Some(media) = (!to_component && payload.name() == "mute")
+                .then(|| mute::Media::from_ns(&payload.ns()))
+                .flatten()
+            {
+                self.on_mute(&iq, payload, media);
                 return;
             } else {
                 Err(Condition::ServiceUnavailable)
@@ -272,8 +276,4 @@ impl Focus {
         let room = jid.to_bare().to_string();
         self.conferences.contains_key(&room).then_some((room, nick))
     }
-}
-
-fn is_mute_ns(namespace: &str) -> bool {
-    [ns::MUTE_AUDIO, ns::MUTE_VIDEO, ns::MUTE_DESKTOP].contains(&namespace)
 }

@@ -1,6 +1,5 @@
 //! MUC presence: the focus's own (join confirmed, refused, kicked), the occupants' (join,
-//! role and affiliation changes, leave), the owner grant that follows, and the remote mute
-//! that moderators may ask for.
+//! role and affiliation changes, leave) and the owner grant that follows.
 
 use std::time::Instant;
 
@@ -14,7 +13,6 @@ use super::{FOCUS_NICK, Focus};
 use crate::codecs;
 use crate::muc::{Affiliation, Role};
 use crate::ns;
-use crate::stanza::{Condition, iq_error, iq_result};
 use crate::xml::ElementExt;
 
 impl Focus {
@@ -63,24 +61,6 @@ impl Focus {
             }
             _ => {}
         }
-    }
-
-    /// A moderator mutes someone (`LJM: JitsiConference.ts muteParticipant`), or a
-    /// participant unmutes itself after having been muted.
-    pub(super) fn on_mute(&mut self, request: &Element, payload: &Element) {
-        let reply = match request.attr("from").and_then(|from| self.occupant(from)) {
-            None => Err(Condition::NotAllowed),
-            Some((room, nick)) => {
-                let conference = &self.conferences[&room];
-                let _span = conference.span.clone().entered();
-                conference.on_mute(&mut self.out, &nick, payload)
-            }
-        };
-        let stanza = match reply {
-            Ok(()) => iq_result(request, None),
-            Err(condition) => iq_error(request, condition, None, None),
-        };
-        self.out.send(stanza);
     }
 }
 
@@ -163,38 +143,5 @@ impl Conference {
                 .with_attr("jid", jid),
         );
         out.send_set(&self.room, query);
-    }
-
-    fn on_mute(&self, out: &mut Outbox, nick: &str, payload: &Element) -> Result<(), Condition> {
-        let actor = self
-            .participants
-            .iter()
-            .find(|p| p.nick == nick)
-            .ok_or(Condition::NotAllowed)?;
-        let target = payload
-            .attr("jid")
-            .and_then(|jid| Jid::new(jid).ok())
-            .filter(|jid| jid.to_bare().as_str() == self.room)
-            .and_then(|jid| jid.resource().map(|r| r.as_str().to_owned()))
-            .ok_or(Condition::BadRequest)?;
-        let mute = payload.text().trim() == "true";
-        if target == nick && !mute {
-            // Unmuting oneself after a remote mute is always allowed.
-            return Ok(());
-        }
-        if !actor.is_moderator() {
-            return Err(Condition::NotAllowed);
-        }
-        if !self.participants.iter().any(|p| p.nick == target) {
-            return Err(Condition::ItemNotFound);
-        }
-        if mute {
-            let forwarded = Element::bare("mute", payload.ns())
-                .with_attr("jid", self.occupant_jid(&target))
-                .with_attr("actor", self.occupant_jid(nick))
-                .with_text("true");
-            out.send_set(&self.occupant_jid(&target), forwarded);
-        }
-        Ok(())
     }
 }

@@ -130,6 +130,7 @@ impl Conference {
                 sid,
             },
         );
+        self.restore_force_mutes(out, nick);
     }
 
     /// Drops a participant's session and sources; `expire` also frees its bridge endpoint.

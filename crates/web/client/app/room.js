@@ -6,19 +6,22 @@
 
 import { Conference, REACTIONS } from '../lib/conference.js';
 import { byId, h } from './dom.js';
+import { EmbedApi } from './embed.js';
 import { Grid } from './grid.js';
 import { icons } from './icons.js';
 import { listDevices, openLocalMedia } from './media.js';
-import { ROOM_NAME, loadSettings } from './settings.js';
+import { ROOM_NAME, loadSettings, saved } from './settings.js';
+import { needsSignIn, oidcUrl, refusal, showSignIn } from './signin.js';
 
-const { config, userInfo } = loadSettings();
-const room = decodeURIComponent(location.pathname.slice(1));
+const { config, userInfo, apiId } = loadSettings();
+// `/<room>` or `/<tenant>/<room>`: the room is the last segment.
+const room = decodeURIComponent(location.pathname.split('/').pop() ?? '');
 const LOCAL = 'local';
 const SPEAKING_LEVEL = 0.02;
 
 /** Everything the page shows, kept in one place. */
 const state = {
-  displayName: userInfo.displayName ?? localStorage.getItem('convene.displayName') ?? '',
+  displayName: userInfo.displayName ?? saved.get('convene.displayName') ?? '',
   /** @type {MediaStreamTrack | null} */ mic: null,
   /** @type {MediaStreamTrack | null} */ cam: null,
   micMuted: !!config.startWithAudioMuted,
@@ -27,9 +30,58 @@ const state = {
   /** @type {Conference | undefined} */ conference: undefined,
   unread: 0,
   /** @type {string | undefined} */ dominant: undefined,
+  /** The room's password, once the embedding page gave it. */
+  password: '',
   left: false,
   reconnectDelay: 1000,
+  /** The focus keeps us waiting until a host is in (a guest on a secure domain). */
+  waitingForHost: false,
+  /** The tallest video the host page of an embedded meeting wants received (`setVideoQuality`). */
+  maxReceiveHeight: Infinity,
 };
+
+/**
+ * The iframe API's endpoint when the page is embedded (`#jitsi_meet_external_api_id=<N>`).
+ * @type {EmbedApi | undefined}
+ */
+const embed =
+  apiId === undefined
+    ? undefined
+    : new EmbedApi(apiId, room, {
+        status: () => ({
+          audioMuted: state.micMuted || !state.mic,
+          videoMuted: state.camMuted || !state.cam,
+          audioAvailable: !!state.mic,
+          videoAvailable: !!state.cam,
+          sharing: !!state.screen,
+          chatOpen: !byId('chat-panel').hidden,
+          peopleOpen: !byId('people-panel').hidden,
+          unread: state.unread,
+          displayName: state.displayName,
+          startSilent: false,
+          micId: state.mic?.getSettings().deviceId,
+          camId: state.cam?.getSettings().deviceId,
+        }),
+        setMuted,
+        setScreenShare: async (on = !state.screen) => {
+          if (on && !state.screen) await startScreenShare();
+          else if (!on && state.screen) stopScreenShare(true);
+        },
+        setPanel: togglePanel,
+        sendChat,
+        hangup,
+        setDisplayName: (name) => {
+          state.displayName = name;
+          /** @type {HTMLInputElement} */ (byId('name')).value = name;
+          grid?.tiles.get(LOCAL)?.setName(`${name || 'Me'} (you)`);
+          state.conference?.setDisplayName(name);
+        },
+        joinWithPassword,
+        setMaxReceiveHeight: (height) => {
+          state.maxReceiveHeight = height;
+          sendConstraints();
+        },
+      }, config);
 
 // Test and debugging hook: the current conference and its PeerConnection.
 Object.assign(window, {
@@ -48,10 +100,16 @@ document.title = `${room} · ${config.appName ?? 'Convene'}`;
 
 if (!ROOM_NAME.test(room)) {
   showEnded('This meeting name is not valid.', '');
-} else if (config.prejoinConfig?.enabled === false) {
-  startWithoutPrejoin();
 } else {
-  showPrejoin();
+  start();
+}
+
+async function start() {
+  // The token is in the address only to get here: keep it out of bookmarks and shares.
+  if (config.token) history.replaceState(null, '', location.pathname + location.hash);
+  if (needsSignIn(config)) await showSignIn(config, room);
+  if (config.prejoinConfig?.enabled === false) startWithoutPrejoin();
+  else showPrejoin();
 }
 
 // ---------------------------------------------------------------------------- banner
@@ -75,6 +133,7 @@ async function showPrejoin() {
   byId('prejoin-title').textContent = `Join “${room}”`;
   const nameInput = /** @type {HTMLInputElement} */ (byId('name'));
   nameInput.value = state.displayName;
+  nameInput.readOnly = config.readOnlyName === true;
   const micSelect = /** @type {HTMLSelectElement} */ (byId('mic-select'));
   const camSelect = /** @type {HTMLSelectElement} */ (byId('cam-select'));
   const preview = /** @type {HTMLVideoElement} */ (byId('preview'));
@@ -116,7 +175,7 @@ async function showPrejoin() {
   const join = () => {
     stopMeter();
     state.displayName = nameInput.value.trim().slice(0, 64);
-    localStorage.setItem('convene.displayName', state.displayName);
+    saved.set('convene.displayName', state.displayName);
     byId('prejoin').hidden = true;
     preview.srcObject = null;
     enterMeeting();
@@ -125,15 +184,15 @@ async function showPrejoin() {
   nameInput.onkeydown = (ev) => {
     if (ev.key === 'Enter') join();
   };
-  await acquire({ micId: localStorage.getItem('convene.micId') ?? undefined, camId: localStorage.getItem('convene.camId') ?? undefined });
+  await acquire({ micId: saved.get('convene.micId'), camId: saved.get('convene.camId') });
 }
 
 /** Keeps the chosen devices for the next meeting. */
 function rememberDevices() {
   const micId = state.mic?.getSettings().deviceId;
   const camId = state.cam?.getSettings().deviceId;
-  if (micId) localStorage.setItem('convene.micId', micId);
-  if (camId) localStorage.setItem('convene.camId', camId);
+  if (micId) saved.set('convene.micId', micId);
+  if (camId) saved.set('convene.camId', camId);
 }
 
 /**
@@ -236,7 +295,19 @@ function enterMeeting() {
 
 async function connect() {
   const conference = new Conference(config, room, state.displayName);
+  conference.password = state.password;
+  if (userInfo.email) conference.setProfile({ email: userInfo.email });
   state.conference = conference;
+  embed?.attach(conference);
+  conference.on('muted-remotely', (kind) => {
+    banner(`A moderator muted your ${kind === 'audio' ? 'microphone' : 'camera'}.`, 'info', 4000);
+    setMuted(kind, true);
+  });
+  conference.on('kicked', (id) => {
+    if (id !== conference.endpointId) return embed?.notify('participant-kicked-out', { kicked: { id, local: false }, kicker: {} });
+    embed?.notify('participant-kicked-out', { kicked: { id, local: true }, kicker: {} });
+    endMeeting('You were removed from the meeting', 'A moderator removed you.');
+  });
   conference.on('participant-joined', (p) => {
     const tile = grid.ensure(p.id, p.displayName || 'Guest');
     applyParticipant(tile, p);
@@ -292,6 +363,11 @@ async function connect() {
     if (!on && !config.disableSimulcast) console.warn('simulcast unavailable: sending a single video layer');
   });
   conference.on('disconnected', ({ reason }) => onDisconnected(reason));
+  conference.on('waiting-for-host', (waiting) => {
+    state.waitingForHost = waiting;
+    if (waiting) banner('Waiting for the host. The meeting starts as soon as a host joins.', 'info');
+    else byId('banner').hidden = true;
+  });
 
   try {
     await conference.join({ audio: state.micMuted ? null : state.mic, video: state.camMuted ? null : state.cam });
@@ -302,14 +378,32 @@ async function connect() {
   } catch (err) {
     conference.leave();
     const reason = err instanceof Error ? err.message : String(err);
-    // A refused token or a refused join does not get better by retrying.
+    // A refused sign-in or a refused join does not get better by retrying.
     if (err instanceof Error && err.name === 'AuthError') {
+      embed?.notify('error-occurred', { name: 'conference.authenticationRequired', message: reason, isFatal: true, type: 'CONFERENCE' });
       state.left = true;
-      showEnded('Authentication failed', `Sorry, you're not allowed to join this call (${reason}).`);
+      const { title, text, signInAgain } = refusal(config, err);
+      byId('meeting').hidden = true;
+      showEnded(title, text, signInAgain);
       return;
     }
+    if (err instanceof Error && err.name === 'PasswordRequired') {
+      banner(state.password ? 'The password was not accepted.' : 'This meeting is protected by a password.', 'error');
+      // Embedded, the host page answers with the `password` command; else the person types it.
+      if (embed) embed.passwordRequired();
+      else joinWithPassword(prompt('This meeting is protected by a password. Password:') ?? '');
+      return;
+    }
+    embed?.notify('error-occurred', { name: 'connection.otherError', message: reason, isFatal: false, type: 'CONNECTION' });
     onDisconnected(reason);
   }
+}
+
+/** Joins again with the room's password ('' gives up). @param {string} password */
+function joinWithPassword(password) {
+  if (!password) return endMeeting('This meeting is protected by a password', '');
+  state.password = password;
+  connect();
 }
 
 /** @param {string} reason */
@@ -352,9 +446,10 @@ function sendConstraints() {
     if (key === LOCAL) continue;
     const source = tile.el.classList.contains('screen') ? key : `${key}-v0`;
     const height = tile.el.clientHeight * (window.devicePixelRatio || 1);
-    maxHeights[source] = tile.el.classList.contains('screen') ? 1080 : height <= 200 ? 180 : height <= 400 ? 360 : 720;
+    const wanted = tile.el.classList.contains('screen') ? 1080 : height <= 200 ? 180 : height <= 400 ? 360 : 720;
+    maxHeights[source] = Math.min(wanted, state.maxReceiveHeight);
   }
-  bridge.setConstraints({ lastN: -1, onStageSources: [], defaultMaxHeight: 180, maxHeights });
+  bridge.setConstraints({ lastN: -1, onStageSources: [], defaultMaxHeight: Math.min(180, state.maxReceiveHeight), maxHeights });
 }
 
 async function updateSpeaking() {
@@ -411,21 +506,9 @@ function renderToolbar() {
 
 function setupToolbar() {
   renderToolbar();
-  byId('btn-mic').onclick = async () => {
-    if (!state.mic) return banner('No microphone is available. Check the browser’s permission for this site.', 'error', 6000);
-    state.micMuted = !state.micMuted;
-    renderToolbar();
-    renderPeople();
-    await state.conference?.setTrack('audio', state.micMuted ? null : state.mic);
-  };
-  byId('btn-cam').onclick = async () => {
-    if (!state.cam) return banner('No camera is available. Check the browser’s permission for this site.', 'error', 6000);
-    state.camMuted = !state.camMuted;
-    renderToolbar();
-    renderPeople();
-    grid.tiles.get(LOCAL)?.setVideo(state.camMuted ? null : state.cam);
-    await state.conference?.setTrack('video', state.camMuted ? null : state.cam);
-  };
+  byId('btn-mic').onclick = () => setMuted('audio');
+  byId('btn-cam').onclick = () => setMuted('video');
+  hideToolbarButtons();
   byId('btn-screen').onclick = () => (state.screen ? stopScreenShare(true) : startScreenShare());
   const menu = byId('reactions-menu');
   menu.replaceChildren(
@@ -450,18 +533,70 @@ function setupToolbar() {
   };
   byId('btn-chat').onclick = () => togglePanel('chat');
   byId('btn-people').onclick = () => togglePanel('people');
-  byId('btn-leave').onclick = () => {
-    state.left = true;
-    state.conference?.leave();
-    stopScreenShare(false);
-    state.mic?.stop();
-    state.cam?.stop();
-    byId('meeting').hidden = true;
-    showEnded('You left the meeting', '');
-  };
+  byId('btn-leave').onclick = hangup;
   for (const button of document.querySelectorAll('[data-close]')) {
     /** @type {HTMLElement} */ (button).onclick = () => togglePanel(/** @type {'chat' | 'people'} */ (/** @type {HTMLElement} */ (button).dataset.close));
   }
+}
+
+/**
+ * Mutes or unmutes the microphone or camera (toggles when `muted` is undefined).
+ * @param {'audio' | 'video'} kind @param {boolean} [muted]
+ */
+async function setMuted(kind, muted) {
+  const track = kind === 'audio' ? state.mic : state.cam;
+  if (!track) {
+    const what = kind === 'audio' ? 'microphone' : 'camera';
+    return banner(`No ${what} is available. Check the browser’s permission for this site.`, 'error', 6000);
+  }
+  const now = muted ?? !(kind === 'audio' ? state.micMuted : state.camMuted);
+  if (kind === 'audio') state.micMuted = now;
+  else state.camMuted = now;
+  renderToolbar();
+  renderPeople();
+  if (kind === 'video') grid.tiles.get(LOCAL)?.setVideo(now ? null : track);
+  embed?.notify(`${kind}-mute-status-changed`, { muted: now });
+  await state.conference?.setTrack(kind, now ? null : track);
+}
+
+/** Jitsi Meet's toolbar keys of our buttons: `config.toolbarButtons` lists those to show. */
+const TOOLBAR_KEYS = {
+  'btn-mic': 'microphone',
+  'btn-cam': 'camera',
+  'btn-screen': 'desktop',
+  'btn-react': 'reactions',
+  'btn-chat': 'chat',
+  'btn-people': 'participants-pane',
+  'btn-leave': 'hangup',
+};
+
+function hideToolbarButtons() {
+  const shown = config.toolbarButtons;
+  if (!Array.isArray(shown)) return;
+  for (const [id, key] of Object.entries(TOOLBAR_KEYS)) {
+    const button = byId(id);
+    (button.parentElement?.classList.contains('reactions-wrap') ? button.parentElement : button).hidden = !shown.includes(key);
+  }
+}
+
+/** Leaves the meeting for good (the leave button, the iframe API's hang-up). */
+function hangup() {
+  if (state.left) return;
+  endMeeting('You left the meeting', '');
+  embed?.notify('video-ready-to-close', {});
+}
+
+/** Leaves, releases the devices and shows the end page. @param {string} title @param {string} reason */
+function endMeeting(title, reason) {
+  const wasIn = !state.left && !!state.conference?.endpointId;
+  state.left = true;
+  state.conference?.leave();
+  stopScreenShare(false);
+  state.mic?.stop();
+  state.cam?.stop();
+  byId('meeting').hidden = true;
+  showEnded(title, reason);
+  if (wasIn) embed?.notify('video-conference-left', { roomName: room });
 }
 
 async function startScreenShare() {
@@ -480,6 +615,7 @@ async function startScreenShare() {
   track.onended = () => stopScreenShare(true);
   grid.ensure(`${LOCAL}-v1`, 'Your screen', { local: true, screen: true }).setVideo(track);
   renderToolbar();
+  embed?.notify('screen-sharing-status-changed', { on: true, details: { sourceType: 'screen' } });
   await conference.startScreenShare(track);
 }
 
@@ -492,13 +628,13 @@ function stopScreenShare(notify) {
   track.stop();
   grid?.remove(`${LOCAL}-v1`);
   renderToolbar();
+  embed?.notify('screen-sharing-status-changed', { on: false, details: {} });
   if (notify) state.conference?.stopScreenShare();
 }
 
-/** @param {'chat' | 'people'} which */
-function togglePanel(which) {
+/** Opens or closes a side panel (toggles when `open` is undefined). @param {'chat' | 'people'} which @param {boolean} [open] */
+function togglePanel(which, open = byId(`${which}-panel`).hidden === true) {
   const panel = byId(`${which}-panel`);
-  const open = panel.hidden === true;
   byId('chat-panel').hidden = true;
   byId('people-panel').hidden = true;
   panel.hidden = !open;
@@ -510,6 +646,8 @@ function togglePanel(which) {
   }
   renderToolbar();
   grid.layout();
+  embed?.notify('chat-updated', { isOpen: !byId('chat-panel').hidden, unreadCount: state.unread });
+  if (which === 'people') embed?.notify('participants-pane-toggled', { open });
 }
 
 // ---------------------------------------------------------------------------- chat & people
@@ -519,10 +657,16 @@ function setupChat() {
   const input = /** @type {HTMLInputElement} */ (byId('chat-input'));
   form.onsubmit = (ev) => {
     ev.preventDefault();
-    if (!input.value.trim()) return;
-    state.conference?.sendChat(input.value);
+    sendChat(input.value);
     input.value = '';
   };
+}
+
+/** @param {string} text */
+function sendChat(text) {
+  if (!text.trim() || !state.conference) return;
+  state.conference.sendChat(text);
+  embed?.notify('outgoing-message', { message: text, privateMessage: false });
 }
 
 /** @param {import('../lib/conference.js').ChatMessage} m */
@@ -537,6 +681,7 @@ function addChatMessage(m) {
   if (!m.self && !m.history && byId('chat-panel').hidden) {
     state.unread++;
     renderToolbar();
+    embed?.notify('chat-updated', { isOpen: false, unreadCount: state.unread });
   }
 }
 
@@ -563,10 +708,15 @@ function renderPeople() {
   );
 }
 
-/** @param {string} title @param {string} reason */
-function showEnded(title, reason) {
+/** @param {string} title @param {string} reason @param {boolean} [signInAgain] the button signs in again */
+function showEnded(title, reason, signInAgain = false) {
   byId('ended').hidden = false;
   byId('ended-title').textContent = title;
   byId('ended-reason').textContent = reason;
-  byId('rejoin').onclick = () => location.reload();
+  const rejoin = byId('rejoin');
+  rejoin.textContent = signInAgain ? 'Sign in again' : 'Rejoin';
+  // Signing in again starts where this sign-in came from: the provider, or the sign-in screen.
+  const oidc = signInAgain && config.token ? oidcUrl(config, room) : undefined;
+  rejoin.onclick = () => (oidc ? location.assign(oidc) : location.reload());
+  rejoin.focus();
 }

@@ -13,17 +13,21 @@ import { parseJingle } from './jingle.js';
 import { readOccupantPresence } from './presence.js';
 import { JingleSession } from './jingle-session.js';
 import { NS, XmlElement, xml } from './xml.js';
-import { IqError, XmppConnection, errorCondition } from './xmpp.js';
+import { AuthError, IqError, XmppConnection, errorCondition } from './xmpp.js';
 
 /**
  * @typedef {object} ServerConfig the fields of `config.js` the protocol needs
- * @property {{ domain: string, muc: string, focus?: string }} hosts
+ * @property {{ domain: string, muc: string, focus?: string, anonymousdomain?: string }} hosts
  * @property {string} websocket
  * @property {string} [focusUserJid]
  * @property {boolean} [disableSimulcast]
  * @property {string} [token] a Jitsi token: sent as `?token=` on the WebSocket URL, as
  *   lib-jitsi-meet does
  * @property {{ codecPreferenceOrder?: string[] }} [videoQuality]
+ * @property {{ user: string, password: string }} [credentials] log in with a user name and
+ *   password on the main domain
+ * @property {boolean} [guest] log in anonymously at `hosts.anonymousdomain` (a secure domain's
+ *   guests), and wait for a host
  */
 
 /**
@@ -33,6 +37,7 @@ import { IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {string} role
  * @property {Record<string, { muted?: boolean, videoType?: string }>} sources SourceInfo
  * @property {string[]} codecs the video codecs it can use, preferred first
+ * @property {import('./presence.js').OccupantPresence['profile']} profile e-mail, avatar, raised hand
  */
 
 /**
@@ -61,6 +66,11 @@ import { IqError, XmppConnection, errorCondition } from './xmpp.js';
  * @property {boolean} simulcast whether our camera sends simulcast layers
  * @property {{ from: string, reaction: string }} reaction an emoji reaction (Jitsi's `endpoint-reaction`)
  * @property {boolean} media-connected whether the media path to the bridge is up (ICE)
+ * @property {boolean} waiting-for-host whether the focus keeps us waiting until a host is in
+ * @property {string} subject the room's subject (MUC `<subject>`)
+ * @property {string} role-changed our own MUC role changed (e.g. the focus made us moderator)
+ * @property {string} kicked a moderator removed this participant (endpoint id; ours too)
+ * @property {'audio' | 'video'} muted-remotely a moderator muted us (the focus's mute IQ)
  */
 
 const MAX_CHAT_LENGTH = 10_000;
@@ -73,6 +83,9 @@ export const REACTIONS = new Map([
   ['love', '❤️'],
 ]);
 const CONFERENCE_RETRIES = 6;
+/** How often a guest asks again while waiting for the host (lib-jitsi-meet's 5 s). */
+const WAIT_FOR_HOST_MS = 5000;
+const MAX_SUBJECT = 1000;
 
 /** @extends {Emitter<ConferenceEvents>} */
 export class Conference extends Emitter {
@@ -91,6 +104,12 @@ export class Conference extends Emitter {
   #screenSharing = false;
   /** The video codec we send (codecs.js `sendCodec`). */
   #sendCodec = 'vp8';
+  /** Our e-mail, avatar URL and raised hand, published in presence. */
+  #profile = { email: '', avatarUrl: '', raisedHand: 0 };
+  /** The room's password, sent with the join (a password-protected room). */
+  password = '';
+  /** Our MUC role (`moderator` once the focus grants it). */
+  role = 'participant';
 
   /**
    * @param {ServerConfig} config
@@ -107,11 +126,19 @@ export class Conference extends Emitter {
     this.codecs = preferenceOrder(config.videoQuality?.codecPreferenceOrder, browserVideoCodecs());
     this.#sendCodec = this.codecs[0] ?? 'vp8';
     const token = config.token ? `&token=${encodeURIComponent(config.token)}` : '';
-    this.xmpp = new XmppConnection(`${config.websocket}?room=${encodeURIComponent(this.room)}${token}`, config.hosts.domain);
+    const domain = config.guest && config.hosts.anonymousdomain ? config.hosts.anonymousdomain : config.hosts.domain;
+    this.xmpp = new XmppConnection(`${config.websocket}?room=${encodeURIComponent(this.room)}${token}`, domain, config.credentials);
     this.xmpp.on('presence', (p) => this.#onPresence(p));
     this.xmpp.on('message', (m) => this.#onMessage(m));
     this.xmpp.on('disconnected', ({ reason }) => this.#fail(reason));
     this.xmpp.onIq(NS.jingle, (iq) => this.#onJingle(iq));
+    for (const [kind, ns] of /** @type {const} */ ([['audio', NS.muteAudio], ['video', NS.muteVideo]])) {
+      this.xmpp.onIq(ns, (iq) => {
+        if (iq.attr('from') !== this.#focusMucJid) throw new IqError('not-authorized');
+        if (iq.children[0]?.text === 'true') this.emit('muted-remotely', kind);
+        return undefined;
+      });
+    }
   }
 
   /**
@@ -126,15 +153,25 @@ export class Conference extends Emitter {
     await this.#joinRoom();
   }
 
+  /** The focus as an occupant of the room: Jingle and mute IQs come from it. */
+  get #focusMucJid() {
+    return `${this.roomJid}/focus`;
+  }
+
   get ownJid() {
     return `${this.roomJid}/${this.endpointId}`;
   }
 
-  /** The focus must have the room ready before we join (Jitsi's conference request). */
+  /**
+   * The focus must have the room ready before we join (Jitsi's conference request). On a
+   * secure domain it answers a guest `not-authorized` until a host opened the room: then
+   * we wait and ask again every 5 s, as lib-jitsi-meet does.
+   */
   async #requestConference() {
     const focus = this.config.hosts.focus ?? `focus.${this.config.hosts.domain}`;
     let delay = 1000;
-    for (let attempt = 0; ; attempt++) {
+    let waiting = false;
+    for (let attempt = 0; !this.#left; attempt++) {
       const iq = xml('iq', { type: 'set', to: focus }, [
         xml('conference', { xmlns: NS.focus, room: this.roomJid, 'machine-uid': machineUid() }, [
           xml('property', { name: 'rtcstatsEnabled', value: 'false' }),
@@ -145,8 +182,12 @@ export class Conference extends Emitter {
         reply = await this.xmpp.request(iq);
       } catch (err) {
         const condition = err instanceof IqError ? err.condition : String(err);
-        throw new Error(`the conference service refused the room (${condition})`);
+        if (condition !== 'not-authorized') throw new Error(`the conference service refused the room (${condition})`);
+        if (!waiting) this.emit('waiting-for-host', (waiting = true));
+        await new Promise((r) => setTimeout(r, WAIT_FOR_HOST_MS));
+        continue;
       }
+      if (waiting) this.emit('waiting-for-host', (waiting = false));
       const conference = reply.child('conference', NS.focus);
       const focusJid = conference?.attr('focusjid') ?? this.config.focusUserJid;
       if (focusJid) this.#focusJid = focusJid;
@@ -155,6 +196,7 @@ export class Conference extends Emitter {
       await new Promise((r) => setTimeout(r, delay));
       delay *= 2;
     }
+    throw new Error('left while waiting for the conference');
   }
 
   /** Sends the join presence and waits for our own presence back (status 110). */
@@ -167,7 +209,14 @@ export class Conference extends Emitter {
         if (p.attr('type') === 'error') {
           clearTimeout(timer);
           off();
-          reject(new Error(`cannot join the room (${errorCondition(p)})`));
+          const mismatch = p.child('error')?.child('room-mismatch', 'http://jitsi.org/jitmeet');
+          const condition = errorCondition(p);
+          const error = mismatch
+            ? new AuthError('room-mismatch', p.child('error')?.child('text')?.text ?? '')
+            : new Error(`cannot join the room (${condition})`);
+          // A password-protected room refuses a join without (or with a wrong) password.
+          if (!mismatch && condition === 'not-authorized') error.name = 'PasswordRequired';
+          reject(error);
         } else if (p.attr('type') !== 'unavailable') {
           clearTimeout(timer);
           off();
@@ -178,8 +227,8 @@ export class Conference extends Emitter {
     this.xmpp.send(this.#presence(true));
     const self = /** @type {XmlElement} */ (await joined);
     this.#joined = true;
-    const role = self.child('x', NS.mucUser)?.child('item')?.attr('role') ?? 'participant';
-    this.emit('joined', { endpointId: this.endpointId, role });
+    this.role = self.child('x', NS.mucUser)?.child('item')?.attr('role') ?? 'participant';
+    this.emit('joined', { endpointId: this.endpointId, role: this.role });
   }
 
   /** @param {boolean} [initial] the first presence carries the MUC join element */
@@ -192,8 +241,11 @@ export class Conference extends Emitter {
     };
     if (this.#screenSharing) sources[`${ep}-v1`] = { muted: false, videoType: 'desktop' };
     return xml('presence', { to: this.ownJid }, [
-      initial ? xml('x', { xmlns: NS.muc }) : undefined,
+      initial ? xml('x', { xmlns: NS.muc }, this.password ? [xml('password', {}, this.password)] : []) : undefined,
       xml('nick', { xmlns: NS.nick }, this.displayName),
+      this.#profile.email ? xml('email', {}, this.#profile.email) : undefined,
+      this.#profile.avatarUrl ? xml('avatar-url', {}, this.#profile.avatarUrl) : undefined,
+      this.#profile.raisedHand ? xml('jitsi_participant_raisedHand', {}, String(this.#profile.raisedHand)) : undefined,
       xml('SourceInfo', {}, JSON.stringify(sources)),
       xml('jitsi_participant_codecList', {}, this.codecs.join(',')),
       xml('audiomuted', {}, String(!this.#tracks.audio)),
@@ -214,7 +266,15 @@ export class Conference extends Emitter {
       return;
     }
     const { nick } = occupant;
-    if (nick === this.endpointId) return;
+    if (occupant.kicked) this.emit('kicked', nick);
+    if (nick === this.endpointId) {
+      if (occupant.kicked) this.#fail('removed from the meeting by a moderator');
+      else if (this.#joined && occupant.role && occupant.role !== this.role) {
+        this.role = occupant.role;
+        this.emit('role-changed', occupant.role);
+      }
+      return;
+    }
     if (occupant.unavailable) {
       if (this.participants.delete(nick)) this.emit('participant-left', nick);
       this.#chooseSendCodec();
@@ -228,6 +288,7 @@ export class Conference extends Emitter {
       role: occupant.role ?? known?.role ?? 'participant',
       sources: occupant.sources ?? known?.sources ?? {},
       codecs: occupant.codecs,
+      profile: occupant.profile,
     };
     this.participants.set(nick, participant);
     this.emit(known ? 'participant-updated' : 'participant-joined', participant);
@@ -246,6 +307,8 @@ export class Conference extends Emitter {
   #onMessage(m) {
     const from = m.attr('from') ?? '';
     if (m.attr('type') !== 'groupchat' || !from.startsWith(`${this.roomJid}/`)) return;
+    const subject = m.child('subject')?.text;
+    if (subject !== undefined) this.emit('subject', subject.slice(0, MAX_SUBJECT));
     const text = m.child('body')?.text;
     if (!text) return;
     const nick = from.slice(this.roomJid.length + 1);
@@ -302,7 +365,7 @@ export class Conference extends Emitter {
     const session = new JingleSession(
       {
         xmpp: this.xmpp,
-        focusJid: `${this.roomJid}/focus`,
+        focusJid: this.#focusMucJid,
         ownJid: this.ownJid,
         endpointId: this.endpointId,
         simulcast: !this.config.disableSimulcast,
@@ -416,6 +479,58 @@ export class Conference extends Emitter {
   setDisplayName(name) {
     this.displayName = name;
     this.#sendPresence();
+  }
+
+  /**
+   * Changes what our presence says about us besides the name.
+   * @param {Partial<Participant['profile']>} changes
+   */
+  setProfile(changes) {
+    Object.assign(this.#profile, changes);
+    this.#sendPresence();
+  }
+
+  get profile() {
+    return { ...this.#profile };
+  }
+
+  /** Sets the room's subject (the room refuses it unless we are a moderator). @param {string} text */
+  setSubject(text) {
+    this.xmpp.send(xml('message', { to: this.roomJid, type: 'groupchat' }, [xml('subject', {}, text.slice(0, MAX_SUBJECT))]));
+  }
+
+  /** Locks the room with `password` ('' unlocks it): the muc#owner form, for moderators. @param {string} password */
+  async lockRoom(password) {
+    const field = (/** @type {string} */ v, /** @type {string} */ value, /** @type {string | undefined} */ type = undefined) =>
+      xml('field', { var: v, type }, [xml('value', {}, value)]);
+    await this.xmpp.request(
+      xml('iq', { type: 'set', to: this.roomJid }, [
+        xml('query', { xmlns: NS.mucOwner }, [
+          xml('x', { xmlns: NS.dataForms, type: 'submit' }, [
+            field('FORM_TYPE', 'http://jabber.org/protocol/muc#roomconfig', 'hidden'),
+            field('muc#roomconfig_roomsecret', password),
+            field('muc#roomconfig_passwordprotectedroom', password ? '1' : '0'),
+          ]),
+        ]),
+      ]),
+    );
+    this.password = password;
+  }
+
+  /** Removes a participant from the room (muc#admin role `none`, for moderators). @param {string} id */
+  async kick(id) {
+    await this.xmpp.request(
+      xml('iq', { type: 'set', to: this.roomJid }, [xml('query', { xmlns: NS.mucAdmin }, [xml('item', { nick: id, role: 'none' })])]),
+    );
+  }
+
+  /**
+   * Asks the focus to mute a participant's microphone or camera (moderators only).
+   * @param {string} id @param {'audio' | 'video'} kind
+   */
+  async muteRemote(id, kind) {
+    const ns = kind === 'audio' ? NS.muteAudio : NS.muteVideo;
+    await this.xmpp.request(xml('iq', { type: 'set', to: this.#focusMucJid }, [xml('mute', { xmlns: ns, jid: `${this.roomJid}/${id}` }, 'true')]));
   }
 
   /** Leaves the room and closes everything. */

@@ -11,6 +11,8 @@ import { NS, XmlElement } from './xml.js';
 
 /** Longest display name kept (the rest is cut). */
 const MAX_NAME = 64;
+/** Longest e-mail address or avatar URL kept. */
+const MAX_URL = 2048;
 
 /**
  * @typedef {Record<string, { muted?: boolean, videoType?: string }>} SourceStates
@@ -23,8 +25,11 @@ const MAX_NAME = 64;
  * @property {boolean} unavailable
  * @property {string | undefined} displayName
  * @property {string | undefined} role
+ * @property {boolean} kicked an unavailable presence saying a moderator removed it (status 307)
  * @property {SourceStates | undefined} sources undefined when the presence says nothing usable
  * @property {string[]} codecs the video codecs it can use, preferred first (`jitsi_participant_codecList`)
+ * @property {{ email: string, avatarUrl: string, raisedHand: number }} profile e-mail and avatar URL
+ *   (`<email>`, `<avatar-url>`) and when the hand went up (`jitsi_participant_raisedHand`, ms; 0 = down)
  */
 
 /**
@@ -47,8 +52,14 @@ export function readOccupantPresence(presence, roomJid, focusJid) {
     unavailable: presence.attr('type') === 'unavailable',
     displayName: name === undefined ? undefined : name.trim().slice(0, MAX_NAME),
     role: item?.attr('role'),
+    kicked: presence.child('x', NS.mucUser)?.children.some((c) => c.name === 'status' && c.attr('code') === '307') === true,
     sources: readSources(presence, nick),
     codecs: parseCodecList(presence.child('jitsi_participant_codecList')?.text),
+    profile: {
+      email: (presence.child('email')?.text ?? '').slice(0, MAX_URL),
+      avatarUrl: (presence.child('avatar-url')?.text ?? '').slice(0, MAX_URL),
+      raisedHand: Number(presence.child('jitsi_participant_raisedHand')?.text) || 0,
+    },
   };
 }
 

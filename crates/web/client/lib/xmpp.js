@@ -1,6 +1,7 @@
 // @ts-check
 /**
- * XMPP client over WebSocket (RFC 7395): framing, SASL ANONYMOUS, resource binding,
+ * XMPP client over WebSocket (RFC 7395): framing, SASL ANONYMOUS (or SCRAM / PLAIN with a
+ * user name and password), resource binding,
  * IQ request/response tracking, answers to ping and disco#info, a keep-alive ping that
  * detects a dead connection, and stream management (XEP-0198): stanzas are counted and
  * acknowledged both ways, and when the WebSocket drops the session is resumed on a new
@@ -9,6 +10,7 @@
  */
 
 import { Emitter } from './emitter.js';
+import { SCRAM, ScramClient, plainMessage } from './scram.js';
 import { NS, XmlElement, parseXml, xml } from './xml.js';
 
 /** What this client tells others it supports (disco#info), as a Jitsi client does. */
@@ -36,6 +38,19 @@ const ACK_REQUEST_DELAY_MS = 1000;
 const STANZAS = new Set(['message', 'presence', 'iq']);
 const PING_INTERVAL_MS = 10_000;
 const PING_TIMEOUT_MS = 5_000;
+
+/**
+ * A login the server refused (SASL failure): `condition` is the failure's element
+ * (`not-authorized`, `not-allowed`, ...), the message its text.
+ */
+export class AuthError extends Error {
+  /** @param {string} condition @param {string} text */
+  constructor(condition, text) {
+    super(text || condition);
+    this.name = 'AuthError';
+    this.condition = condition;
+  }
+}
 
 /** An IQ answered with type="error" (or not answered in time). */
 export class IqError extends Error {
@@ -83,11 +98,15 @@ export class XmppConnection extends Emitter {
   /** How many times the stream was resumed after a drop. */
   resumptions = 0;
 
-  /** @param {string} url WebSocket URL @param {string} domain XMPP domain */
-  constructor(url, domain) {
+  /**
+   * @param {string} url WebSocket URL @param {string} domain XMPP domain
+   * @param {{ user: string, password: string }} [credentials] log in with these, else anonymously
+   */
+  constructor(url, domain, credentials) {
     super();
     this.url = url;
     this.domain = domain;
+    this.credentials = credentials;
     this.onIq(NS.ping, () => undefined);
     this.onIq(NS.discoInfo, (iq) => {
       if (iq.attr('type') !== 'get') return undefined;
@@ -159,22 +178,44 @@ export class XmppConnection extends Emitter {
   }
 
   /**
-   * SASL ANONYMOUS and the stream restart; returns the features of the restarted stream.
+   * SASL (ANONYMOUS, or SCRAM-SHA-256 / SCRAM-SHA-1 / PLAIN with credentials) and the
+   * stream restart; returns the features of the restarted stream.
    * @param {FrameQueue} frames
    */
   async #authenticate(frames) {
     const features = await this.#openStream(frames);
-    const mechanisms = features.child('mechanisms', NS.sasl)?.all('mechanism').map((m) => m.text) ?? [];
-    if (!mechanisms.includes('ANONYMOUS')) throw new Error('server does not offer anonymous login');
-    this.#write(xml('auth', { xmlns: NS.sasl, mechanism: 'ANONYMOUS' }));
-    const auth = await frames.next();
+    const offered = features.child('mechanisms', NS.sasl)?.all('mechanism').map((m) => m.text) ?? [];
+    const auth = this.credentials ? await this.#passwordLogin(frames, offered, this.credentials) : await this.#anonymousLogin(frames, offered);
     if (auth.name !== 'success') {
-      const text = auth.child('text')?.text;
-      const error = new Error(`login refused${text ? `: ${text}` : ''}`);
-      error.name = 'AuthError';
-      throw error;
+      const condition = auth.children.find((c) => c.name !== 'text')?.name ?? 'not-authorized';
+      throw new AuthError(condition, auth.child('text')?.text ?? '');
     }
     return this.#openStream(frames);
+  }
+
+  /** @param {FrameQueue} frames @param {string[]} offered */
+  async #anonymousLogin(frames, offered) {
+    if (!offered.includes('ANONYMOUS')) throw new AuthError('not-allowed', 'this server does not let guests in without signing in');
+    this.#write(xml('auth', { xmlns: NS.sasl, mechanism: 'ANONYMOUS' }));
+    return frames.next();
+  }
+
+  /** @param {FrameQueue} frames @param {string[]} offered @param {{ user: string, password: string }} credentials */
+  async #passwordLogin(frames, offered, { user, password }) {
+    const scram = SCRAM.find(([name]) => offered.includes(name));
+    if (!scram) {
+      if (!offered.includes('PLAIN')) throw new AuthError('not-allowed', 'this server offers no password login here');
+      this.#write(xml('auth', { xmlns: NS.sasl, mechanism: 'PLAIN' }, plainMessage(user, password)));
+      return frames.next();
+    }
+    const client = new ScramClient(scram[1], user, password);
+    this.#write(xml('auth', { xmlns: NS.sasl, mechanism: scram[0] }, client.first()));
+    const challenge = await frames.next();
+    if (challenge.name !== 'challenge') return challenge;
+    this.#write(xml('response', { xmlns: NS.sasl }, await client.final(challenge.text)));
+    const outcome = await frames.next();
+    if (outcome.name === 'success' && !client.verify(outcome.text)) throw new AuthError('not-authorized', 'the server could not prove it knows the password');
+    return outcome;
   }
 
   /** Hands a logged-in socket to the stanza dispatcher. @param {WebSocket} socket @param {FrameQueue} frames */

@@ -146,6 +146,7 @@ impl Harness {
             secure_domain: false,
             moderator: crate::auth::ModeratorPolicy::First,
             directory: false,
+            web_room: None,
         };
         let domains = std::sync::Arc::new(Domains::new("d.test"));
         let mut client = Client {

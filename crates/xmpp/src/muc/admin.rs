@@ -91,7 +91,7 @@ impl Room {
                         statuses: &[Status::Kicked],
                         actor: notice_actor,
                         reason: reason.as_deref(),
-                        destroy: false,
+                        destroy: None,
                     };
                     self.remove_occupant(index, &notice, out);
                 } else {
@@ -136,7 +136,7 @@ impl Room {
                     statuses: &[Status::Banned],
                     actor,
                     reason,
-                    destroy: false,
+                    destroy: None,
                 };
                 self.remove_occupant(index, &notice, out);
                 continue;

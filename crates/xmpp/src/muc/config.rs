@@ -84,10 +84,11 @@ impl Room {
         }
     }
 
-    /// Tells every occupant the room is gone and removes them; the caller drops the room.
-    pub(super) fn destroy(&mut self, out: &mut Vec<Delivery>) {
+    /// Tells every occupant the room is gone (for `reason`, if not empty) and removes them;
+    /// the caller drops the room.
+    pub(super) fn destroy(&mut self, reason: &str, out: &mut Vec<Delivery>) {
         let notice = Notice {
-            destroy: true,
+            destroy: Some(reason),
             ..Notice::default()
         };
         while !self.occupants.is_empty() {

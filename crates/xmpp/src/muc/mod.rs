@@ -9,7 +9,8 @@
 //!
 //! `roles`: affiliations and roles; `room`: occupants, presence broadcast, relayed messages
 //! and iq; `presence`: join, update, leave; `admin`: `muc#admin`; `config`: `muc#owner`;
-//! `disco`: disco#info of the service and of rooms.
+//! `disco`: disco#info of the service and of rooms; `services`: the Jitsi room-control
+//! services at hosts of their own (end meeting for all), which act on the MUC's rooms.
 
 mod admin;
 mod config;
@@ -17,11 +18,15 @@ mod disco;
 mod presence;
 mod roles;
 mod room;
+mod services;
+#[cfg(test)]
+mod services_tests;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use presence::reply_join_error;
 pub use roles::{Affiliation, Role};
+pub(crate) use services::add_services;
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -31,6 +36,7 @@ use minidom::Element;
 use rand::rngs::StdRng;
 
 use crate::component::{Component, DiscoIdentity, Fanout, Sender};
+use crate::router::Domains;
 use crate::stanza::{self, Delivery, StanzaError, iq_result_with, ns, reply_error};
 use room::Room;
 
@@ -49,14 +55,17 @@ pub struct Muc {
     limits: MucLimits,
     /// Draws each room's meeting id (production: a CSPRNG, since ids must not be guessable).
     rng: StdRng,
+    /// The MUC's host and the hosts of the room-control services it provides.
+    domains: Domains,
 }
 
 impl Muc {
-    pub fn new(limits: MucLimits, rng: StdRng) -> Self {
+    pub fn new(limits: MucLimits, rng: StdRng, domains: &Domains) -> Self {
         Self {
             rooms: HashMap::new(),
             limits,
             rng,
+            domains: domains.clone(),
         }
     }
 
@@ -103,7 +112,12 @@ impl Muc {
             (ns::MUC_OWNER, true) => {
                 let query = stanza::payload(&stanza).expect("namespace came from it");
                 if query.get_child("destroy", ns::MUC_OWNER).is_some() {
-                    room.destroy(out);
+                    let reason = query
+                        .get_child("destroy", ns::MUC_OWNER)
+                        .and_then(|d| d.get_child("reason", ns::MUC_OWNER))
+                        .map(Element::text)
+                        .unwrap_or_default();
+                    room.destroy(&reason, out);
                     self.rooms.remove(&room_jid);
                 } else {
                     room.configure(query, out);
@@ -133,6 +147,10 @@ impl Component for Muc {
         stanza: Element,
         out: &mut Vec<Delivery>,
     ) {
+        if to.domain().as_str() != self.domains.conference {
+            self.service(sender, to, stanza, out);
+            return;
+        }
         match stanza.name() {
             "presence" => self.presence(now, sender, to, stanza, out),
             "message" => self.message(sender.jid, to, stanza, out),

@@ -111,6 +111,7 @@ impl Muc {
             real: from.clone(),
             role: affiliation.default_role(),
             affiliation,
+            internal: trusted,
             presence: occupant_presence(stanza, sender.identity),
         };
         for other in &room.occupants {
@@ -149,7 +150,9 @@ impl Muc {
     }
 
     /// What stops a client from joining `room_jid` whatever the room says: the number of
-    /// rooms it is in, or a full room. Internal entities are exempt.
+    /// rooms it is in, or a full room (`muc_max_occupants`, counting clients only, as
+    /// Jitsi's `mod_muc_max_occupants` with the focus whitelisted). Internal entities are
+    /// exempt.
     fn limit_error(&self, room_jid: &BareJid, sender: Sender<'_>) -> Option<StanzaError> {
         if sender.is_internal() {
             return None;
@@ -162,7 +165,7 @@ impl Muc {
         let full = self
             .rooms
             .get(room_jid)
-            .is_some_and(|room| room.occupants.len() >= self.limits.max_occupants);
+            .is_some_and(|room| room.clients() >= self.limits.max_occupants);
         if joined >= self.limits.max_rooms_per_session {
             Some(StanzaError::PolicyViolation)
         } else if full {

@@ -30,6 +30,8 @@ pub(super) struct Occupant {
     pub(super) real: Jid,
     pub(super) role: Role,
     pub(super) affiliation: Affiliation,
+    /// An in-process entity (the focus): not counted against the room's size.
+    pub(super) internal: bool,
     /// The occupant's last presence as the others see it (see `presence::occupant_presence`).
     pub(super) presence: Element,
 }
@@ -52,7 +54,8 @@ pub(super) struct Notice<'a> {
     pub(super) statuses: &'a [Status],
     pub(super) actor: Option<&'a str>,
     pub(super) reason: Option<&'a str>,
-    pub(super) destroy: bool,
+    /// The room is destroyed, for this reason (empty: none given).
+    pub(super) destroy: Option<&'a str>,
 }
 
 impl Room {
@@ -87,6 +90,11 @@ impl Room {
             .map(Element::text)
             .unwrap_or_default();
         bool::from(given.as_bytes().ct_eq(password.as_bytes()))
+    }
+
+    /// Occupants that are clients (the focus is not).
+    pub(super) fn clients(&self) -> usize {
+        self.occupants.iter().filter(|o| !o.internal).count()
     }
 
     pub(super) fn occupant_jid(&self, occupant: &Occupant) -> String {
@@ -125,8 +133,16 @@ impl Room {
             );
         }
         let mut x = Element::builder("x", ns::MUC_USER).append(item.build());
-        if notice.destroy {
-            x = x.append(Element::bare("destroy", ns::MUC_USER));
+        if let Some(reason) = notice.destroy {
+            let mut destroy = Element::builder("destroy", ns::MUC_USER);
+            if !reason.is_empty() {
+                destroy = destroy.append(
+                    Element::builder("reason", ns::MUC_USER)
+                        .append(reason)
+                        .build(),
+                );
+            }
+            x = x.append(destroy.build());
         }
         for status in notice.statuses {
             x = x.append(status_element(*status));

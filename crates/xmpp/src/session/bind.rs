@@ -40,6 +40,7 @@ impl Session {
         };
         let identity = Identity {
             jid,
+            web_room: self.config.web_room.clone(),
             ..identity.clone()
         };
         out.push(Action::Bind(identity.clone()));

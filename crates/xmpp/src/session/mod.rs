@@ -108,6 +108,8 @@ pub struct SessionConfig {
     /// PLAIN logins without a local account are checked against the directory
     /// (`[auth.ldap]`); SCRAM is not offered then, as it cannot check a directory password.
     pub directory: bool,
+    /// The `?room=` of the WebSocket URL (see [`Identity::web_room`]).
+    pub web_room: Option<String>,
 }
 
 /// Token authentication of anonymous logins on the main domain (Prosody's `token`

@@ -22,6 +22,7 @@ fn config(burst: f64) -> SessionConfig {
         secure_domain: false,
         moderator: crate::auth::ModeratorPolicy::First,
         directory: false,
+        web_room: None,
     }
 }
 

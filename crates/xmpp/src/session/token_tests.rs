@@ -25,6 +25,7 @@ fn config(token: Option<&str>, token_auth: TokenAuth, moderator: ModeratorPolicy
         secure_domain: false,
         moderator,
         directory: false,
+        web_room: None,
     }
 }
 
