@@ -37,7 +37,7 @@ fn sign_in(config: &Config) -> anyhow::Result<convene_web::SignIn> {
     };
     Ok(convene_web::SignIn {
         secure: auth.secure_domain || (auth.token.enabled && !auth.token.allow_empty_token),
-        password: auth.secure_domain,
+        password: auth.secure_domain || auth.ldap.enabled,
         oidc,
     })
 }

@@ -412,9 +412,9 @@ impl Conn {
                     let answer = self.server.inner.accounts.answer(lookup).await;
                     self.session.answer(answer, &mut more);
                 }
-                Action::Authenticated { username } => self.tell_hub(Input::Authenticated {
+                Action::Authenticated(login) => self.tell_hub(Input::Authenticated {
                     conn: self.id,
-                    username,
+                    login,
                 }),
                 Action::AuthFailed { username } => self.tell_hub(Input::LoginFailed {
                     conn: self.id,

@@ -2,6 +2,7 @@
 //! the SASL exchanges.
 
 use convene_xmpp::auth::{Answer, Lookup};
+use convene_xmpp::ldap::{DirectoryError, DirectoryUser};
 use convene_xmpp::sasl::{Exchange, Mechanism, ScramCredentials, ScramHash, Step};
 use convene_xmpp::stanza::ns;
 use convene_xmpp::xml::{self, Limits, StreamEvent, StreamParser};
@@ -69,18 +70,32 @@ pub(crate) fn sasl(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let mechanism = MECHANISMS[usize::from(pick) % MECHANISMS.len()];
+    let mechanism = MECHANISMS[usize::from(pick & 0x7f) % MECHANISMS.len()];
+    // The high bit: PLAIN logins without a local account go to the directory.
+    let directory = pick & 0x80 != 0;
     let mut messages = rest.split(|&b| b == 0xff);
     let initial = messages.next().unwrap_or_default();
     convene_xmpp::sasl::claimed_username(mechanism, initial);
     let mut rng = StdRng::seed_from_u64(0);
-    let (mut exchange, mut step) = Exchange::start(mechanism, initial);
+    let (mut exchange, mut step) = Exchange::start(mechanism, initial, directory);
     loop {
         step = match step {
             Step::Lookup(Lookup::ScramCredentials { username, hash }) => exchange.answer(
                 Answer::ScramCredentials(credentials(&username, hash)),
                 &mut rng,
             ),
+            // The directory as LDAP answers: [`USER`] with [`PASSWORD`] binds, nobody else.
+            Step::Lookup(Lookup::Directory { username, password }) => {
+                let verdict = (username == USER && password.0 == PASSWORD)
+                    .then(|| DirectoryUser {
+                        dn: format!("uid={username},dc=example"),
+                        name: None,
+                        email: None,
+                        moderator: false,
+                    })
+                    .ok_or(DirectoryError::Refused("invalid credentials"));
+                exchange.answer(Answer::Directory(verdict), &mut rng)
+            }
             // Tokens are verified by the session, never asked for by a mechanism.
             Step::Lookup(Lookup::Token(_)) => return,
             // Clients may go on talking after the outcome: feed what is left.

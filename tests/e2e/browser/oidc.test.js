@@ -62,6 +62,8 @@ describe('OpenID Connect sign-in', { timeout: 180_000 }, () => {
   let providerServer;
   /** @type {Record<string, unknown> | undefined} what the next token answer's ID token gets changed to */
   let tamper;
+  /** The provider rotated its keys: it publishes a second one and signs with it. */
+  let rotated = false;
   /** @type {string} */
   let issuer;
 
@@ -69,6 +71,8 @@ describe('OpenID Connect sign-in', { timeout: 180_000 }, () => {
     requireIsolatedNetwork();
     const { privateKey } = await generateKeyPair('RS256', { extractable: true });
     const jwk = { ...(await exportJWK(privateKey)), kid: 'e2e-key', use: 'sig', alg: 'RS256' };
+    const next = await generateKeyPair('RS256', { extractable: true });
+    const nextJwk = { ...(await exportJWK(next.publicKey)), kid: 'e2e-key-2', use: 'sig', alg: 'RS256' };
     /** @type {((req: http.IncomingMessage, res: http.ServerResponse) => void) | undefined} */
     let handler;
     providerServer = http.createServer((req, res) => (handler ? handler(req, res) : res.writeHead(503).end()));
@@ -94,13 +98,16 @@ describe('OpenID Connect sign-in', { timeout: 180_000 }, () => {
         cookies: { keys: ['e2e cookie key'] },
       });
       // Refusals the provider will not produce: its own token answer, with the ID token's
-      // claims changed and signed again with its own key.
-      provider.use(async (ctx, next) => {
-        await next();
+      // claims changed and signed again with its own key. And a key rotation: a second key
+      // in its JWKS, the ID token signed with it.
+      provider.use(async (ctx, proceed) => {
+        await proceed();
         const body = /** @type {any} */ (ctx.body);
-        if (ctx.path === '/token' && tamper && body?.id_token) {
+        if (ctx.path === '/jwks' && rotated) body.keys.push(nextJwk);
+        if (ctx.path === '/token' && (tamper || rotated) && body?.id_token) {
           const claims = { ...decodeJwt(body.id_token), ...tamper };
-          body.id_token = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: jwk.kid }).sign(privateKey);
+          const [kid, key] = rotated ? [nextJwk.kid, next.privateKey] : [jwk.kid, privateKey];
+          body.id_token = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid }).sign(key);
         }
       });
       handler = provider.callback();
@@ -230,6 +237,19 @@ describe('OpenID Connect sign-in', { timeout: 180_000 }, () => {
       }
     });
   }
+
+  it('follows a key rotation: an ID token signed with a key new to the JWKS', async () => {
+    rotated = true;
+    try {
+      const page = await open(`${server.url}/standup6`);
+      await page.click('#signin-oidc');
+      await providerLogin(page, 'alice');
+      await waitFor(async () => (await own(page)).joined, 'alice in the meeting after the rotation');
+      await page.context().close();
+    } finally {
+      rotated = false;
+    }
+  });
 
   it('tells an expired token and a wrong password in plain words', async () => {
     const page = await open(`${server.url}/standup5`);

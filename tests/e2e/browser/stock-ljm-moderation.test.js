@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { launchChromium, requireIsolatedNetwork, startConvene, waitFor } from '../support/harness.js';
+import { endpointId, launchChromium, requireIsolatedNetwork, startConvene, waitFor } from '../support/harness.js';
 import { skipUnlessSet, startLjmPageServer, stockPath, stockReception } from '../support/stock.js';
 
 const ROOM = 'stock-moderation';
@@ -175,12 +175,34 @@ describe('room control with the stock lib-jitsi-meet', { skip: skipUnlessSet('LJ
       );
     }));
 
+  it('Convene’s own client: muted by the moderator, told so, unmutes itself from the keyboard', () =>
+    track(async () => {
+      // Convene's client has no password prompt yet: the moderator unlocks the room.
+      await run('Alice', 'return conference.lock("")');
+      const page = await (await browser.newContext()).newPage();
+      page.on('pageerror', (e) => console.log(`[Erin] page error: ${e.message}`));
+      await page.goto(`${server.url}/${ROOM}#config.prejoinConfig.enabled=false&userInfo.displayName="Erin"`);
+      people.Erin = { page, id: await waitFor(() => endpointId(page), 'Erin joining') };
+      await waitFor(async () => (await from('Carol', 'Erin')).audioEnergy > 0, 'Carol hearing Erin', MEDIA_TIMEOUT);
+      await run('Alice', 'conference.muteParticipant(arg, "audio")', people.Erin.id);
+      const banner = page.locator('#banner');
+      await waitFor(async () => /A moderator muted your microphone/.test((await banner.textContent()) ?? ''), 'Erin told she was muted');
+      assert.equal(await page.locator('#btn-mic').getAttribute('aria-label'), 'Turn on microphone');
+      const silent = await stopped('Carol', 'Erin');
+      assert.ok(silent.energy < 1e-4, `Erin heard while muted: ${silent.energy}`);
+      // Her own unmute (keyboard) asks the focus to let the bridge forward her again.
+      await page.locator('#btn-mic').focus();
+      await page.keyboard.press('Enter');
+      const start = await from('Carol', 'Erin');
+      await waitFor(async () => (await from('Carol', 'Erin')).audioEnergy > start.audioEnergy, 'Carol hearing Erin again', MEDIA_TIMEOUT);
+    }));
+
   it('ends the meeting for all when a moderator asks, not when a participant does', () =>
     track(async () => {
       assert.equal(await run('Carol', 'return conference.isEndConferenceSupported()'), true, 'end_conference announced');
       await run('Carol', 'conference.end()');
       await sleep(1500);
-      assert.deepEqual(await run('Alice', 'return stock.participants().sort()'), [people.Bob.id, people.Carol.id].sort());
+      assert.deepEqual(await run('Alice', 'return stock.participants().sort()'), [people.Bob.id, people.Carol.id, people.Erin.id].sort());
       await run('Bob', 'conference.end()');
       for (const name of ['Alice', 'Bob', 'Carol']) {
         await waitFor(async () => (await events(name)).some((/** @type {any} */ e) => e.type === 'failed' && e.error === 'conference.destroyed'), `${name} told the meeting ended`);

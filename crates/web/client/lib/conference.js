@@ -102,6 +102,8 @@ export class Conference extends Emitter {
   /** @type {{ audio: MediaStreamTrack | null, video: MediaStreamTrack | null }} */
   #tracks = { audio: null, video: null };
   #screenSharing = false;
+  /** What a moderator muted (the bridge drops it) and we have not unmuted since. @type {Set<'audio' | 'video'>} */
+  #forceMuted = new Set();
   /** The video codec we send (codecs.js `sendCodec`). */
   #sendCodec = 'vp8';
   /** Our e-mail, avatar URL and raised hand, published in presence. */
@@ -135,7 +137,9 @@ export class Conference extends Emitter {
     for (const [kind, ns] of /** @type {const} */ ([['audio', NS.muteAudio], ['video', NS.muteVideo]])) {
       this.xmpp.onIq(ns, (iq) => {
         if (iq.attr('from') !== this.#focusMucJid) throw new IqError('not-authorized');
-        if (iq.children[0]?.text === 'true') this.emit('muted-remotely', kind);
+        if (iq.children[0]?.text !== 'true') return undefined;
+        this.#forceMuted.add(kind);
+        this.emit('muted-remotely', kind);
         return undefined;
       });
     }
@@ -432,6 +436,13 @@ export class Conference extends Emitter {
    * @param {'audio' | 'video'} kind @param {MediaStreamTrack | null} track null = muted
    */
   async setTrack(kind, track) {
+    if (track && this.#forceMuted.delete(kind)) {
+      // The bridge stopped forwarding it: lib-jitsi-meet's unmute of our own occupant JID
+      // asks the focus to let it through again.
+      const ns = kind === 'audio' ? NS.muteAudio : NS.muteVideo;
+      const unmute = xml('iq', { type: 'set', to: this.#focusMucJid }, [xml('mute', { xmlns: ns, jid: this.ownJid }, 'false')]);
+      await this.xmpp.request(unmute).catch(() => undefined);
+    }
     this.#tracks[kind] = track;
     await this.session?.setTrack(kind, track);
     if (kind === 'video') this.bridge?.sendVideoType(`${this.endpointId}-v0`, track ? 'camera' : 'none');

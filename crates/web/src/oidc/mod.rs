@@ -28,9 +28,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -136,6 +136,9 @@ type Client = CoreClient<
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 /// Longest `state` and `code` accepted from the callback's query.
 const MAX_PARAM: usize = 4096;
+/// An ID token signed with a key the cached JWKS lacks makes discovery run again, at most
+/// this often (the provider rotated its keys).
+const MIN_REDISCOVERY: Duration = Duration::from_secs(30);
 
 /// The OIDC sign-in: configuration, the provider's client once discovered, pending logins.
 pub struct Oidc {
@@ -144,8 +147,15 @@ pub struct Oidc {
     redirect_url: Option<RedirectUrl>,
     http: reqwest::Client,
     minter: Arc<dyn Minter>,
-    provider: tokio::sync::Mutex<Option<(Instant, Arc<Client>)>>,
+    provider: tokio::sync::Mutex<Discovery>,
     pending: Mutex<PendingLogins>,
+}
+
+/// The provider's client as last discovered, and when discovery was last forced.
+#[derive(Default)]
+struct Discovery {
+    client: Option<(Instant, Arc<Client>)>,
+    forced: Option<Instant>,
 }
 
 impl Oidc {
@@ -178,7 +188,7 @@ impl Oidc {
             redirect_url,
             http,
             minter,
-            provider: tokio::sync::Mutex::new(None),
+            provider: tokio::sync::Mutex::new(Discovery::default()),
             pending: Mutex::new(pending),
         })
     }
@@ -190,13 +200,28 @@ impl Oidc {
     /// The provider's client, discovered on first use and again after `metadata_refresh_secs`
     /// (so rotated signing keys are picked up).
     async fn provider(&self) -> Result<Arc<Client>, String> {
-        let mut cached = self.provider.lock().await;
+        let mut cache = self.provider.lock().await;
         let fresh = Duration::from_secs(self.config.metadata_refresh_secs.max(1));
-        if let Some((at, client)) = cached.as_ref()
-            && at.elapsed() < fresh
-        {
-            return Ok(client.clone());
+        match &cache.client {
+            Some((at, client)) if at.elapsed() < fresh => Ok(client.clone()),
+            _ => self.discover(&mut cache).await,
         }
+    }
+
+    /// The provider's client discovered anew (an ID token named a key the JWKS lacked),
+    /// unless that was done less than [`MIN_REDISCOVERY`] ago.
+    async fn rediscovered(&self) -> Result<Arc<Client>, String> {
+        let mut cache = self.provider.lock().await;
+        match (&cache.client, cache.forced) {
+            (Some((_, client)), Some(at)) if at.elapsed() < MIN_REDISCOVERY => Ok(client.clone()),
+            _ => {
+                cache.forced = Some(Instant::now());
+                self.discover(&mut cache).await
+            }
+        }
+    }
+
+    async fn discover(&self, cache: &mut Discovery) -> Result<Arc<Client>, String> {
         let http = |request| send(self.http.clone(), request);
         let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &http)
             .await
@@ -214,7 +239,7 @@ impl Oidc {
             ClientId::new(self.config.client_id.clone()),
             secret,
         ));
-        *cached = Some((Instant::now(), client.clone()));
+        cache.client = Some((Instant::now(), client.clone()));
         Ok(client)
     }
 
@@ -373,9 +398,20 @@ async fn finish(oidc: &Oidc, login: PendingLogin, code: String) -> Result<String
         .await
         .map_err(|e| format!("the provider did not give a token: {}", chain(&e)))?;
     let id_token = response.id_token().ok_or("the provider sent no ID token")?;
-    id_token
-        .claims(&client.id_token_verifier(), &Nonce::new(login.nonce))
-        .map_err(|e| format!("the ID token is not valid: {}", chain(&e)))?;
+    let nonce = Nonce::new(login.nonce);
+    let mut verified = id_token
+        .claims(&client.id_token_verifier(), &nonce)
+        .map(drop);
+    if let Err(ClaimsVerificationError::SignatureVerification(
+        SignatureVerificationError::NoMatchingKey,
+    )) = verified
+    {
+        let client = oidc.rediscovered().await?;
+        verified = id_token
+            .claims(&client.id_token_verifier(), &nonce)
+            .map(drop);
+    }
+    verified.map_err(|e| format!("the ID token is not valid: {}", chain(&e)))?;
     let claims = payload(&id_token.to_string()).ok_or("the ID token's claims are unreadable")?;
     let user = claims::map_claims(&oidc.config, &claims);
     let lifetime = Duration::from_secs(oidc.config.token_lifetime_secs.max(1));

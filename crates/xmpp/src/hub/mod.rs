@@ -28,7 +28,7 @@ use metrics::Metrics;
 use crate::fanout::{Budgets, FanoutConfig};
 use crate::identity::Identity;
 use crate::router::{BindError, Delivery, Router};
-use crate::session::{Detached, Resumption, StreamError, Transport, may_resume};
+use crate::session::{Detached, Login, Resumption, StreamError, Transport, may_resume};
 use crate::throttle::{Throttle, ThrottleConfig};
 
 /// How long a resuming connection waits for the connection still holding its session to
@@ -77,7 +77,7 @@ pub enum Input {
     },
     Authenticated {
         conn: ConnId,
-        username: Option<String>,
+        login: Login,
     },
     /// Answered with [`ToSession::BindResult`].
     Bind {
@@ -174,7 +174,7 @@ struct Connection {
     transport: Transport,
     /// Counted among its address's unauthenticated connections.
     unauthenticated: bool,
-    username: Option<String>,
+    login: Login,
     jid: Option<Jid>,
     /// Resumption id of its resumable session.
     resumable: Option<String>,
@@ -261,12 +261,12 @@ impl Hub {
                 self.throttle.failed(conn, now);
                 self.admit_logins(now);
             }
-            Input::Authenticated { conn, username } => {
+            Input::Authenticated { conn, login } => {
                 self.throttle.succeeded(conn);
                 self.admit_logins(now);
                 self.uncount(conn);
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.username = username;
+                    c.login = login;
                 }
             }
             Input::Bind { conn, identity } => {
@@ -415,7 +415,7 @@ impl Hub {
                 peer,
                 transport,
                 unauthenticated: true,
-                username: None,
+                login: Login::default(),
                 jid: None,
                 resumable: None,
             },
@@ -455,7 +455,11 @@ impl Hub {
     }
 
     fn resume(&mut self, now: Instant, conn: ConnId, previd: String) {
-        let claimant = self.conns.get(&conn).and_then(|c| c.username.clone());
+        let claimant = self
+            .conns
+            .get(&conn)
+            .map(|c| c.login.clone())
+            .unwrap_or_default();
         if let Some(parked) = self.parked.get(&previd)
             && parked.detached.may_resume(&claimant)
         {
@@ -467,7 +471,7 @@ impl Hub {
         if let Some(holder) = holder
             && holder != conn
             && let Some(owner) = self.conns.get(&holder)
-            && may_resume(&owner.username, &claimant)
+            && may_resume(&owner.login, &claimant)
         {
             // The client noticed the drop before we did: make the old connection let go.
             self.attached.remove(&previd);

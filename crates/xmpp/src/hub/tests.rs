@@ -191,9 +191,7 @@ impl Harness {
             let mut more = Vec::new();
             match action {
                 Action::Send(element) => sent.push(String::from(&element)),
-                Action::Authenticated { username } => {
-                    self.run(Input::Authenticated { conn, username })
-                }
+                Action::Authenticated(login) => self.run(Input::Authenticated { conn, login }),
                 Action::Bind(identity) => {
                     self.run(Input::Bind { conn, identity });
                     let Some(ToSession::BindResult(result)) = self.take(conn).pop() else {
@@ -452,7 +450,7 @@ fn unauthenticated_connections_per_address_are_limited() {
     // Once one has logged in, there is room for another.
     t.run(Input::Authenticated {
         conn: ConnId(1),
-        username: None,
+        login: Default::default(),
     });
     assert_eq!(t.open(4), Ok(()));
     let metrics = t.hub.metrics_text();

@@ -13,7 +13,7 @@ use crate::stanza::{self, StanzaError, iq_result_with, ns};
 impl Session {
     /// A stanza before binding: a bind request, the legacy session element, or an error.
     pub(super) fn bind(&mut self, stanza: Element, out: &mut Vec<Action>) {
-        let Phase::Authenticated { identity, username } = &self.phase else {
+        let Phase::Authenticated { identity, login } = &self.phase else {
             self.reply_error(&stanza, StanzaError::NotAuthorized, out);
             return;
         };
@@ -45,7 +45,7 @@ impl Session {
         };
         out.push(Action::Bind(identity.clone()));
         self.phase = Phase::Binding {
-            username: username.clone(),
+            login: login.clone(),
             identity,
             request: stanza,
         };
@@ -54,7 +54,7 @@ impl Session {
     /// The hub's answer to [`Action::Bind`].
     pub fn bind_result(&mut self, result: Result<(), BindError>, out: &mut Vec<Action>) {
         let Phase::Binding {
-            username,
+            login,
             mut identity,
             request,
         } = std::mem::replace(&mut self.phase, Phase::Negotiating)
@@ -64,7 +64,7 @@ impl Session {
         if result.is_err() {
             // Back to before the request: the client may ask for another resource.
             identity.jid = identity.jid.to_bare().into();
-            self.phase = Phase::Authenticated { identity, username };
+            self.phase = Phase::Authenticated { identity, login };
             self.reply_error(&request, StanzaError::Conflict, out);
             return;
         }
@@ -79,6 +79,6 @@ impl Session {
         let mut reply = iq_result_with(&request, Some(answer));
         stanza::remove_attr(&mut reply, "from");
         out.push(Action::Send(reply));
-        self.phase = Phase::Bound { username, jid };
+        self.phase = Phase::Bound { login, jid };
     }
 }

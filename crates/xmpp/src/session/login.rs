@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use jid::Jid;
 use minidom::Element;
 
-use super::{Action, Phase, Session, StreamError, TokenAuth, anonymous_node};
+use super::{Action, Login, Phase, Session, StreamError, TokenAuth, anonymous_node};
 use crate::auth::{self, Answer, Lookup};
 use crate::ldap::DirectoryUser;
 use crate::sasl::{self, Exchange, Mechanism, Step};
@@ -170,17 +170,19 @@ impl Session {
         out.push(Action::Send(
             Element::builder("success", ns::SASL).append(text).build(),
         ));
-        out.push(Action::Authenticated {
-            username: username.clone(),
-        });
+        let login = Login {
+            username,
+            token: matches!(vouched, Vouched::Token(_)),
+        };
+        out.push(Action::Authenticated(login.clone()));
         out.push(Action::Restart);
         let policy = self.config.moderator;
         let identity = match vouched {
             Vouched::Token(grant) => auth::token_identity(bare, grant, policy),
             Vouched::Directory(user) => auth::directory_identity(bare, user, policy),
-            Vouched::Sasl => auth::sasl_identity(bare, username.as_deref(), policy),
+            Vouched::Sasl => auth::sasl_identity(bare, login.username.as_deref(), policy),
         };
-        self.phase = Phase::Authenticated { identity, username };
+        self.phase = Phase::Authenticated { identity, login };
     }
 }
 

@@ -22,7 +22,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 pub use login::decode_sasl;
-pub use sm::{ACK_EVERY, Detached, Resumption, StreamManagement, may_resume};
+pub use sm::{ACK_EVERY, Detached, Login, Resumption, StreamManagement, may_resume};
 pub use stream_error::StreamError;
 
 use crate::auth::{Lookup, ModeratorPolicy};
@@ -63,10 +63,8 @@ pub enum Action {
     Restart,
     /// The SASL exchange needs to know something: answer with [`Session::answer`].
     Lookup(Lookup),
-    /// SASL succeeded as `username` (`None`: anonymous).
-    Authenticated {
-        username: Option<String>,
-    },
+    /// SASL succeeded.
+    Authenticated(Login),
     /// The client asks to bind `identity.jid`: answer with [`Session::bind_result`].
     Bind(Identity),
     /// Route a stanza from the bound JID (its `from` is stamped by the router).
@@ -132,17 +130,17 @@ enum Phase {
     Negotiating,
     /// Authenticated (`identity.jid` is the bare JID), before binding.
     Authenticated {
-        username: Option<String>,
+        login: Login,
         identity: Identity,
     },
     /// A bind request is with the hub; `identity.jid` is the full JID asked for.
     Binding {
-        username: Option<String>,
+        login: Login,
         identity: Identity,
         request: Element,
     },
     Bound {
-        username: Option<String>,
+        login: Login,
         jid: Jid,
     },
 }
@@ -208,11 +206,11 @@ impl Session {
         self.rate_limited
     }
 
-    pub fn username(&self) -> Option<&Option<String>> {
+    pub fn login(&self) -> Option<&Login> {
         match &self.phase {
-            Phase::Authenticated { username, .. }
-            | Phase::Binding { username, .. }
-            | Phase::Bound { username, .. } => Some(username),
+            Phase::Authenticated { login, .. }
+            | Phase::Binding { login, .. }
+            | Phase::Bound { login, .. } => Some(login),
             Phase::Negotiating => None,
         }
     }

@@ -34,11 +34,20 @@ impl StreamManagement {
     }
 }
 
+/// Who signed in on a stream, as far as resumption cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Login {
+    /// The account (`None`: anonymous, token users included).
+    pub username: Option<String>,
+    /// A Jitsi token vouched for the login, verified at that login.
+    pub token: bool,
+}
+
 /// A session whose connection dropped with stream management on, awaiting resumption.
 #[derive(Debug)]
 pub struct Detached {
     pub jid: Jid,
-    username: Option<String>,
+    login: Login,
     sm: StreamManagement,
 }
 
@@ -48,16 +57,19 @@ impl Detached {
         &self.sm.id
     }
 
-    /// Whether `username` (`None`: anonymous) may take this session over.
-    pub fn may_resume(&self, username: &Option<String>) -> bool {
-        may_resume(&self.username, username)
+    /// Whether `claimant` may take this session over.
+    pub fn may_resume(&self, claimant: &Login) -> bool {
+        may_resume(&self.login, claimant)
     }
 }
 
-/// Whether a login as `claimant` may resume a session of `owner` (`None`: anonymous).
-/// Anonymous sessions have no account to match: the unguessable resumption id is the proof.
-pub fn may_resume(owner: &Option<String>, claimant: &Option<String>) -> bool {
-    owner.is_none() || owner == claimant
+/// Whether `claimant` may resume a session `owner` signed in. Anonymous sessions have no
+/// account to match: the unguessable resumption id is the proof. A token session resumes
+/// only on a login with a token, verified at that login: an expired token (which the
+/// login refuses) cannot carry the session on, nor can a guest login that learnt its id.
+pub fn may_resume(owner: &Login, claimant: &Login) -> bool {
+    let account = owner.username.is_none() || owner.username == claimant.username;
+    account && (!owner.token || claimant.token)
 }
 
 /// What a resuming connection takes over: the detached session and the stanzas routed to
@@ -158,12 +170,12 @@ impl Session {
     /// The connection dropped without a closing handshake: hand over the bound session and
     /// its stream management state for resumption (`None` if there is nothing to resume).
     pub fn detach(&mut self) -> Option<Detached> {
-        let Phase::Bound { username, jid } = std::mem::replace(&mut self.phase, Phase::Negotiating)
+        let Phase::Bound { login, jid } = std::mem::replace(&mut self.phase, Phase::Negotiating)
         else {
             return None;
         };
         let sm = self.sm.take()?;
-        Some(Detached { jid, username, sm })
+        Some(Detached { jid, login, sm })
     }
 
     /// Takes over a detached session after `<resume h/>`: resends what the client has not
@@ -183,7 +195,7 @@ impl Session {
             out.push(Action::Send(stanza.clone()));
         }
         self.phase = Phase::Bound {
-            username: detached.username,
+            login: detached.login,
             jid: detached.jid,
         };
         self.sm = Some(detached.sm);

@@ -137,7 +137,7 @@ fn unacknowledged_stanzas_are_resent_once_on_resumption() {
     );
     let detached = session.detach().expect("resumable");
     assert_eq!(detached.jid, jid);
-    assert!(detached.may_resume(&None));
+    assert!(detached.may_resume(&Login::default()));
 
     let mut fresh = Session::new(
         config(100.0),

@@ -114,6 +114,14 @@ fn a_good_token_binds_its_user_its_rooms_and_per_policy_the_moderator_right() {
         let mut out = Vec::new();
         session.answer(Answer::Token(Ok(grant(claim))), &mut out);
         assert!(sent(&out)[0].starts_with("<success"), "{:?}", sent(&out));
+        // The hub learns that a token vouched for this login (for resumption).
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::Authenticated(Login {
+                username: None,
+                token: true
+            })
+        )));
         let identity = bind(&mut session);
         assert_eq!(identity.kind, IdentityKind::Token);
         assert_eq!(identity.moderator, moderator, "{policy:?} claim={claim}");
@@ -237,4 +245,25 @@ fn a_secure_domain_offers_anonymous_logins_only_to_guests_and_token_users() {
             );
         }
     }
+}
+
+#[test]
+fn a_token_session_resumes_only_on_a_login_with_a_token() {
+    let token = Login {
+        username: None,
+        token: true,
+    };
+    let guest = Login::default();
+    let alice = Login {
+        username: Some("alice".into()),
+        token: false,
+    };
+    // The new login's token was verified at that login: an expired one never gets here.
+    assert!(may_resume(&token, &token));
+    // A guest (allow_empty_token, or guest.D) that learnt the resumption id cannot carry a
+    // token session on past its token.
+    assert!(!may_resume(&token, &guest));
+    assert!(!may_resume(&token, &alice));
+    assert!(may_resume(&guest, &token) && may_resume(&guest, &guest));
+    assert!(may_resume(&alice, &alice) && !may_resume(&alice, &guest));
 }

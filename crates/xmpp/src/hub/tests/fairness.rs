@@ -64,7 +64,10 @@ fn parallel_guessers_get_a_handful_of_guesses_while_the_real_user_goes_on_at_onc
     assert!(admitted(&mut t, ConnId(100)));
     t.run(Input::Authenticated {
         conn: ConnId(100),
-        username: Some("alice".into()),
+        login: crate::session::Login {
+            username: Some("alice".into()),
+            token: false,
+        },
     });
     // A guesser that goes away frees its turn for the next.
     for n in 0..60 {
