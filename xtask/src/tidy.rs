@@ -400,7 +400,8 @@ fn production_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .map(|(index, line)| (index + 1, line.split("//").next().unwrap()))
 }
 
-/// The module files declared as `#[cfg(test)] mod name;`, and everything below them.
+/// The module files declared as `#[cfg(test)] mod name;` (or `pub(crate) mod`), and everything
+/// below them.
 fn test_only_files(files: &[PathBuf]) -> BTreeSet<PathBuf> {
     let mut test_dirs_and_files = Vec::new();
     for file in files {
@@ -412,6 +413,8 @@ fn test_only_files(files: &[PathBuf]) -> BTreeSet<PathBuf> {
             }
             let Some(name) = lines
                 .next()
+                // A test module may be visible to the crate's other tests.
+                .map(|next| next.strip_prefix("pub(crate) ").unwrap_or(next))
                 .and_then(|next| next.strip_prefix("mod "))
                 .and_then(|rest| rest.strip_suffix(';'))
             else {

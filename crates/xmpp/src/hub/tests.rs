@@ -136,17 +136,9 @@ impl Harness {
         let config = SessionConfig {
             transport: Transport::Tcp,
             loopback: true,
-            tls_available: false,
             stanzas_per_second: 100.0,
-            stanza_burst: 100.0,
-            max_unacked: 100,
             resume_timeout: TIMEOUT,
-            token: None,
-            token_auth: crate::session::TokenAuth::Off,
-            secure_domain: false,
-            moderator: crate::auth::ModeratorPolicy::First,
-            directory: false,
-            web_room: None,
+            ..crate::session::tests::config(100.0)
         };
         let domains = std::sync::Arc::new(Domains::new("d.test"));
         let mut client = Client {

@@ -10,7 +10,7 @@ mod login;
 mod sm;
 mod stream_error;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod token_tests;
 

@@ -8,7 +8,8 @@ use super::*;
 use crate::identity::IdentityKind;
 use crate::xml::test_element as xml;
 
-fn config(burst: f64) -> SessionConfig {
+/// A WebSocket session's settings at 1 stanza/s with `burst`; other tests override fields.
+pub(crate) fn config(burst: f64) -> SessionConfig {
     SessionConfig {
         transport: Transport::WebSocket,
         loopback: false,

@@ -1,7 +1,7 @@
 //! Token logins on their own: an anonymous login on the main domain asks the shell to
 //! verify the connection's token, and binds with what the token grants.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::SeedableRng;
 
@@ -13,19 +13,11 @@ use crate::xml::test_element as xml;
 
 fn config(token: Option<&str>, token_auth: TokenAuth, moderator: ModeratorPolicy) -> SessionConfig {
     SessionConfig {
-        transport: Transport::WebSocket,
-        loopback: false,
-        tls_available: false,
         stanzas_per_second: 10.0,
-        stanza_burst: 100.0,
-        max_unacked: 100,
-        resume_timeout: Duration::from_secs(60),
         token: token.map(|t| BearerToken(t.into())),
         token_auth,
-        secure_domain: false,
         moderator,
-        directory: false,
-        web_room: None,
+        ..super::tests::config(100.0)
     }
 }
 
